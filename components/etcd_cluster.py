@@ -1,0 +1,93 @@
+"""EtcdCluster: one etcd member per host, bootstrapped statically, behind a health gate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import local
+
+from components.host_commands import LocalHostCommands
+
+
+@dataclass(frozen=True)
+class EtcdMemberSpec:
+    name: str
+    address: str
+    netns: str
+    host_dir: str
+
+
+@dataclass(frozen=True)
+class EtcdClusterArgs:
+    members: tuple[EtcdMemberSpec, ...]
+    token: str
+    client_port: int
+    peer_port: int
+    bridge: str
+    commands: LocalHostCommands
+    host_ready: dict[str, pulumi.Resource]
+    health_timeout: float = 60
+
+
+class EtcdCluster(pulumi.ComponentResource):
+    """A static etcd cluster with the v2 API on, as Docker's libkv needs."""
+
+    members: dict[str, local.Command]
+    """Per host name, the command that runs that host's member."""
+    healthy: local.Command
+    """Gate: completes only when every member is healthy, in one cluster, v2 API on."""
+    endpoints: pulumi.Output[list[str]]
+    """Client URLs, one per member."""
+    initial_cluster: pulumi.Output[str]
+    """The --initial-cluster every member was started with."""
+
+    def __init__(
+        self, name: str, args: EtcdClusterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("overlay-etcd:etcd:EtcdCluster", name, None, opts)
+        cmd = args.commands
+        initial = ",".join(f"{m.name}=http://{m.address}:{args.peer_port}" for m in args.members)
+        endpoints = [f"http://{m.address}:{args.client_port}" for m in args.members]
+        # Members start independently and in parallel: a static cluster only gets a quorum
+        # once enough of them run, so no member may wait for its own health.
+        self.members = {
+            m.name: cmd.command(
+                f"{name}-{m.name}",
+                [
+                    "etcd-up",
+                    "--netns",
+                    m.netns,
+                    "--name",
+                    m.name,
+                    "--address",
+                    m.address,
+                    "--client-port",
+                    str(args.client_port),
+                    "--peer-port",
+                    str(args.peer_port),
+                    "--token",
+                    args.token,
+                    "--initial-cluster",
+                    initial,
+                    "--host-dir",
+                    m.host_dir,
+                    "--bridge",
+                    args.bridge,
+                ],
+                ["etcd-down", "--name", m.name, "--host-dir", m.host_dir],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[args.host_ready[m.name]]),
+            )
+            for m in args.members
+        }
+        health = ["etcd-health", "--bridge", args.bridge, "--timeout", str(args.health_timeout)]
+        for m, e in zip(args.members, endpoints, strict=True):
+            health += ["--endpoint", e, "--name", m.name]
+        self.healthy = cmd.command(
+            f"{name}-healthy",
+            health,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.members.values())),
+        )
+        self.endpoints = pulumi.Output.from_input(endpoints)
+        self.initial_cluster = pulumi.Output.from_input(initial)
+        self.register_outputs({"endpoints": self.endpoints, "initialCluster": self.initial_cluster})

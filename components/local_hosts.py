@@ -1,0 +1,81 @@
+"""LocalHosts: the lab's "machines" on one Linux box, each a network namespace on one bridge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import local
+
+from components.host_commands import LocalHostCommands
+
+
+@dataclass(frozen=True)
+class LocalHostSpec:
+    name: str
+    address: str
+    netns: str
+    veth: str
+
+
+@dataclass(frozen=True)
+class LocalHostsArgs:
+    bridge: str
+    bridge_address: str
+    prefixlen: int
+    hosts: tuple[LocalHostSpec, ...]
+    commands: LocalHostCommands
+
+
+class LocalHosts(pulumi.ComponentResource):
+    """A bridge in the root namespace and one namespace per host, joined by veth pairs."""
+
+    preflight: local.Command
+    """Checks root, tools and versions before anything is created."""
+    bridge: local.Command
+    """The lab's L2 segment; holds an address so lab traffic is routed through it."""
+    hosts: dict[str, local.Command]
+    """Per host name: its namespace, veth and address."""
+    namespaces: pulumi.Output[dict[str, str]]
+    """Per host name, the network namespace that is that host."""
+
+    def __init__(
+        self, name: str, args: LocalHostsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("overlay-etcd:hosts:LocalHosts", name, None, opts)
+        cmd = args.commands
+        self.preflight = cmd.command(
+            f"{name}-preflight", ["preflight"], opts=pulumi.ResourceOptions(parent=self)
+        )
+        self.bridge = cmd.command(
+            f"{name}-bridge",
+            ["bridge-up", "--bridge", args.bridge, "--address", args.bridge_address,
+             "--prefixlen", str(args.prefixlen)],
+            ["bridge-down", "--bridge", args.bridge],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
+        )  # fmt: skip
+        self.hosts = {
+            h.name: cmd.command(
+                f"{name}-{h.name}",
+                [
+                    "host-up",
+                    "--netns",
+                    h.netns,
+                    "--hostname",
+                    h.name,
+                    "--veth",
+                    h.veth,
+                    "--address",
+                    h.address,
+                    "--prefixlen",
+                    str(args.prefixlen),
+                    "--bridge",
+                    args.bridge,
+                ],
+                ["host-down", "--netns", h.netns, "--veth", h.veth],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.bridge]),
+            )
+            for h in args.hosts
+        }
+        self.namespaces = pulumi.Output.from_input({h.name: h.netns for h in args.hosts})
+        self.register_outputs({"namespaces": self.namespaces, "bridge": args.bridge})

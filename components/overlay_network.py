@@ -1,0 +1,48 @@
+"""OverlayNetwork: the global overlay, created once through one daemon, seen by all via etcd."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+
+@dataclass(frozen=True)
+class OverlayNetworkArgs:
+    name: str
+    subnet: str
+    gateway: str
+    mtu: int | None
+    provider: docker.Provider
+    engines_joined: Sequence[pulumi.Resource]
+
+
+class OverlayNetwork(pulumi.ComponentResource):
+    """A Docker overlay network with the configured IPAM."""
+
+    network: docker.Network
+    """The network, managed through the first host's daemon."""
+    network_id: pulumi.Output[str]
+    """Docker's id of the network; every daemon reports the same one."""
+
+    def __init__(
+        self, name: str, args: OverlayNetworkArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("overlay-etcd:network:OverlayNetwork", name, None, opts)
+        options = {"com.docker.network.driver.mtu": str(args.mtu)} if args.mtu else None
+        # Created through one daemon only; the others learn it from etcd. Waiting for every
+        # daemon to join the store first means none of them misses the network or its keys.
+        self.network = docker.Network(
+            f"{name}-network",
+            name=args.name,
+            driver="overlay",
+            ipam_configs=[docker.NetworkIpamConfigArgs(subnet=args.subnet, gateway=args.gateway)],
+            options=options,
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.provider, depends_on=list(args.engines_joined)
+            ),
+        )
+        self.network_id = self.network.id
+        self.register_outputs({"networkId": self.network_id})

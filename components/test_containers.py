@@ -1,0 +1,95 @@
+"""TestContainers: the busybox image on each host and the seed's containers on the overlay."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+from pulumi_command import local
+
+from components.host_commands import LocalHostCommands
+
+#: The seed's container command: a shell that lives forever and ignores nothing.
+KEEPALIVE = ["sh", "-c", "while true; do sleep 3600; done"]
+
+
+@dataclass(frozen=True)
+class ImageHost:
+    hostname: str
+    socket: str
+    provider: docker.Provider
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    host: str
+
+
+@dataclass(frozen=True)
+class TestContainersArgs:
+    image: str
+    image_source: str  # "import" (from busybox-static, no registry) or "pull"
+    hosts: tuple[ImageHost, ...]
+    containers: tuple[ContainerSpec, ...]
+    network: docker.Network
+    commands: LocalHostCommands
+
+
+class TestContainers(pulumi.ComponentResource):
+    """One image per host, one container per configured placement, all on the overlay."""
+
+    __test__ = False  # not a pytest class
+
+    image_imports: dict[str, local.Command]
+    """Per host: imports the image from busybox-static (only with image source 'import')."""
+    images: dict[str, docker.RemoteImage]
+    """Per host: the image as the Docker provider sees it."""
+    containers: dict[str, docker.Container]
+    """Per container name: the container."""
+
+    def __init__(
+        self, name: str, args: TestContainersArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("overlay-etcd:containers:TestContainers", name, None, opts)
+        self.image_imports = {}
+        self.images = {}
+        for h in args.hosts:
+            deps: list[pulumi.Resource] = []
+            if args.image_source == "import":
+                # No registry is reachable from the lab: build the image from the host's own
+                # busybox-static, so the RemoteImage below finds it locally and never pulls.
+                imp = args.commands.command(
+                    f"{name}-{h.hostname}-import",
+                    ["image-import", "--hostname", h.hostname, "--socket", h.socket,
+                     "--image", args.image],
+                    ["image-remove", "--hostname", h.hostname, "--socket", h.socket,
+                     "--image", args.image],
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[h.provider]),
+                )  # fmt: skip
+                self.image_imports[h.hostname] = imp
+                deps.append(imp)
+            self.images[h.hostname] = docker.RemoteImage(
+                f"{name}-{h.hostname}-image",
+                name=args.image,
+                keep_locally=True,
+                opts=pulumi.ResourceOptions(parent=self, provider=h.provider, depends_on=deps),
+            )
+        providers = {h.hostname: h.provider for h in args.hosts}
+        self.containers = {
+            c.name: docker.Container(
+                f"{name}-{c.name}",
+                name=c.name,
+                hostname=c.name,
+                image=self.images[c.host].image_id,
+                command=KEEPALIVE,
+                networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network.name)],
+                must_run=True,
+                opts=pulumi.ResourceOptions(
+                    parent=self, provider=providers[c.host], depends_on=[args.network]
+                ),
+            )
+            for c in args.containers
+        }
+        self.register_outputs({"containers": {n: c.id for n, c in self.containers.items()}})

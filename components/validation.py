@@ -1,0 +1,47 @@
+"""Validation: the post-deploy step that runs the validator last and fails ``up`` if it fails."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi_command import local
+
+from components.host_commands import LocalHostCommands
+
+
+@dataclass(frozen=True)
+class ValidationArgs:
+    spec: dict[str, Any]
+    after: Sequence[pulumi.Resource]
+    triggers: Sequence[pulumi.Input[Any]]
+    commands: LocalHostCommands
+    timeout: float = 60
+
+
+class Validation(pulumi.ComponentResource):
+    """Runs ``python -m overlaylab.validate`` on the stack's spec."""
+
+    run: local.Command
+    """The validator run; its stdout is the report."""
+    report: pulumi.Output[str]
+    """The validator's summary."""
+
+    def __init__(
+        self, name: str, args: ValidationArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("overlay-etcd:validation:Validation", name, None, opts)
+        # Triggers on the ids of what it checks: any replaced container or network re-validates.
+        self.run = args.commands.command(
+            f"{name}-run",
+            ["--spec-json", json.dumps(args.spec, sort_keys=True),
+             "--timeout", str(args.timeout)],
+            module="overlaylab.validate",
+            triggers=args.triggers,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)),
+        )  # fmt: skip
+        self.report = self.run.stdout
+        self.register_outputs({"report": self.report})

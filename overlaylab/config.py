@@ -1,0 +1,316 @@
+"""The lab's configuration as plain, validated values.
+
+Everything Pulumi-specific stays out of here: the program turns a stack's config into a raw
+mapping, :func:`parse` turns that into a :class:`LabConfig` or raises :class:`ConfigError`
+with one line saying what is wrong and how to fix it. Nothing is created before this passes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from overlaylab.errors import ConfigError
+
+#: Config keys, under the project's namespace (``overlay-etcd:<key>``).
+KEYS = ("lab", "hosts", "etcd", "docker", "network", "containers", "image")
+
+_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_CONTAINER = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_LAB_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
+_IFNAME_MAX = 15  # IFNAMSIZ - 1
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+
+    def netns(self, lab_id: str) -> str:
+        return f"{lab_id}-{self.name}"
+
+    def veth(self, lab_id: str) -> str:
+        # Interface names are limited to 15 bytes; a digest keeps them short and unique per lab.
+        return "ov" + hashlib.sha1(f"{lab_id}/{self.name}".encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    host: str
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    lab_id: str
+    transport: str
+    segment: ipaddress.IPv4Network
+    bridge: str
+    bridge_address: str
+    state_dir: str
+    hosts: tuple[Host, ...]
+    etcd_token: str
+    etcd_client_port: int
+    etcd_peer_port: int
+    advertise_port: int
+    network_name: str
+    subnet: ipaddress.IPv4Network
+    gateway: str
+    mtu: int | None
+    containers: tuple[Container, ...]
+    image: str
+    image_source: str
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def prefixlen(self) -> int:
+        return self.segment.prefixlen
+
+    def host(self, name: str) -> Host:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+    def host_dir(self, host: Host) -> str:
+        return f"{self.state_dir}/{self.lab_id}/{host.name}"
+
+    def docker_socket(self, host: Host) -> str:
+        return f"{self.host_dir(host)}/docker.sock"
+
+    def client_url(self, host: Host) -> str:
+        return f"http://{host.address}:{self.etcd_client_port}"
+
+    def peer_url(self, host: Host) -> str:
+        return f"http://{host.address}:{self.etcd_peer_port}"
+
+    def initial_cluster(self) -> str:
+        return ",".join(f"{h.name}={self.peer_url(h)}" for h in self.hosts)
+
+    def advertise(self, host: Host) -> str:
+        return f"{host.address}:{self.advertise_port}"
+
+    def cluster_store(self, host: Host) -> str:
+        # Each daemon talks to the etcd member on its own host, as in the seed.
+        return f"etcd://{host.address}:{self.etcd_client_port}"
+
+
+def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConfig:
+    """Validate a stack's raw config (keys of :data:`KEYS`) and return the lab's plain values."""
+    where = f"in {stack_file}"
+    lab = _mapping(raw.get("lab") or {}, "lab", where)
+    etcd = _mapping(raw.get("etcd") or {}, "etcd", where)
+    docker = _mapping(raw.get("docker") or {}, "docker", where)
+    network = _mapping(raw.get("network") or {}, "network", where)
+    image = _mapping(raw.get("image") or {}, "image", where)
+
+    lab_id = str(lab.get("id", "seed"))
+    if not _LAB_ID.match(lab_id):
+        raise ConfigError(
+            f"lab.id {lab_id!r} is invalid: use 1-16 lowercase letters, digits or '-' ({where})"
+        )
+    transport = str(lab.get("transport", "local"))
+    if transport != "local":
+        raise ConfigError(
+            f"lab.transport {transport!r} is not supported yet: use 'local' ({where})"
+        )
+    segment = _network(lab.get("segment", "192.168.205.0/24"), "lab.segment", where)
+
+    hosts_raw = raw.get("hosts")
+    if not isinstance(hosts_raw, Sequence) or isinstance(hosts_raw, str) or not hosts_raw:
+        raise ConfigError(
+            f"hosts is empty: list at least one host as {{name, address}} under hosts ({where})"
+        )
+    hosts: list[Host] = []
+    for i, item in enumerate(hosts_raw):
+        h = _mapping(item, f"hosts[{i}]", where)
+        name = str(h.get("name", ""))
+        if not _HOSTNAME.match(name):
+            raise ConfigError(
+                f"hosts[{i}].name {name!r} is not a valid hostname: use lowercase letters, "
+                f"digits and '-' ({where})"
+            )
+        addr = _address(h.get("address"), f"hosts[{i}].address", where)
+        if addr not in segment or addr in (segment.network_address, segment.broadcast_address):
+            raise ConfigError(
+                f"hosts[{i}].address {addr} is not a usable address of lab.segment {segment}: "
+                f"pick one inside it ({where})"
+            )
+        hosts.append(Host(name, str(addr)))
+    _unique([h.name for h in hosts], "host name", "hosts[].name", where)
+    _unique([h.address for h in hosts], "host address", "hosts[].address", where)
+
+    bridge_address = _address(
+        lab.get("bridgeAddress", str(next(segment.hosts()))), "lab.bridgeAddress", where
+    )
+    if bridge_address not in segment:
+        raise ConfigError(
+            f"lab.bridgeAddress {bridge_address} is outside lab.segment {segment}: the lab's "
+            f"bridge needs an address in the hosts' segment ({where})"
+        )
+    if str(bridge_address) in {h.address for h in hosts}:
+        raise ConfigError(
+            f"lab.bridgeAddress {bridge_address} is also a host's address: give the bridge "
+            f"its own address ({where})"
+        )
+    bridge = str(lab.get("bridge", f"ovbr-{lab_id}"))
+    if len(bridge) > _IFNAME_MAX or not re.match(r"^[a-zA-Z0-9_.-]+$", bridge):
+        raise ConfigError(
+            f"lab.bridge {bridge!r} is not a valid interface name (at most 15 letters, digits, "
+            f"'-', '_' or '.') ({where})"
+        )
+    state_dir = str(lab.get("stateDir", "/var/lib/overlaylab"))
+    if not state_dir.startswith("/") or len(state_dir) > 40:
+        raise ConfigError(
+            f"lab.stateDir {state_dir!r} must be an absolute path of at most 40 characters "
+            f"(sockets below it have a 108-byte limit) ({where})"
+        )
+
+    token = str(etcd.get("clusterToken", "etcd-cluster"))
+    client_port = _port(etcd.get("clientPort", 2379), "etcd.clientPort", where)
+    peer_port = _port(etcd.get("peerPort", 2380), "etcd.peerPort", where)
+    if client_port == peer_port:
+        raise ConfigError(f"etcd.clientPort and etcd.peerPort are both {client_port} ({where})")
+    advertise_port = _port(docker.get("advertisePort", 2375), "docker.advertisePort", where)
+
+    net_name = str(network.get("name", "demo"))
+    if not _CONTAINER.match(net_name):
+        raise ConfigError(f"network.name {net_name!r} is not a valid Docker network name ({where})")
+    subnet = _network(network.get("subnet", "10.0.0.0/24"), "network.subnet", where)
+    if subnet.prefixlen > 29:
+        raise ConfigError(
+            f"network.subnet {subnet} is too small for a gateway and containers: use /29 or "
+            f"larger ({where})"
+        )
+    gateway = _address(network.get("gateway", str(next(subnet.hosts()))), "network.gateway", where)
+    if gateway not in subnet or gateway in (subnet.network_address, subnet.broadcast_address):
+        raise ConfigError(
+            f"network.gateway {gateway} is outside network.subnet {subnet}: pick a usable "
+            f"address inside it, e.g. {next(subnet.hosts())} ({where})"
+        )
+    if subnet.overlaps(segment):
+        raise ConfigError(
+            f"network.subnet {subnet} overlaps the hosts' segment lab.segment {segment}: "
+            f"the overlay must use its own range ({where})"
+        )
+    mtu_raw = network.get("mtu")
+    mtu: int | None = None
+    if mtu_raw is not None:
+        mtu = _int(mtu_raw, "network.mtu", where)
+        if not 576 <= mtu <= 9000:
+            raise ConfigError(f"network.mtu {mtu} must be between 576 and 9000 ({where})")
+
+    containers: list[Container] = []
+    for i, item in enumerate(raw.get("containers") or []):
+        c = _mapping(item, f"containers[{i}]", where)
+        name = str(c.get("name", ""))
+        if not _CONTAINER.match(name):
+            raise ConfigError(f"containers[{i}].name {name!r} is not a valid name ({where})")
+        on = str(c.get("host", ""))
+        if on not in {h.name for h in hosts}:
+            raise ConfigError(
+                f"containers[{i}] {name!r} is placed on unknown host {on!r}: use one of "
+                f"{', '.join(h.name for h in hosts)} ({where})"
+            )
+        containers.append(Container(name, on))
+    _unique(
+        [c.name for c in containers],
+        "container name",
+        "containers[].name (a name is unique across the whole overlay)",
+        where,
+    )
+
+    image_name = str(image.get("name", "busybox:latest"))
+    image_source = str(image.get("source", "import"))
+    if image_source not in ("import", "pull"):
+        raise ConfigError(f"image.source {image_source!r} must be 'import' or 'pull' ({where})")
+
+    warnings: list[str] = []
+    if len(hosts) == 2:
+        warnings.append(
+            "a 2-member etcd cluster tolerates no member failure (quorum is 2 of 2); "
+            "use 3 hosts to tolerate one"
+        )
+    elif len(hosts) % 2 == 0:
+        warnings.append(
+            f"an etcd cluster of {len(hosts)} members tolerates no more failures than one of "
+            f"{len(hosts) - 1}"
+        )
+
+    return LabConfig(
+        lab_id=lab_id,
+        transport=transport,
+        segment=segment,
+        bridge=bridge,
+        bridge_address=str(bridge_address),
+        state_dir=state_dir.rstrip("/"),
+        hosts=tuple(hosts),
+        etcd_token=token,
+        etcd_client_port=client_port,
+        etcd_peer_port=peer_port,
+        advertise_port=advertise_port,
+        network_name=net_name,
+        subnet=subnet,
+        gateway=str(gateway),
+        mtu=mtu,
+        containers=tuple(containers),
+        image=image_name,
+        image_source=image_source,
+        warnings=tuple(warnings),
+    )
+
+
+def _mapping(value: Any, what: str, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{what} must be a mapping, got {type(value).__name__} ({where})")
+    return value
+
+
+def _network(value: Any, what: str, where: str) -> ipaddress.IPv4Network:
+    try:
+        net = ipaddress.ip_network(str(value), strict=True)
+    except ValueError as e:
+        raise ConfigError(
+            f"{what} {value!r} is not a valid IPv4 CIDR ({e}): write it like 10.0.0.0/24 ({where})"
+        ) from None
+    if not isinstance(net, ipaddress.IPv4Network):
+        raise ConfigError(f"{what} {value!r} must be IPv4 ({where})")
+    return net
+
+
+def _address(value: Any, what: str, where: str) -> ipaddress.IPv4Address:
+    try:
+        addr = ipaddress.ip_address(str(value))
+    except ValueError:
+        raise ConfigError(
+            f"{what} {value!r} is not a valid IPv4 address: write it like 192.168.205.10 ({where})"
+        ) from None
+    if not isinstance(addr, ipaddress.IPv4Address):
+        raise ConfigError(f"{what} {value!r} must be IPv4 ({where})")
+    return addr
+
+
+def _int(value: Any, what: str, where: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} {value!r} is not a number ({where})") from None
+
+
+def _port(value: Any, what: str, where: str) -> int:
+    port = _int(value, what, where)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{what} {port} is not a TCP port (1-65535) ({where})")
+    return port
+
+
+def _unique(values: list[str], what: str, key: str, where: str) -> None:
+    seen: set[str] = set()
+    for v in values:
+        if v in seen:
+            raise ConfigError(f"duplicate {what} {v!r}: make each {key} unique ({where})")
+        seen.add(v)

@@ -1,0 +1,138 @@
+"""A small etcd client over plain HTTP, for both of the APIs this lab needs.
+
+Docker's libkv writes through the etcd **v2** API; those keys are invisible to the v3 API, so
+reading them needs v2 HTTP whatever v3 client one picks. Health, version and the member list
+come from endpoints every etcd 3.4/3.5 serves over HTTP (``/health``, ``/version`` and the v3
+JSON gateway ``/v3/cluster/member/list``). Using the standard library for all of it avoids the
+``etcd3`` package, which is unmaintained and does not import beside pulumi's protobuf.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from overlaylab.errors import EtcdError
+from overlaylab.netrule import RouteGuard
+
+
+@dataclass(frozen=True)
+class V2Node:
+    key: str
+    value: str | None
+    dir: bool
+    ttl: int | None
+    nodes: tuple[V2Node, ...]
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> V2Node:
+        return cls(
+            key=obj.get("key", "/"),
+            value=obj.get("value"),
+            dir=bool(obj.get("dir", False)),
+            ttl=obj.get("ttl"),
+            nodes=tuple(cls.from_json(n) for n in obj.get("nodes", []) or []),
+        )
+
+    def walk(self) -> list[V2Node]:
+        """Every node below and including this one."""
+        out = [self]
+        for n in self.nodes:
+            out.extend(n.walk())
+        return out
+
+    def children(self) -> dict[str, V2Node]:
+        return {n.key.rsplit("/", 1)[-1]: n for n in self.nodes}
+
+
+class EtcdClient:
+    """One etcd endpoint (``http://ip:2379``); every call checks the route first."""
+
+    def __init__(
+        self, endpoint: str, guard: RouteGuard | None, timeout: float = 3.0, tls: Any = None
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.guard = guard
+        self.timeout = timeout
+        self._ctx: ssl.SSLContext | None = tls
+
+    def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+        if self.guard is not None:
+            self.guard.check_url(self.endpoint)
+        req = urllib.request.Request(self.endpoint + path, data=body, method=method)
+        if body is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self._ctx) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                return e.code, json.loads(raw or b"null")
+            except ValueError:
+                return e.code, raw.decode(errors="replace")
+        except (urllib.error.URLError, OSError, TimeoutError) as e:
+            reason = getattr(e, "reason", e)
+            raise EtcdError(f"etcd at {self.endpoint} is unreachable: {reason}") from None
+
+    def health(self) -> bool:
+        status, body = self._request("GET", "/health")
+        return status == 200 and isinstance(body, dict) and body.get("health") == "true"
+
+    def version(self) -> str:
+        status, body = self._request("GET", "/version")
+        if status != 200 or not isinstance(body, dict):
+            raise EtcdError(f"etcd at {self.endpoint} answered /version with {status}")
+        return str(body.get("etcdserver", ""))
+
+    def members(self) -> tuple[str, list[dict[str, Any]]]:
+        """(cluster id, members) as the v3 JSON gateway reports them."""
+        status, body = self._request("POST", "/v3/cluster/member/list", b"{}")
+        if status != 200 or not isinstance(body, dict):
+            raise EtcdError(f"etcd at {self.endpoint} answered member/list with {status}: {body}")
+        return str(body.get("header", {}).get("cluster_id", "")), list(body.get("members", []))
+
+    def v2_enabled(self) -> bool:
+        status, _ = self._request("GET", "/v2/keys/")
+        return status == 200
+
+    def v2_get(self, key: str, recursive: bool = True) -> V2Node | None:
+        q = "?recursive=true" if recursive else ""
+        status, body = self._request("GET", "/v2/keys" + _quote(key) + q)
+        if status == 404:
+            return None
+        if status != 200 or not isinstance(body, dict):
+            raise EtcdError(f"etcd at {self.endpoint} answered GET v2 {key} with {status}: {body}")
+        return V2Node.from_json(body["node"])
+
+    def v2_delete(self, key: str, recursive: bool = False) -> bool:
+        q = "?recursive=true&dir=true" if recursive else ""
+        status, body = self._request("DELETE", "/v2/keys" + _quote(key) + q)
+        if status == 404:
+            return False
+        if status != 200:
+            raise EtcdError(f"etcd at {self.endpoint} refused DELETE v2 {key}: {status} {body}")
+        return True
+
+    def v2_set(self, key: str, value: str) -> None:
+        body = urllib.parse.urlencode({"value": value}).encode()
+        if self.guard is not None:
+            self.guard.check_url(self.endpoint)
+        req = urllib.request.Request(
+            self.endpoint + "/v2/keys" + _quote(key), data=body, method="PUT"
+        )
+        req.add_header("Content-Type", "application/x-www-form-urlencoded")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self._ctx):
+                pass
+        except (urllib.error.URLError, OSError) as e:
+            raise EtcdError(f"etcd at {self.endpoint} refused PUT v2 {key}: {e}") from None
+
+
+def _quote(key: str) -> str:
+    return urllib.parse.quote("/" + key.lstrip("/"))

@@ -1,0 +1,501 @@
+"""A test-only stand-in for the Pulumi engine: runs the real program and performs it for real.
+
+No Pulumi CLI or provider plugin can be installed on these machines, so tests cannot run
+``pulumi up``. This runs ``__main__.py`` under ``pulumi.runtime.set_mocks`` with a ``Mocks``
+that, instead of faking, *does* what each registered resource declares, in the order the
+Pulumi runtime registers them (a resource only after what it depends on; independent ones
+concurrently, from a thread pool):
+
+- ``command:local:Command``: runs ``create`` with its environment and dir; records stdout;
+  destroy runs ``delete``.
+- ``pulumi:providers:docker``: remembers its ``host``.
+- ``docker:index/remoteImage:RemoteImage``, ``.../network:Network``, ``.../container:Container``:
+  the same operation through Docker's Engine API on that provider's daemon, with exactly the
+  declared arguments.
+
+Anything else, or any input it does not implement, is refused, so it can never silently drop
+what the program declares. Destroy runs in reverse dependency order (dependents first,
+independent ones concurrently) and goes on past a failed delete so nothing is left behind.
+
+This is test tooling, not a deployment tool:
+
+    python -m tests.standin up --stack local     # like `pulumi up` on the local stack
+    python -m tests.standin down --stack local   # like `pulumi destroy`
+    python -m tests.standin preview --stack local
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import contextlib
+import ctypes
+import json
+import os
+import runpy
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pmocks
+from pulumi.runtime import settings as psettings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+if str(PROJECT_DIR) not in sys.path:
+    sys.path.insert(0, str(PROJECT_DIR))
+
+from overlaylab.stackconfig import PROJECT, raw_from_file  # noqa: E402
+
+DEFAULT_STATE_DIR = Path("/var/lib/overlaylab/.standin")
+
+COMMAND = "command:local:Command"
+DOCKER_PROVIDER = "pulumi:providers:docker"
+REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
+NETWORK = "docker:index/network:Network"
+CONTAINER = "docker:index/container:Container"
+
+ALLOWED_INPUTS: dict[str, set[str]] = {
+    COMMAND: {"create", "delete", "environment", "dir", "triggers", "addPreviousOutputInEnv"},
+    DOCKER_PROVIDER: {"host", "version"},
+    REMOTE_IMAGE: {"name", "keepLocally"},
+    NETWORK: {"name", "driver", "ipamConfigs", "options", "attachable", "internal"},
+    CONTAINER: {"name", "image", "command", "hostname", "networksAdvanced", "mustRun"},
+}
+
+
+class UnsupportedResource(Exception):
+    """The program declared something the stand-in cannot perform faithfully."""
+
+
+class ResourceFailed(Exception):
+    """A resource's real operation failed (the engine would fail `up` here)."""
+
+
+@dataclass
+class Record:
+    urn: str
+    type: str
+    name: str
+    deps: list[str]
+    parent: str
+    provider: str
+    custom: bool
+    state: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _docker(host: str) -> Any:
+    import docker
+
+    return docker.DockerClient(base_url=host, version="1.41", timeout=60)
+
+
+class RealEngine(pmocks.Mocks):
+    """``Mocks`` that performs each resource for real and records what it did."""
+
+    def __init__(self, preview: bool = False, state_file: Path | None = None) -> None:
+        self.preview = preview
+        self.state_file = state_file
+        self.records: list[Record] = []
+        self.providers: dict[str, str] = {}  # provider id -> docker host
+        self.lock = threading.Lock()
+        self.local = threading.local()
+
+    # --- registration ---------------------------------------------------------------------------
+
+    def call(
+        self, args: pmocks.MockCallArgs
+    ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        raise UnsupportedResource(f"function call {args.token} is not implemented by the stand-in")
+
+    def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        meta = getattr(self.local, "meta", {})
+        rec = Record(
+            urn=meta.get("urn", ""),
+            type=args.typ,
+            name=args.name,
+            deps=meta.get("deps", []),
+            parent=meta.get("parent", ""),
+            provider=args.provider or "",
+            custom=bool(args.custom),
+        )
+        if not args.custom:
+            with self.lock:
+                self.records.append(rec)
+            return "", {}
+        allowed = ALLOWED_INPUTS.get(args.typ)
+        if allowed is None:
+            raise UnsupportedResource(
+                f"{args.typ} ({args.name}) is not implemented by the stand-in"
+            )
+        unknown = sorted(set(args.inputs) - allowed)
+        if unknown:
+            raise UnsupportedResource(
+                f"{args.typ} ({args.name}) declares inputs the stand-in does not implement: "
+                f"{', '.join(unknown)}"
+            )
+        start = time.monotonic()
+        if self.preview:
+            rid, outputs = f"preview-{args.name}", dict(args.inputs)
+        else:
+            rid, outputs = self._create(rec, args)
+        rec.seconds = time.monotonic() - start
+        with self.lock:
+            self.records.append(rec)
+            self._save()
+        return rid, outputs
+
+    def _create(self, rec: Record, args: pmocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        if args.typ == COMMAND:
+            out = self._run_shell(args.name, inputs["create"], inputs, "")
+            rec.state = {
+                "delete": inputs.get("delete"),
+                "environment": inputs.get("environment") or {},
+                "dir": inputs.get("dir"),
+                "stdout": out.stdout.rstrip("\n"),
+            }
+            return f"{args.name}-{uuid.uuid4().hex[:8]}", {
+                **inputs,
+                "stdout": out.stdout.rstrip("\n"),
+                "stderr": out.stderr.rstrip("\n"),
+            }
+        if args.typ == DOCKER_PROVIDER:
+            pid = uuid.uuid4().hex
+            with self.lock:
+                self.providers[pid] = inputs["host"]
+            rec.state = {"host": inputs["host"]}
+            return pid, inputs
+        host = self._provider_host(args)
+        rec.state["host"] = host
+        client = _docker(host)
+        if args.typ == REMOTE_IMAGE:
+            import docker
+
+            try:
+                image = client.images.get(inputs["name"])
+            except docker.errors.ImageNotFound:
+                image = client.images.pull(inputs["name"])
+            rec.state.update(id=image.id, keepLocally=bool(inputs.get("keepLocally")))
+            return image.id + inputs["name"], {**inputs, "imageId": image.id, "repoDigest": ""}
+        if args.typ == NETWORK:
+            import docker
+
+            pools = [
+                docker.types.IPAMPool(subnet=c.get("subnet"), gateway=c.get("gateway"))
+                for c in inputs.get("ipamConfigs") or []
+            ]
+            net = client.networks.create(
+                inputs["name"],
+                driver=inputs.get("driver"),
+                ipam=docker.types.IPAMConfig(pool_configs=pools) if pools else None,
+                options=inputs.get("options"),
+                attachable=inputs.get("attachable"),
+                internal=bool(inputs.get("internal", False)),
+            )
+            net.reload()
+            rec.state["id"] = net.id
+            return net.id, {**inputs, "scope": net.attrs.get("Scope")}
+        if args.typ == CONTAINER:
+            return self._create_container(rec, client, inputs)
+        raise UnsupportedResource(args.typ)
+
+    def _create_container(
+        self, rec: Record, client: Any, inputs: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        nets = inputs.get("networksAdvanced") or []
+        for n in nets:
+            extra = set(n) - {"name"}
+            if extra:
+                raise UnsupportedResource(f"networksAdvanced.{sorted(extra)} not implemented")
+        c = client.containers.create(
+            inputs["image"],
+            inputs.get("command"),
+            name=inputs["name"],
+            hostname=inputs.get("hostname"),
+            network=nets[0]["name"] if nets else None,
+            detach=True,
+        )
+        rec.state["id"] = c.id
+        for n in nets[1:]:
+            client.networks.get(n["name"]).connect(c)
+        try:
+            c.start()
+        except Exception as e:
+            raise ResourceFailed(f"container {inputs['name']}: {e}") from e
+        c.reload()
+        if inputs.get("mustRun") and c.status != "running":
+            raise ResourceFailed(f"container {inputs['name']} is {c.status}, mustRun is set")
+        network_data = [
+            {
+                "networkName": name,
+                "ipAddress": d.get("IPAddress"),
+                "macAddress": d.get("MacAddress"),
+                "gateway": d.get("Gateway"),
+            }
+            for name, d in c.attrs["NetworkSettings"]["Networks"].items()
+        ]
+        return c.id, {**inputs, "networkData": network_data}
+
+    def _provider_host(self, args: pmocks.MockResourceArgs) -> str:
+        pid = (args.provider or "").rsplit("::", 1)[-1]
+        with self.lock:
+            host = self.providers.get(pid)
+        if host is None:
+            raise UnsupportedResource(
+                f"{args.typ} ({args.name}) has no explicit docker provider; the stand-in only "
+                f"performs docker resources through a declared provider"
+            )
+        return host
+
+    def _run_shell(
+        self, name: str, script: str, inputs: dict[str, Any], stdout: str
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **(inputs.get("environment") or {})}
+        if stdout:
+            env["PULUMI_COMMAND_STDOUT"] = stdout
+        proc = subprocess.run(
+            ["/bin/sh", "-c", script],
+            env=env,
+            cwd=inputs.get("dir") or None,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise ResourceFailed(
+                f"command {name} exited {proc.returncode}: {' | '.join(tail) or 'no output'}"
+            )
+        return proc
+
+    # --- state and destroy ---------------------------------------------------------------------
+
+    def _save(self) -> None:
+        if self.state_file is None or self.preview:
+            return
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps([asdict(r) for r in self.records], indent=1))
+        tmp.replace(self.state_file)
+
+    @staticmethod
+    def load(state_file: Path) -> list[Record]:
+        if not state_file.exists():
+            return []
+        return [Record(**r) for r in json.loads(state_file.read_text())]
+
+
+def _delete_one(rec: Record) -> None:
+    if rec.type == COMMAND:
+        script = rec.state.get("delete")
+        if not script:
+            return
+        env = {**os.environ, **rec.state.get("environment", {}),
+               "PULUMI_COMMAND_STDOUT": rec.state.get("stdout", "")}  # fmt: skip
+        proc = subprocess.run(
+            ["/bin/sh", "-c", script], env=env, cwd=rec.state.get("dir") or None,
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise ResourceFailed(
+                f"delete of {rec.name} exited {proc.returncode}: {' | '.join(tail)}"
+            )
+        return
+    if rec.type in (NETWORK, CONTAINER, REMOTE_IMAGE) and rec.state.get("id"):
+        import docker
+
+        client = _docker(rec.state["host"])
+        try:
+            if rec.type == CONTAINER:
+                client.containers.get(rec.state["id"]).remove(force=True)
+            elif rec.type == NETWORK:
+                client.networks.get(rec.state["id"]).remove()
+            elif not rec.state.get("keepLocally"):
+                client.images.remove(rec.state["id"], force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+def destroy(records: list[Record], workers: int = 8) -> list[str]:
+    """Delete in reverse dependency order; returns the errors (empty when all went well)."""
+    pending = {r.urn: r for r in records}
+    dependents: dict[str, set[str]] = {u: set() for u in pending}
+    for r in records:
+        for d in [*r.deps, r.parent, r.provider.rsplit("::", 1)[0]]:
+            if d in dependents and d != r.urn:
+                dependents[d].add(r.urn)
+    done: set[str] = set()
+    errors: list[str] = []
+    running: dict[cf.Future[None], str] = {}
+    with cf.ThreadPoolExecutor(max_workers=workers) as pool:
+        while pending or running:
+            for urn in [u for u in pending if dependents[u] <= done]:
+                running[pool.submit(_delete_one, pending.pop(urn))] = urn
+            if not running:
+                errors.append(f"dependency cycle among {sorted(pending)}")
+                break
+            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for f in finished:
+                urn = running.pop(f)
+                if f.exception() is not None:
+                    # Go on: what depends on a failed delete is already gone, and leaving the
+                    # rest (namespaces, processes) behind would be worse than a partial error.
+                    errors.append(f"{urn.rsplit('::', 1)[-1]}: {f.exception()}")
+                done.add(urn)
+    return errors
+
+
+class RecordingMonitor(pmocks.MockMonitor):
+    """Passes each registration's URN, parent and dependencies to the engine's new_resource."""
+
+    def __init__(self, engine: RealEngine) -> None:
+        super().__init__(engine)
+        self.engine = engine
+
+    def RegisterResource(self, request: Any) -> Any:
+        deps = set(request.dependencies)
+        for pd in request.propertyDependencies.values():
+            deps.update(pd.urns)
+        self.engine.local.meta = {
+            "urn": self.make_urn(request.parent, request.type, request.name),
+            "deps": sorted(deps),
+            "parent": request.parent,
+        }
+        try:
+            return super().RegisterResource(request)
+        finally:
+            self.engine.local.meta = {}
+
+
+# --- running the program -------------------------------------------------------------------------
+
+
+def stack_config(raw: dict[str, Any]) -> dict[str, str]:
+    return {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
+
+
+@dataclass
+class Run:
+    engine: RealEngine
+    outputs: dict[str, Any] | None
+    error: BaseException | None
+    seconds: float
+
+
+def run_program(
+    raw_config: dict[str, Any],
+    stack: str = "local",
+    preview: bool = False,
+    state_file: Path | None = None,
+) -> Run:
+    """Run ``__main__.py`` with this config under the real engine; never raises for the program."""
+    engine = RealEngine(preview=preview, state_file=state_file)
+    psettings.ROOT.set(None)
+    pmocks.set_mocks(
+        engine, project=PROJECT, stack=stack, preview=preview, monitor=RecordingMonitor(engine)
+    )
+    pulumi.runtime.set_all_config(stack_config(raw_config))
+    holder: dict[str, Any] = {}
+
+    def body() -> None:
+        runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
+        root = psettings.get_root_resource()
+        outs = pulumi.Output.from_input(root.outputs if root is not None else {})
+        holder["outputs"] = _sync_await(outs.future())
+
+    start = time.monotonic()
+    error: BaseException | None = None
+    try:
+        _sync_await(run_pulumi_func(body))
+    except BaseException as e:
+        error = e
+    return Run(engine, holder.get("outputs"), error, time.monotonic() - start)
+
+
+_REAPABLE = {"etcd", "dockerd", "containerd", "containerd-shim", "runc", "docker-proxy", "sleep"}
+_reaper_started = False
+
+
+def become_subreaper() -> None:
+    """Adopt the lab's orphaned daemons and reap them when they exit.
+
+    hostops starts daemons detached; once it exits they are re-parented to PID 1, and on
+    machines whose PID 1 does not reap (containers, this CI) they linger as zombies. Marking
+    this process as a child subreaper makes it their parent instead, and a thread reaps the
+    known daemon names only, never the children that ``subprocess`` waits for itself.
+    """
+    global _reaper_started
+    if _reaper_started:
+        return
+    _reaper_started = True
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+    def reap() -> None:
+        me = os.getpid()
+        while True:
+            for p in Path("/proc").iterdir():
+                if not p.name.isdigit():
+                    continue
+                try:
+                    stat = (p / "stat").read_text()
+                except OSError:
+                    continue
+                comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+                fields = stat[stat.rfind(")") + 2 :].split()
+                if fields[0] == "Z" and int(fields[1]) == me and comm in _REAPABLE:
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(int(p.name), os.WNOHANG)
+            time.sleep(0.3)
+
+    threading.Thread(target=reap, name="standin-reaper", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.standin", description=__doc__.split("\n")[0])
+    p.add_argument("action", choices=["up", "down", "preview"])
+    p.add_argument("--stack", default="local")
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    args = p.parse_args(argv)
+    state_file = args.state_dir / f"{args.stack}.json"
+    become_subreaper()
+    if args.action == "down":
+        records = RealEngine.load(state_file)
+        errors = destroy(records)
+        for e in errors:
+            print(f"error: {e}", file=sys.stderr)
+        if not errors:
+            state_file.unlink(missing_ok=True)
+            print(f"destroyed {sum(r.custom for r in records)} resources of stack {args.stack}")
+        return 1 if errors else 0
+    if args.action == "up" and RealEngine.load(state_file):
+        print(f"stack {args.stack} is already up (state in {state_file}): run down first",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    run = run_program(raw_from_file(args.stack), args.stack, args.action == "preview", state_file)
+    for r in run.engine.records:
+        if r.custom:
+            print(f"{'+ ' if run.engine.preview else 'created'} {r.type} {r.name}"
+                  f"{'' if run.engine.preview else f' ({r.seconds:.1f}s)'}")  # fmt: skip
+    if run.error is not None:
+        print(f"error: {run.error}", file=sys.stderr)
+        print(f"up failed after {run.seconds:.1f}s; `python -m tests.standin down --stack "
+              f"{args.stack}` removes what was created", file=sys.stderr)  # fmt: skip
+        return 1
+    print(json.dumps(run.outputs, indent=2, default=str))
+    print(f"{'preview' if run.engine.preview else 'up'} done in {run.seconds:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
