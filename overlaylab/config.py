@@ -186,16 +186,16 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
             f"network.subnet {subnet} is too small for a gateway and containers: use /29 or "
             f"larger ({where})"
         )
+    if subnet.overlaps(segment):
+        raise ConfigError(
+            f"network.subnet {subnet} overlaps the hosts' segment lab.segment {segment}: "
+            f"the overlay must use its own range ({where})"
+        )
     gateway = _address(network.get("gateway", str(next(subnet.hosts()))), "network.gateway", where)
     if gateway not in subnet or gateway in (subnet.network_address, subnet.broadcast_address):
         raise ConfigError(
             f"network.gateway {gateway} is outside network.subnet {subnet}: pick a usable "
             f"address inside it, e.g. {next(subnet.hosts())} ({where})"
-        )
-    if subnet.overlaps(segment):
-        raise ConfigError(
-            f"network.subnet {subnet} overlaps the hosts' segment lab.segment {segment}: "
-            f"the overlay must use its own range ({where})"
         )
     mtu_raw = network.get("mtu")
     mtu: int | None = None

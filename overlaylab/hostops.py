@@ -550,7 +550,8 @@ def _unmount_below(base: Path) -> None:
 
 
 def _remove_if_empty(d: Path) -> None:
-    for p in (d, d.parent):
+    """Remove a host's dir, then its lab's and the state root, as far as they are empty."""
+    for p in (d, d.parent, d.parent.parent):
         try:
             p.rmdir()
         except OSError:

@@ -101,11 +101,15 @@ def _docker(host: str) -> Any:
 class RealEngine(pmocks.Mocks):
     """``Mocks`` that performs each resource for real and records what it did."""
 
-    def __init__(self, preview: bool = False, state_file: Path | None = None) -> None:
+    def __init__(
+        self, preview: bool = False, state_file: Path | None = None, perform: bool = True
+    ) -> None:
         self.preview = preview
+        self.perform = perform and not preview
         self.state_file = state_file
         self.records: list[Record] = []
         self.providers: dict[str, str] = {}  # provider id -> docker host
+        self.inputs: dict[str, dict[str, Any]] = {}  # urn -> declared inputs
         self.lock = threading.Lock()
         self.local = threading.local()
 
@@ -127,6 +131,8 @@ class RealEngine(pmocks.Mocks):
             provider=args.provider or "",
             custom=bool(args.custom),
         )
+        with self.lock:
+            self.inputs[rec.urn] = dict(args.inputs)
         if not args.custom:
             with self.lock:
                 self.records.append(rec)
@@ -143,15 +149,28 @@ class RealEngine(pmocks.Mocks):
                 f"{', '.join(unknown)}"
             )
         start = time.monotonic()
-        if self.preview:
-            rid, outputs = f"preview-{args.name}", dict(args.inputs)
-        else:
+        if self.perform:
             rid, outputs = self._create(rec, args)
+        else:
+            rid, outputs = self._pretend(args)
         rec.seconds = time.monotonic() - start
         with self.lock:
             self.records.append(rec)
             self._save()
         return rid, outputs
+
+    def _pretend(self, args: pmocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        """What the engine returns without doing anything: in preview, computed outputs are
+        unknown (absent) and ids empty; otherwise they are plausible placeholders."""
+        if self.preview:
+            return "", dict(args.inputs)
+        computed: dict[str, Any] = {
+            COMMAND: {"stdout": f"{args.name} done", "stderr": ""},
+            REMOTE_IMAGE: {"imageId": f"sha256:{args.name}", "repoDigest": ""},
+            NETWORK: {"scope": "global"},
+            CONTAINER: {"networkData": []},
+        }.get(args.typ, {})
+        return f"{args.name}-id", {**args.inputs, **computed}
 
     def _create(self, rec: Record, args: pmocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
@@ -280,7 +299,7 @@ class RealEngine(pmocks.Mocks):
     # --- state and destroy ---------------------------------------------------------------------
 
     def _save(self) -> None:
-        if self.state_file is None or self.preview:
+        if self.state_file is None or not self.perform:
             return
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
@@ -397,10 +416,16 @@ def run_program(
     stack: str = "local",
     preview: bool = False,
     state_file: Path | None = None,
+    perform: bool = True,
 ) -> Run:
-    """Run ``__main__.py`` with this config under the real engine; never raises for the program."""
-    engine = RealEngine(preview=preview, state_file=state_file)
+    """Run ``__main__.py`` with this config; never raises for the program's own errors.
+
+    ``perform=False`` records the graph without touching the machine (unit tests)."""
+    engine = RealEngine(preview=preview, state_file=state_file, perform=perform)
+    # Each run is a fresh program: no root stack, RPCs or errors left from an earlier run.
     psettings.ROOT.set(None)
+    psettings.SETTINGS.rpc_manager.clear()
+    psettings.SETTINGS.outputs.clear()
     pmocks.set_mocks(
         engine, project=PROJECT, stack=stack, preview=preview, monitor=RecordingMonitor(engine)
     )
@@ -410,8 +435,12 @@ def run_program(
     def body() -> None:
         runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
         root = psettings.get_root_resource()
-        outs = pulumi.Output.from_input(root.outputs if root is not None else {})
-        holder["outputs"] = _sync_await(outs.future())
+        exported = root.outputs if root is not None else {}
+        # Key by key, so that in preview one unknown output does not hide the known ones.
+        holder["outputs"] = {
+            k: _sync_await(pulumi.Output.from_input(v).future(with_unknowns=True))
+            for k, v in exported.items()
+        }
 
     start = time.monotonic()
     error: BaseException | None = None
@@ -476,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
         if not errors:
             state_file.unlink(missing_ok=True)
+            for d in (state_file.parent, state_file.parent.parent):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
             print(f"destroyed {sum(r.custom for r in records)} resources of stack {args.stack}")
         return 1 if errors else 0
     if args.action == "up" and RealEngine.load(state_file):

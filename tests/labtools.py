@@ -1,0 +1,111 @@
+"""Helpers for tests that bring up a real lab: its config, and what it may have left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from overlaylab.config import LabConfig, parse
+
+LAB_ID = "e2e"
+SEGMENT = "192.168.213"  # not the local stack's 192.168.205: a developer's lab may be up
+STATE_DIR = "/var/lib/overlaylab"
+
+
+def require_root() -> None:
+    """Lab tests need root; in CI (as root) they must run, so a missing root fails there."""
+    if os.geteuid() == 0:
+        return
+    if os.environ.get("CI"):
+        pytest.fail("lab tests must run as root in CI")
+    pytest.skip("lab tests need root (they create namespaces, a bridge and daemons)")
+
+
+def lab_config(
+    hosts: int = 2, lab_id: str = LAB_ID, containers_per_host: int = 1
+) -> dict[str, Any]:
+    names = [f"docker-node{i}" for i in range(1, hosts + 1)]
+    return {
+        "lab": {
+            "id": lab_id,
+            "segment": f"{SEGMENT}.0/24",
+            "bridge": f"ovbr-{lab_id}",
+            "bridgeAddress": f"{SEGMENT}.1",
+            "stateDir": STATE_DIR,
+        },
+        "hosts": [{"name": n, "address": f"{SEGMENT}.{10 + i}"} for i, n in enumerate(names)],
+        "etcd": {"clusterToken": f"etcd-{lab_id}"},
+        "network": {"name": "demo", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1"},
+        "containers": [
+            {"name": f"test{i * containers_per_host + k + 1}", "host": n}
+            for i, n in enumerate(names)
+            for k in range(containers_per_host)
+        ],
+        "image": {"name": "busybox:latest", "source": "import"},
+    }
+
+
+def leftovers(cfg: LabConfig) -> list[str]:
+    """Everything of this lab still on the machine: empty means teardown was complete."""
+    found: list[str] = []
+    netns = [n.split()[0] for n in _out(["ip", "netns", "list"]).splitlines() if n.strip()]
+    found += [f"namespace {n}" for n in netns if n.startswith(f"{cfg.lab_id}-")]
+    links = {x["ifname"] for x in json.loads(_out(["ip", "-j", "link", "show"]) or "[]")}
+    wanted = {cfg.bridge} | {h.veth(cfg.lab_id) for h in cfg.hosts}
+    found += [f"link {n}" for n in sorted(links & wanted)]
+    base = f"{cfg.state_dir}/{cfg.lab_id}"
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (p / "stat").read_text()
+        except OSError:
+            continue
+        if base + "/" in cmd and "pytest" not in cmd and "overlaylab.hostops" not in cmd:
+            found.append(f"process {p.name}: {cmd[:120]}")
+        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+        state = stat[stat.rfind(")") + 2 :].split()[0]
+        if state == "Z" and comm in ("etcd", "dockerd", "containerd") and _is_ours(p):
+            found.append(f"zombie {comm} {p.name}")
+    mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    found += [f"mount {m.split()[4]}" for m in mounts if m.split()[4].startswith(base + "/")]
+    if Path(base).exists():
+        found.append(f"directory {base}: {sorted(os.listdir(base))}")
+    for h in cfg.hosts:
+        for d in Path("/sys/fs/cgroup").glob(f"*/ovl-{cfg.lab_id}-{h.name}"):
+            found.append(f"cgroup {d}")
+    return found
+
+
+def _is_ours(p: Path) -> bool:
+    try:
+        ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError):
+        return False
+    return ppid == os.getpid()
+
+
+def _out(argv: list[str]) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+
+
+def validate_cli(
+    spec: dict[str, Any], timeout: float, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """The validator as a person runs it, in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "overlaylab.validate", "--spec-json", json.dumps(spec),
+         "--timeout", str(timeout), *extra],
+        capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+
+
+def parsed(raw: dict[str, Any]) -> LabConfig:
+    return parse(raw, "test config")

@@ -1,0 +1,96 @@
+"""Config validation: every invalid input fails in one line that names the key and the fix."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from overlaylab.config import parse
+from overlaylab.errors import ConfigError
+
+
+def mutate(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    out = copy.deepcopy(raw)
+    node: Any = out
+    parts = path.split(".")
+    for p in parts[:-1]:
+        node = node[int(p)] if p.isdigit() else node.setdefault(p, {})
+    last = parts[-1]
+    if last.isdigit():
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return out
+
+
+def test_seed_stack_parses_to_the_seed_lab(seed_config: dict[str, Any]) -> None:
+    cfg = parse(seed_config)
+    assert [(h.name, h.address) for h in cfg.hosts] == [
+        ("docker-node1", "192.168.205.10"),
+        ("docker-node2", "192.168.205.11"),
+    ]
+    assert cfg.etcd_token == "etcd-cluster"
+    assert (cfg.network_name, str(cfg.subnet), cfg.gateway) == ("demo", "10.0.0.0/24", "10.0.0.1")
+    assert [(c.name, c.host) for c in cfg.containers] == [
+        ("test1", "docker-node1"),
+        ("test2", "docker-node2"),
+    ]
+    assert cfg.initial_cluster() == (
+        "docker-node1=http://192.168.205.10:2380,docker-node2=http://192.168.205.11:2380"
+    )
+    assert cfg.cluster_store(cfg.hosts[1]) == "etcd://192.168.205.11:2379"
+    assert cfg.advertise(cfg.hosts[0]) == "192.168.205.10:2375"
+
+
+def test_two_members_warn_that_etcd_tolerates_no_failure(seed_config: dict[str, Any]) -> None:
+    assert any("tolerates no member failure" in w for w in parse(seed_config).warnings)
+
+
+def test_three_members_do_not_warn(seed_config: dict[str, Any]) -> None:
+    seed_config["hosts"].append({"name": "docker-node3", "address": "192.168.205.12"})
+    assert parse(seed_config).warnings == ()
+
+
+def test_host_count_is_config_only(seed_config: dict[str, Any]) -> None:
+    seed_config["hosts"] = [
+        {"name": f"docker-node{i}", "address": f"192.168.205.{10 + i}"} for i in range(8)
+    ]
+    cfg = parse(seed_config)
+    assert len(cfg.hosts) == 8
+    assert len({h.veth(cfg.lab_id) for h in cfg.hosts}) == 8
+    assert all(len(h.veth(cfg.lab_id)) <= 15 for h in cfg.hosts)
+
+
+BAD: list[tuple[str, str, Any, str]] = [
+    ("bad CIDR", "network.subnet", "10.0.0.0/33", "network.subnet '10.0.0.0/33' is not a valid"),
+    ("host bits in CIDR", "network.subnet", "10.0.0.1/24", "not a valid IPv4 CIDR"),
+    ("gateway outside subnet", "network.gateway", "10.0.1.1", "is outside network.subnet"),
+    ("overlay overlaps hosts", "network.subnet", "192.168.205.0/25", "overlaps the hosts' segment"),
+    ("duplicate host name", "hosts.1.name", "docker-node1", "duplicate host name 'docker-node1'"),
+    ("duplicate host address", "hosts.1.address", "192.168.205.10", "duplicate host address"),
+    ("host outside segment", "hosts.1.address", "10.9.9.9", "is not a usable address of lab.seg"),
+    ("container on unknown host", "containers.1.host", "docker-node9", "unknown host"),
+    ("duplicate container", "containers.1.name", "test1", "duplicate container name 'test1'"),
+    ("zero hosts", "hosts", [], "hosts is empty"),
+    ("bad host name", "hosts.0.name", "Docker_Node1", "is not a valid hostname"),
+    ("bad bridge name", "lab.bridge", "a-very-long-bridge-name", "not a valid interface name"),
+    ("bridge is a host", "lab.bridgeAddress", "192.168.205.10", "is also a host's address"),
+    ("bad port", "etcd.clientPort", 70000, "is not a TCP port"),
+    ("same ports", "etcd.peerPort", 2379, "are both 2379"),
+    ("bad image source", "image.source", "registry", "must be 'import' or 'pull'"),
+    ("unsupported transport", "lab.transport", "ssh", "is not supported yet"),
+]
+
+
+@pytest.mark.parametrize(("case", "path", "value", "message"), BAD, ids=[b[0] for b in BAD])
+def test_invalid_config_fails_in_one_line_naming_the_problem(
+    seed_config: dict[str, Any], case: str, path: str, value: Any, message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(mutate(seed_config, path, value), "stacks/Pulumi.local.yaml")
+    text = str(info.value)
+    assert message in text, f"{case}: {text}"
+    assert "\n" not in text
+    assert "stacks/Pulumi.local.yaml" in text
