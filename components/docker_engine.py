@@ -41,9 +41,20 @@ class DockerEngine(pulumi.ComponentResource):
         self, name: str, args: DockerEngineArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("overlay-etcd:docker:DockerEngine", name, None, opts)
-        common = ["--hostname", args.hostname, "--host-dir", args.host_dir,
-                  "--advertise", args.advertise, "--etcd-endpoint", args.etcd_endpoint,
-                  "--lab-id", args.lab_id, "--bridge", args.bridge]  # fmt: skip
+        common = [
+            "--hostname",
+            args.hostname,
+            "--host-dir",
+            args.host_dir,
+            "--advertise",
+            args.advertise,
+            "--etcd-endpoint",
+            args.etcd_endpoint,
+            "--lab-id",
+            args.lab_id,
+            "--bridge",
+            args.bridge,
+        ]
         self.daemon = args.commands.command(
             f"{name}-dockerd",
             ["docker-up", "--netns", args.netns, "--cluster-store", args.cluster_store, *common],

@@ -49,11 +49,18 @@ class LocalHosts(pulumi.ComponentResource):
         )
         self.bridge = cmd.command(
             f"{name}-bridge",
-            ["bridge-up", "--bridge", args.bridge, "--address", args.bridge_address,
-             "--prefixlen", str(args.prefixlen)],
+            [
+                "bridge-up",
+                "--bridge",
+                args.bridge,
+                "--address",
+                args.bridge_address,
+                "--prefixlen",
+                str(args.prefixlen),
+            ],
             ["bridge-down", "--bridge", args.bridge],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
-        )  # fmt: skip
+        )
         self.hosts = {
             h.name: cmd.command(
                 f"{name}-{h.name}",

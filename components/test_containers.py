@@ -62,12 +62,26 @@ class TestContainers(pulumi.ComponentResource):
                 # busybox-static, so the RemoteImage below finds it locally and never pulls.
                 imp = args.commands.command(
                     f"{name}-{h.hostname}-import",
-                    ["image-import", "--hostname", h.hostname, "--socket", h.socket,
-                     "--image", args.image],
-                    ["image-remove", "--hostname", h.hostname, "--socket", h.socket,
-                     "--image", args.image],
+                    [
+                        "image-import",
+                        "--hostname",
+                        h.hostname,
+                        "--socket",
+                        h.socket,
+                        "--image",
+                        args.image,
+                    ],
+                    [
+                        "image-remove",
+                        "--hostname",
+                        h.hostname,
+                        "--socket",
+                        h.socket,
+                        "--image",
+                        args.image,
+                    ],
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[h.provider]),
-                )  # fmt: skip
+                )
                 self.image_imports[h.hostname] = imp
                 deps.append(imp)
             self.images[h.hostname] = docker.RemoteImage(

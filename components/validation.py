@@ -37,11 +37,10 @@ class Validation(pulumi.ComponentResource):
         # Triggers on the ids of what it checks: any replaced container or network re-validates.
         self.run = args.commands.command(
             f"{name}-run",
-            ["--spec-json", json.dumps(args.spec, sort_keys=True),
-             "--timeout", str(args.timeout)],
+            ["--spec-json", json.dumps(args.spec, sort_keys=True), "--timeout", str(args.timeout)],
             module="overlaylab.validate",
             triggers=args.triggers,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)),
-        )  # fmt: skip
+        )
         self.report = self.run.stdout
         self.register_outputs({"report": self.report})

@@ -300,19 +300,30 @@ def etcd_up(
     client = f"http://{address}:{client_port}"
     peer = f"http://{address}:{peer_port}"
     argv = [
-        "nsenter", f"--net=/run/netns/{netns}", "--",
+        "nsenter",
+        f"--net=/run/netns/{netns}",
+        "--",
         "etcd",
-        "--name", name,
-        "--data-dir", str(data),
-        "--listen-peer-urls", peer,
-        "--initial-advertise-peer-urls", peer,
-        "--listen-client-urls", f"{client},http://127.0.0.1:{client_port}",
-        "--advertise-client-urls", client,
-        "--initial-cluster-token", token,
-        "--initial-cluster", initial_cluster,
-        "--initial-cluster-state", "new",
+        "--name",
+        name,
+        "--data-dir",
+        str(data),
+        "--listen-peer-urls",
+        peer,
+        "--initial-advertise-peer-urls",
+        peer,
+        "--listen-client-urls",
+        f"{client},http://127.0.0.1:{client_port}",
+        "--advertise-client-urls",
+        client,
+        "--initial-cluster-token",
+        token,
+        "--initial-cluster",
+        initial_cluster,
+        "--initial-cluster-state",
+        "new",
         "--enable-v2=true",
-    ]  # fmt: skip
+    ]
     pid = _spawn(argv, logfile)
     pidfile.write_text(str(pid))
 
@@ -331,7 +342,9 @@ def etcd_down(*, name: str, host_dir: str) -> None:
     base = Path(host_dir)
     pid = _pid_of(base / "etcd.pid", "etcd")
     if pid is not None:
-        _stop(pid, f"etcd {name}", grace=5)
+        # Its data is deleted next, so a graceful stop buys nothing; and a leader whose peers
+        # are already gone spends seconds trying to hand over leadership before it exits.
+        _stop(pid, f"etcd {name}", grace=1)
     shutil.rmtree(base / "etcd", ignore_errors=True)
     for f in ("etcd-cluster.json", "etcd.pid", "etcd.log"):
         (base / f).unlink(missing_ok=True)
@@ -421,20 +434,34 @@ def docker_up(
     if pid is None:
         base.mkdir(parents=True, exist_ok=True)
         argv = [
-            "nsenter", f"--net=/run/netns/{netns}", "--",
+            "nsenter",
+            f"--net=/run/netns/{netns}",
+            "--",
             # Each daemon needs its own hostname: with a shared one serf reports
             # "Node name conflicts" and the hosts never see each other.
-            "unshare", "--uts", "--",
-            "sh", "-c", 'hostname "$0" && exec "$@"', hostname,
+            "unshare",
+            "--uts",
+            "--",
+            "sh",
+            "-c",
+            'hostname "$0" && exec "$@"',
+            hostname,
             "dockerd",
-            "--data-root", str(base / "docker"),
-            "--exec-root", str(base / "x"),
-            "--pidfile", str(pidfile),
-            "-H", f"unix://{sock}",
-            "--cgroup-parent", cgroup_parent(lab_id, hostname),
-            "--cluster-store", cluster_store,
-            "--cluster-advertise", advertise,
-        ]  # fmt: skip
+            "--data-root",
+            str(base / "docker"),
+            "--exec-root",
+            str(base / "x"),
+            "--pidfile",
+            str(pidfile),
+            "-H",
+            f"unix://{sock}",
+            "--cgroup-parent",
+            cgroup_parent(lab_id, hostname),
+            "--cluster-store",
+            cluster_store,
+            "--cluster-advertise",
+            advertise,
+        ]
         # dockerd writes its own pidfile and refuses to start while that names a live process.
         pidfile.unlink(missing_ok=True)
         pid = _spawn(argv, logfile)

@@ -111,10 +111,14 @@ def check_nodes(lab: Lab) -> list[Result]:
     node = lab.any_etcd().v2_get(NODES)
     have = set(node.children()) if node else set()
     out = [
-        _r("etcd.node-registered", h["name"], f"{NODES}/{h['advertise']}",
-           f"{NODES}/{h['advertise']}" if h["advertise"] in have else "no such key")
+        _r(
+            "etcd.node-registered",
+            h["name"],
+            f"{NODES}/{h['advertise']}",
+            f"{NODES}/{h['advertise']}" if h["advertise"] in have else "no such key",
+        )
         for h in lab.hosts
-    ]  # fmt: skip
+    ]
     extra = sorted(have - {h["advertise"] for h in lab.hosts})
     out.append(
         _r(
@@ -139,8 +143,14 @@ def check_network(lab: Lab) -> list[Result]:
     name = lab.network["name"]
     first = lab.hosts[0]["name"]
     net_id = network_id(lab, first)
-    out.append(_r("docker.network-exists", first, f"network {name}",
-                  f"network {name}" if net_id else "no such network"))  # fmt: skip
+    out.append(
+        _r(
+            "docker.network-exists",
+            first,
+            f"network {name}",
+            f"network {name}" if net_id else "no such network",
+        )
+    )
     if not net_id:
         return out
     key = NETWORK_PREFIX + net_id
@@ -169,8 +179,14 @@ def check_network(lab: Lab) -> list[Result]:
             continue
         n = nets[0]
         out.append(_r("docker.network-id", h["name"], net_id[:12], n.id[:12]))
-        out.append(_r("docker.network-global", h["name"], "overlay/global",
-                      f"{n.attrs.get('Driver')}/{n.attrs.get('Scope')}"))  # fmt: skip
+        out.append(
+            _r(
+                "docker.network-global",
+                h["name"],
+                "overlay/global",
+                f"{n.attrs.get('Driver')}/{n.attrs.get('Scope')}",
+            )
+        )
     return out
 
 
@@ -208,8 +224,15 @@ def check_endpoints(lab: Lab) -> list[Result]:
         addr = container_addr(lab, c)
         subject = f"{c['name']}@{c['host']}"
         if addr is None:
-            out.append(_r("docker.container-running", subject, "running on the overlay",
-                          "not running or not attached", False))  # fmt: skip
+            out.append(
+                _r(
+                    "docker.container-running",
+                    subject,
+                    "running on the overlay",
+                    "not running or not attached",
+                    False,
+                )
+            )
         if len(eps) != 1:
             out.append(
                 _r("etcd.endpoint-key", subject, "1 endpoint key", f"{len(eps)} keys", False)
@@ -283,9 +306,12 @@ def check_name_rule(lab: Lab) -> list[Result]:
     probe = None
     try:
         probe = client.containers.create(
-            lab.spec.get("image", "busybox:latest"), ["sh", "-c", "sleep 5"],
-            name=c["name"], network=lab.network["name"], detach=True,
-        )  # fmt: skip
+            lab.spec.get("image", "busybox:latest"),
+            ["sh", "-c", "sleep 5"],
+            name=c["name"],
+            network=lab.network["name"],
+            detach=True,
+        )
         probe.start()
         detail = "started"
     except docker.errors.APIError as e:
@@ -299,13 +325,25 @@ def check_name_rule(lab: Lab) -> list[Result]:
     if refused:
         out[0] = _r("overlay.name-unique", subject, "refused", f"refused ({detail})", True)
     left = client.containers.list(all=True, filters={"name": f"^/{c['name']}$"})
-    out.append(_r("overlay.name-probe-clean", other, "no container left",
-                  "no container left" if not left else f"{len(left)} left"))  # fmt: skip
+    out.append(
+        _r(
+            "overlay.name-probe-clean",
+            other,
+            "no container left",
+            "no container left" if not left else f"{len(left)} left",
+        )
+    )
     net_id = network_id(lab, c["host"])
     node = lab.any_etcd().v2_get(ENDPOINT_PREFIX + (net_id or "none"))
     names = [json.loads(n.value).get("name") for n in (node.nodes if node else ()) if n.value]
-    out.append(_r("overlay.name-probe-clean", f"endpoint keys named {c['name']}", 1,
-                  names.count(c["name"])))  # fmt: skip
+    out.append(
+        _r(
+            "overlay.name-probe-clean",
+            f"endpoint keys named {c['name']}",
+            1,
+            names.count(c["name"]),
+        )
+    )
     return out
 
 
@@ -390,9 +428,19 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - start
     failed = sum(not r.ok for r in results)
     if args.json:
-        print(json.dumps({"results": [asdict(r) for r in results],
-                          "summary": {"count": len(results), "failed": failed,
-                                      "seconds": round(seconds, 2)}}, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "results": [asdict(r) for r in results],
+                    "summary": {
+                        "count": len(results),
+                        "failed": failed,
+                        "seconds": round(seconds, 2),
+                    },
+                },
+                indent=2,
+            )
+        )
     else:
         print(summary(results, seconds))
     if failed:

@@ -101,10 +101,21 @@ def validate_cli(
 ) -> subprocess.CompletedProcess[str]:
     """The validator as a person runs it, in a fresh process."""
     return subprocess.run(
-        [sys.executable, "-m", "overlaylab.validate", "--spec-json", json.dumps(spec),
-         "--timeout", str(timeout), *extra],
-        capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parent.parent,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "overlaylab.validate",
+            "--spec-json",
+            json.dumps(spec),
+            "--timeout",
+            str(timeout),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
 
 
 def parsed(raw: dict[str, Any]) -> LabConfig:

@@ -318,12 +318,19 @@ def _delete_one(rec: Record) -> None:
         script = rec.state.get("delete")
         if not script:
             return
-        env = {**os.environ, **rec.state.get("environment", {}),
-               "PULUMI_COMMAND_STDOUT": rec.state.get("stdout", "")}  # fmt: skip
+        env = {
+            **os.environ,
+            **rec.state.get("environment", {}),
+            "PULUMI_COMMAND_STDOUT": rec.state.get("stdout", ""),
+        }
         proc = subprocess.run(
-            ["/bin/sh", "-c", script], env=env, cwd=rec.state.get("dir") or None,
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            ["/bin/sh", "-c", script],
+            env=env,
+            cwd=rec.state.get("dir") or None,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
             raise ResourceFailed(
@@ -511,18 +518,25 @@ def main(argv: list[str] | None = None) -> int:
             print(f"destroyed {sum(r.custom for r in records)} resources of stack {args.stack}")
         return 1 if errors else 0
     if args.action == "up" and RealEngine.load(state_file):
-        print(f"stack {args.stack} is already up (state in {state_file}): run down first",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"stack {args.stack} is already up (state in {state_file}): run down first",
+            file=sys.stderr,
+        )
         return 1
     run = run_program(raw_from_file(args.stack), args.stack, args.action == "preview", state_file)
     for r in run.engine.records:
         if r.custom:
-            print(f"{'+ ' if run.engine.preview else 'created'} {r.type} {r.name}"
-                  f"{'' if run.engine.preview else f' ({r.seconds:.1f}s)'}")  # fmt: skip
+            print(
+                f"{'+ ' if run.engine.preview else 'created'} {r.type} {r.name}"
+                f"{'' if run.engine.preview else f' ({r.seconds:.1f}s)'}"
+            )
     if run.error is not None:
         print(f"error: {run.error}", file=sys.stderr)
-        print(f"up failed after {run.seconds:.1f}s; `python -m tests.standin down --stack "
-              f"{args.stack}` removes what was created", file=sys.stderr)  # fmt: skip
+        print(
+            f"up failed after {run.seconds:.1f}s; `python -m tests.standin down --stack "
+            f"{args.stack}` removes what was created",
+            file=sys.stderr,
+        )
         return 1
     print(json.dumps(run.outputs, indent=2, default=str))
     print(f"{'preview' if run.engine.preview else 'up'} done in {run.seconds:.1f}s")

@@ -39,8 +39,11 @@ class Lab:
     spec: dict[str, Any]
 
     def docker(self, host: str) -> docker.DockerClient:
-        return docker.DockerClient(base_url=f"unix://{self.cfg.docker_socket(self.cfg.host(host))}",
-                                   version="1.41", timeout=30)  # fmt: skip
+        return docker.DockerClient(
+            base_url=f"unix://{self.cfg.docker_socket(self.cfg.host(host))}",
+            version="1.41",
+            timeout=30,
+        )
 
     def etcd_get(self, host: str, path: str) -> Any:
         h = self.cfg.host(host)
@@ -86,11 +89,13 @@ def test_v2_keyspace_lists_both_hosts_and_v3_cannot_see_them(lab: Lab) -> None:
         f"/docker/nodes/{lab.cfg.advertise(h)}" for h in lab.cfg.hosts
     ]
     h = lab.cfg.host("docker-node1")
-    body = json.dumps({
-        "key": base64.b64encode(b"/docker").decode(),
-        "range_end": base64.b64encode(b"/dockes").decode(),
-        "count_only": True,
-    }).encode()  # fmt: skip
+    body = json.dumps(
+        {
+            "key": base64.b64encode(b"/docker").decode(),
+            "range_end": base64.b64encode(b"/dockes").decode(),
+            "count_only": True,
+        }
+    ).encode()
     req = urllib.request.Request(f"{lab.cfg.client_url(h)}/v3/kv/range", data=body, method="POST")
     RouteGuard(lab.cfg.bridge).check(h.address)
     with urllib.request.urlopen(req, timeout=5) as r:
@@ -136,8 +141,13 @@ def test_running_every_create_again_is_harmless(lab: Lab) -> None:
     for rec in lab.run.engine.records:
         if rec.type == "command:local:Command":
             inputs = lab.run.engine.inputs[rec.urn]
-            res = subprocess.run(["/bin/sh", "-c", inputs["create"]], env=_env(inputs),
-                                 capture_output=True, text=True, check=False)  # fmt: skip
+            res = subprocess.run(
+                ["/bin/sh", "-c", inputs["create"]],
+                env=_env(inputs),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             assert res.returncode == 0, f"{rec.name} again: {res.stderr}"
     assert _daemon_pids(lab) == pids
 
@@ -166,8 +176,9 @@ def test_validator_names_the_host_whose_node_key_is_gone(lab: Lab) -> None:
     adv = lab.cfg.advertise(lab.cfg.host("docker-node2"))
     h1 = lab.cfg.host("docker-node1")
     RouteGuard(lab.cfg.bridge).check(h1.address)
-    req = urllib.request.Request(f"{lab.cfg.client_url(h1)}/v2/keys/docker/nodes/{adv}",
-                                 method="DELETE")  # fmt: skip
+    req = urllib.request.Request(
+        f"{lab.cfg.client_url(h1)}/v2/keys/docker/nodes/{adv}", method="DELETE"
+    )
     urllib.request.urlopen(req, timeout=5).close()
     res = validate_cli(lab.spec, 1)
     assert res.returncode == 1

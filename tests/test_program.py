@@ -149,9 +149,13 @@ def test_outputs_use_the_shared_names(record_graph: Any, seed_config: dict[str, 
     g: Graph = record_graph(seed_config)
     outs = g.run.outputs or {}
     assert set(outs) == {
-        out.OUT_ETCD_ENDPOINTS, out.OUT_DOCKER_HOSTS, out.OUT_NETWORK_ID,
-        out.OUT_CONTAINERS, out.OUT_VALIDATION_SPEC, out.OUT_VALIDATION_REPORT,
-    }  # fmt: skip
+        out.OUT_ETCD_ENDPOINTS,
+        out.OUT_DOCKER_HOSTS,
+        out.OUT_NETWORK_ID,
+        out.OUT_CONTAINERS,
+        out.OUT_VALIDATION_SPEC,
+        out.OUT_VALIDATION_REPORT,
+    }
     assert outs[out.OUT_ETCD_ENDPOINTS] == [
         "http://192.168.205.10:2379",
         "http://192.168.205.11:2379",
@@ -160,8 +164,9 @@ def test_outputs_use_the_shared_names(record_graph: Any, seed_config: dict[str, 
     assert outs[out.OUT_NETWORK_ID] == "overlay-network-id"
     assert outs[out.OUT_VALIDATION_REPORT] == "validate-run done"
     assert [h["advertise"] for h in outs[out.OUT_VALIDATION_SPEC]["hosts"]] == [
-        "192.168.205.10:2375", "192.168.205.11:2375",
-    ]  # fmt: skip
+        "192.168.205.10:2375",
+        "192.168.205.11:2375",
+    ]
 
 
 def test_preview_leaves_computed_outputs_unknown(
