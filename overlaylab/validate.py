@@ -283,6 +283,8 @@ def check_connectivity(lab: Lab) -> list[Result]:
 
     def one(job: tuple[str, str, dict[str, Any], str]) -> Result:
         subject, target, src, _ = job
+        if addrs[src["name"]] is None:
+            return _r("overlay.ping", subject, "reply", "source has no overlay address", False)
         if not target:
             return _r("overlay.ping", subject, "reply", "target has no overlay address", False)
         ok, actual = _ping(lab, src, target)
