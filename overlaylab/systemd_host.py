@@ -1,0 +1,353 @@
+"""Operations on a real host managed by systemd (a VM reached over SSH): run *on* that host.
+
+The program copies this package to each host and runs
+``python3 -m overlaylab.systemd_host <verb>`` there through ``pulumi_command.remote``. It needs
+only the host's python3 standard library, Debian's docker.io and etcd-server, and systemd.
+
+Everything is idempotent and reversible: before the first change a host's original
+``/etc/default/etcd`` and ``/etc/docker/daemon.json`` (or their absence) and the services'
+active/enabled states are saved under ``/var/lib/overlaylab/backup``; destroy puts them back
+byte for byte and leaves the services as they were.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from overlaylab import daemonjson
+from overlaylab.errors import DockerError, EtcdError, LabError, PreflightError
+from overlaylab.etcd import EtcdClient
+from overlaylab.hostops import (
+    busybox_rootfs,
+    check_docker_version,
+    check_etcd_version,
+    log,
+    parse_etcd_version,
+    run,
+    wait_for,
+)
+
+STATE = Path("/var/lib/overlaylab")
+BACKUP = STATE / "backup"
+ETCD_DEFAULT = Path("/etc/default/etcd")
+DAEMON_JSON = Path("/etc/docker/daemon.json")
+ETCD_DATA = Path("/var/lib/etcd/overlaylab")  # never Debian's /var/lib/etcd/default
+MARKER = STATE / "etcd-cluster.json"
+LOOPBACK_ETCD = "http://127.0.0.1:{port}"
+
+
+# --- backups -----------------------------------------------------------------------------------
+
+
+def _save_original(path: Path, unit: str) -> None:
+    """Keep a file's original bytes (or its absence) and its unit's state; once only."""
+    meta = BACKUP / f"{path.name}.json"
+    if meta.exists():
+        return
+    BACKUP.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        shutil.copy2(path, BACKUP / f"{path.name}.orig")
+    active = run(["systemctl", "is-active", unit], check=False).stdout.strip() == "active"
+    enabled = run(["systemctl", "is-enabled", unit], check=False).stdout.strip() == "enabled"
+    meta.write_text(json.dumps({"existed": path.exists(), "active": active, "enabled": enabled}))
+
+
+def _restore_original(path: Path, unit: str) -> dict[str, Any] | None:
+    """Put a file back exactly as it was; returns what was saved about its unit."""
+    meta_file = BACKUP / f"{path.name}.json"
+    if not meta_file.exists():
+        return None
+    meta = json.loads(meta_file.read_text())
+    orig = BACKUP / f"{path.name}.orig"
+    if meta["existed"]:
+        shutil.copy2(orig, path)
+    else:
+        path.unlink(missing_ok=True)
+    orig.unlink(missing_ok=True)
+    meta_file.unlink()
+    for d in (BACKUP, STATE):
+        try:
+            d.rmdir()
+        except OSError:
+            break
+    return dict(meta)
+
+
+def _unit_back(unit: str, meta: dict[str, Any]) -> None:
+    run(["systemctl", "enable" if meta["enabled"] else "disable", unit], check=False)
+    if meta["active"]:
+        run(["systemctl", "restart", "--no-block", unit])
+    else:
+        run(["systemctl", "stop", unit], check=False)
+
+
+# --- preflight ---------------------------------------------------------------------------------
+
+
+def listeners() -> dict[int, str]:
+    """TCP/UDP port -> the process listening on it."""
+    out: dict[int, str] = {}
+    for line in run(["ss", "-Hlntup"], check=False).stdout.splitlines():
+        parts = line.split()
+        if len(parts) < 5:
+            continue
+        port = parts[4].rsplit(":", 1)[-1]
+        m = re.search(r'\("([^"]+)"', line)
+        if port.isdigit():
+            out[int(port)] = m.group(1) if m else "?"
+    return out
+
+
+def engine_id() -> str:
+    """Docker's engine ID: the key ID of /etc/docker/key.json (cloned VMs share it)."""
+    try:
+        return str(json.loads(Path("/etc/docker/key.json").read_text())["kid"])
+    except (OSError, ValueError, KeyError):
+        proc = run(["docker", "info", "-f", "{{.ID}}"], check=False)
+        return proc.stdout.strip()
+
+
+def preflight(*, client_port: int, peer_port: int) -> None:
+    """Refuse a host that cannot run the lab, before anything on it is changed."""
+    hostname = socket.gethostname()
+    if os.geteuid() != 0:
+        raise PreflightError(f"{hostname}: the SSH user must be root (or use sudo as root)")
+    if not Path("/run/systemd/system").is_dir():
+        raise PreflightError(
+            f"{hostname}: systemd is not running (no /run/systemd/system); this stack manages "
+            f"etcd and Docker as systemd units: use a host booted with systemd"
+        )
+    for tool, pkg in (("dockerd", "docker.io"), ("etcd", "etcd-server"), ("ip", "iproute2"),
+                      ("ss", "iproute2"), ("busybox", "busybox-static")):  # fmt: skip
+        if shutil.which(tool) is None:
+            raise PreflightError(f"{hostname}: {tool} is missing: apt-get install {pkg}")
+    check_docker_version(run(["dockerd", "--version"]).stdout)
+    check_etcd_version(parse_etcd_version(run(["etcd", "--version"]).stdout))
+    probe = "ovlvxlanprobe"
+    res = run(["ip", "link", "add", probe, "type", "vxlan", "id", "4242", "dstport", "4789",
+               "local", "127.0.0.1"], check=False)  # fmt: skip
+    if res.returncode != 0:
+        raise PreflightError(f"{hostname}: the kernel cannot make VXLAN links ({res.stderr.strip()})")
+    run(["ip", "link", "del", probe], check=False)
+    ours = MARKER.exists()
+    busy = listeners()
+    # Debian's packaged etcd holds 2379/2380 on loopback from install on; it is reconfigured.
+    allowed = {client_port: "etcd", peer_port: "etcd", 7946: "dockerd" if ours else ""}
+    for port, owner in allowed.items():
+        if port in busy and busy[port] != owner:
+            raise PreflightError(
+                f"{hostname}: port {port} is in use by {busy[port]}; the lab needs it for "
+                f"{'etcd' if port != 7946 else 'serf (overlay discovery)'}: free it"
+            )
+    os_name = "unknown"
+    with open("/etc/os-release") as f:
+        for line in f:
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.split("=", 1)[1].strip().strip('"')
+    print(json.dumps({"hostname": hostname, "engineId": engine_id(), "os": os_name,
+                      "kernel": os.uname().release}), flush=True)  # fmt: skip
+
+
+def hosts_unique(reports: Sequence[str]) -> None:
+    """Run where pulumi runs, on every host's preflight line: no shared hostname or engine ID."""
+    seen: dict[str, dict[str, str]] = {"hostname": {}, "engineId": {}}
+    for raw in reports:
+        rep = json.loads(raw.strip().splitlines()[-1])
+        for key, what, fix in (
+            ("hostname", "hostname", "give each host its own hostname (hostnamectl)"),
+            ("engineId", "Docker engine ID",
+             "cloned VM: stop docker, remove /etc/docker/key.json on one host, start docker"),
+        ):  # fmt: skip
+            value = rep[key]
+            if value in seen[key]:
+                raise PreflightError(
+                    f"hosts {seen[key][value]} and {rep['hostname']} share the {what} {value}: {fix}"
+                )
+            seen[key][value] = rep["hostname"]
+    log(f"preflight ok on {len(reports)} hosts: hostnames and Docker engine IDs unique")
+
+
+# --- etcd --------------------------------------------------------------------------------------
+
+
+def etcd_up(*, name: str, address: str, client_port: int, peer_port: int, token: str,
+            initial_cluster: str) -> None:  # fmt: skip
+    identity = {"name": name, "token": token, "initialCluster": initial_cluster}
+    if (ETCD_DATA / "member").exists():
+        try:
+            owner = json.loads(MARKER.read_text())
+        except (OSError, ValueError):
+            owner = None
+        if owner != identity:
+            raise EtcdError(
+                f"etcd data dir {ETCD_DATA} belongs to another cluster; it would rejoin that "
+                f"cluster instead of this one: destroy that stack or remove {ETCD_DATA}"
+            )
+    _save_original(ETCD_DEFAULT, "etcd")
+    STATE.mkdir(parents=True, exist_ok=True)
+    MARKER.write_text(json.dumps(identity))
+    client, peer = f"http://{address}:{client_port}", f"http://{address}:{peer_port}"
+    env = {
+        "ETCD_NAME": name,
+        "ETCD_DATA_DIR": str(ETCD_DATA),
+        "ETCD_LISTEN_PEER_URLS": peer,
+        "ETCD_INITIAL_ADVERTISE_PEER_URLS": peer,
+        "ETCD_LISTEN_CLIENT_URLS": f"{client},{LOOPBACK_ETCD.format(port=client_port)}",
+        "ETCD_ADVERTISE_CLIENT_URLS": client,
+        "ETCD_INITIAL_CLUSTER_TOKEN": token,
+        "ETCD_INITIAL_CLUSTER": initial_cluster,
+        "ETCD_INITIAL_CLUSTER_STATE": "new",
+        "ETCD_ENABLE_V2": "true",
+    }
+    text = "# Written by overlay-etcd; destroy restores the original.\n" + "".join(
+        f'{k}="{v}"\n' for k, v in env.items()
+    )
+    changed = not ETCD_DEFAULT.exists() or ETCD_DEFAULT.read_text() != text
+    ETCD_DEFAULT.write_text(text)
+    run(["systemctl", "enable", "etcd"], check=False)
+    active = run(["systemctl", "is-active", "etcd"], check=False).stdout.strip() == "active"
+    if changed or not active:
+        # --no-block: a static member reports ready only once a quorum runs, and the other
+        # members are started by other commands. Debian's own single member (data in
+        # /var/lib/etcd/default) stops here; its data is left alone and comes back on destroy.
+        run(["systemctl", "restart", "--no-block", "etcd"])
+    wait_for(f"etcd {name} to listen on {client}", lambda: _port_open(client_port), 60)
+    log(f"etcd {name}: systemd unit etcd with {ETCD_DEFAULT}, data {ETCD_DATA}, peers {peer}")
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def etcd_down(*, name: str) -> None:
+    run(["systemctl", "stop", "etcd"], check=False)
+    shutil.rmtree(ETCD_DATA, ignore_errors=True)
+    MARKER.unlink(missing_ok=True)
+    meta = _restore_original(ETCD_DEFAULT, "etcd")
+    if meta is not None:
+        _unit_back("etcd", meta)
+    log(f"etcd {name}: data removed, {ETCD_DEFAULT} and the etcd unit restored")
+
+
+# --- dockerd -----------------------------------------------------------------------------------
+
+
+def docker_up(*, hostname: str, cluster_store: str, advertise: str, client_port: int) -> None:
+    check_docker_version(run(["dockerd", "--version"]).stdout)
+    _save_original(DAEMON_JSON, "docker")
+    before = DAEMON_JSON.read_text() if DAEMON_JSON.exists() else None
+    merged = daemonjson.merge(before, cluster_store, advertise)
+    for tcp in daemonjson.tcp_listeners(merged):
+        log(f"warning: {DAEMON_JSON} already had dockerd listen on {tcp}; left as it was")
+    if merged != before:
+        DAEMON_JSON.parent.mkdir(parents=True, exist_ok=True)
+        DAEMON_JSON.write_text(merged)
+        res = run(["systemctl", "restart", "docker"], check=False, timeout=120)
+        if res.returncode != 0:
+            journal = run(["journalctl", "-u", "docker", "-n", "5", "--no-pager"], check=False)
+            raise DockerError(f"docker did not restart on {hostname}", stdout=journal.stdout)
+    run(["systemctl", "enable", "docker"], check=False)
+    etcd = EtcdClient(LOOPBACK_ETCD.format(port=client_port), None)
+    key = f"/docker/nodes/{advertise}"
+    try:
+        wait_for(f"dockerd on {hostname} to register {key}", lambda: etcd.v2_get(key) is not None, 60)
+    except LabError:
+        raise DockerError(f"dockerd on {hostname} never registered {key} in etcd") from None
+    log(f"dockerd on {hostname}: cluster-store {cluster_store}, advertise {advertise} "
+        f"(in {DAEMON_JSON}, kept across reboots), joined the store")  # fmt: skip
+
+
+def docker_down(*, hostname: str, advertise: str, client_port: int) -> None:
+    meta = _restore_original(DAEMON_JSON, "docker")
+    if meta is not None:
+        run(["systemctl", "restart", "docker"], check=False, timeout=120)
+        _unit_back("docker", meta)
+    try:
+        EtcdClient(LOOPBACK_ETCD.format(port=client_port), None, timeout=1).v2_delete(
+            f"/docker/nodes/{advertise}"
+        )
+    except LabError:
+        pass
+    log(f"dockerd on {hostname}: {DAEMON_JSON} restored, docker restarted")
+
+
+def image_import(*, hostname: str, image: str) -> None:
+    if run(["docker", "image", "inspect", image], check=False).returncode == 0:
+        log(f"{hostname}: image {image} present")
+        return
+    proc = subprocess.run(["docker", "import", "-", image], input=busybox_rootfs(),
+                          capture_output=True, check=False)  # fmt: skip
+    if proc.returncode != 0:
+        raise DockerError(f"{hostname}: docker import failed: {proc.stderr.decode().strip()}")
+    log(f"{hostname}: imported {image} from busybox-static")
+
+
+def image_remove(*, hostname: str, image: str) -> None:
+    run(["docker", "image", "rm", "-f", image], check=False)
+    log(f"{hostname}: removed image {image}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python3 -m overlaylab.systemd_host")
+    sub = p.add_subparsers(dest="verb", required=True)
+    pf = sub.add_parser("preflight")
+    pf.add_argument("--client-port", type=int, required=True)
+    pf.add_argument("--peer-port", type=int, required=True)
+    u = sub.add_parser("hosts-unique")
+    u.add_argument("reports", nargs="+")
+    e = sub.add_parser("etcd-up")
+    for a in ("--name", "--address", "--token", "--initial-cluster"):
+        e.add_argument(a, required=True)
+    e.add_argument("--client-port", type=int, required=True)
+    e.add_argument("--peer-port", type=int, required=True)
+    sub.add_parser("etcd-down").add_argument("--name", required=True)
+    d = sub.add_parser("docker-up")
+    for a in ("--hostname", "--cluster-store", "--advertise"):
+        d.add_argument(a, required=True)
+    d.add_argument("--client-port", type=int, required=True)
+    d = sub.add_parser("docker-down")
+    for a in ("--hostname", "--advertise"):
+        d.add_argument(a, required=True)
+    d.add_argument("--client-port", type=int, required=True)
+    for verb in ("image-import", "image-remove"):
+        i = sub.add_parser(verb)
+        i.add_argument("--hostname", required=True)
+        i.add_argument("--image", required=True)
+    args = p.parse_args(argv)
+    kw = {k: v for k, v in vars(args).items() if k != "verb"}
+    fn = {
+        "preflight": preflight,
+        "etcd-up": etcd_up,
+        "etcd-down": etcd_down,
+        "docker-up": docker_up,
+        "docker-down": docker_down,
+        "image-import": image_import,
+        "image-remove": image_remove,
+    }
+    try:
+        if args.verb == "hosts-unique":
+            hosts_unique(args.reports)
+        else:
+            fn[args.verb](**kw)
+    except LabError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""VM-like test hosts: Debian 12 trees booted with systemd-nspawn, running systemd and sshd.
+
+Each host is what a real VM is to this project: systemd as PID 1, Debian's docker.io 20.10
+and etcd-server (whose packaged single-member etcd starts at boot), sshd with a key made for
+the test, an address on the lab's bridge. The Debian tree is built once with debootstrap
+and cached under /var/cache/overlaylab; every host boots from its own copy.
+
+Test tooling: ``python -m tests.vmhosts up|down`` brings two such hosts up for debugging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from overlaylab import hostops
+from overlaylab.netrule import RouteGuard
+
+CACHE = Path("/var/cache/overlaylab")
+BASE = CACHE / "bookworm-vmhost-v1"
+HOSTS_DIR = Path("/var/lib/overlaylab-vm")
+PACKAGES = (
+    "systemd,systemd-sysv,dbus,openssh-server,iproute2,docker.io,etcd-server,etcd-client,"
+    "busybox-static,iptables,python3"
+)
+
+# Inside nspawn the cgroup v1 controllers come read-only and runc fails with "read-only file
+# system"; remounting them before containerd/docker start fixes it (verified on this machine).
+CGROUP_FIX = """[Unit]
+Description=Remount cgroup v1 controllers read-write for nested containers
+DefaultDependencies=no
+Before=containerd.service docker.service
+After=local-fs.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'mount -o remount,rw /sys/fs/cgroup; for c in pids devices cpuset memory \
+cpuacct freezer cpu blkio; do umount -l /sys/fs/cgroup/$c 2>/dev/null; mkdir -p /sys/fs/cgroup/$c; \
+mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c; done'
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def ensure_base() -> Path:
+    """The cached Debian tree with the project-independent host setup; built once (~1 min)."""
+    if (BASE / ".ready").exists():
+        return BASE
+    tmp = BASE.with_suffix(".tmp")
+    if not (tmp / ".debootstrapped").exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["debootstrap", "--variant=minbase", f"--include={PACKAGES}", "bookworm", str(tmp)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        (tmp / ".debootstrapped").write_text("ok\n")
+    unit = tmp / "etc/systemd/system/cgroup-rw.service"
+    wants_dir = tmp / "etc/systemd/system/multi-user.target.wants"
+    for link in ("cgroup-rw.service", "systemd-networkd.service"):
+        (wants_dir / link).unlink(missing_ok=True)
+    unit.write_text(CGROUP_FIX)
+    wants = tmp / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / "cgroup-rw.service").symlink_to("/etc/systemd/system/cgroup-rw.service")
+    (wants / "systemd-networkd.service").symlink_to("/lib/systemd/system/systemd-networkd.service")
+    (tmp / ".ready").write_text("ok\n")
+    tmp.rename(BASE)
+    return BASE
+
+
+@dataclass
+class VmHost:
+    name: str
+    machine: str
+    address: str
+    root: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.root.parent / f"{self.machine}.log"
+
+
+def make_host(name: str, lab_id: str, address: str, prefixlen: int, pubkey: str) -> VmHost:
+    machine = f"{lab_id}-{name}"
+    root = HOSTS_DIR / machine / "root"
+    if root.exists():
+        shutil.rmtree(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-a", str(ensure_base()), str(root)], check=True)
+    (root / "etc/hostname").write_text(name + "\n")
+    (root / "etc/systemd/network/10-lab-host0.network").write_text(
+        f"[Match]\nName=host0\n\n[Network]\nAddress={address}/{prefixlen}\nLinkLocalAddressing=no\n"
+    )
+    ssh = root / "root/.ssh"
+    ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (ssh / "authorized_keys").write_text(pubkey.strip() + "\n")
+    (ssh / "authorized_keys").chmod(0o600)
+    return VmHost(name, machine, address, root)
+
+
+def boot(host: VmHost, bridge: str) -> None:
+    env = {**os.environ, "SYSTEMD_SECCOMP": "0"}
+    with open(host.log, "ab") as out:
+        host.proc = subprocess.Popen(
+            ["systemd-nspawn", "-q", "-b", "-D", str(host.root), "-M", host.machine,
+             "--register=no", "--keep-unit", "--capability=all",
+             "--system-call-filter=@keyring bpf", f"--network-bridge={bridge}"],
+            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def wait_ssh(host: VmHost, guard: RouteGuard, timeout: float = 90) -> None:
+    def ready() -> bool:
+        if host.proc is not None and host.proc.poll() is not None:
+            raise RuntimeError(f"{host.machine} exited at boot; see {host.log}")
+        guard.check(host.address)
+        try:
+            with socket.create_connection((host.address, 22), timeout=0.5) as s:
+                return s.recv(4).startswith(b"SSH")
+        except OSError:
+            return False
+
+    hostops.wait_for(f"sshd on {host.machine} ({host.address})", ready, timeout, interval=0.5)
+
+
+def _init_pid(host: VmHost) -> int | None:
+    """PID 1 of the container: the nspawn process's child."""
+    if host.proc is None:
+        return None
+    children = Path(f"/proc/{host.proc.pid}/task/{host.proc.pid}/children")
+    with contextlib.suppress(OSError, ValueError):
+        return int(children.read_text().split()[0])
+    return None
+
+
+def power_off(host: VmHost, timeout: float = 60) -> None:
+    """SIGRTMIN+4 to the host's init is a clean poweroff; SIGKILL the nspawn if it hangs."""
+    if host.proc is None or host.proc.poll() is not None:
+        return
+    init = _init_pid(host)
+    if init is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(init, signal.SIGRTMIN + 4)
+    try:
+        host.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(host.proc.pid, signal.SIGKILL)
+        host.proc.wait(10)
+
+
+def remove(host: VmHost) -> None:
+    """Delete a host's tree; only once its nspawn is gone (never under a running host)."""
+    if host.proc is not None and host.proc.poll() is None:
+        raise RuntimeError(f"{host.machine} still runs; power it off first")
+    link = f"vb-{host.machine}"[:15]
+    if hostops.link_exists(link):
+        subprocess.run(["ip", "link", "del", link], check=False)
+    shutil.rmtree(host.root.parent, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        HOSTS_DIR.rmdir()
+
+
+def keypair(directory: Path) -> tuple[Path, str]:
+    key = directory / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "overlay-etcd-test",
+                    "-f", str(key)], check=True)  # fmt: skip
+    return key, (directory / "id_ed25519.pub").read_text()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.vmhosts", description=__doc__.split("\n")[0])
+    p.add_argument("action", choices=["base"])
+    args = p.parse_args(argv)
+    if args.action == "base":
+        print(ensure_base())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
