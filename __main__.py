@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 import pulumi
+from pulumi_command import remote
 
 from components import (
     ContainerSpec,
@@ -16,6 +17,7 @@ from components import (
     EtcdCluster,
     EtcdClusterArgs,
     EtcdMemberSpec,
+    HostCommands,
     ImageHost,
     LocalHostCommands,
     LocalHosts,
@@ -23,6 +25,9 @@ from components import (
     LocalHostSpec,
     OverlayNetwork,
     OverlayNetworkArgs,
+    RemoteHostCommands,
+    RemoteHosts,
+    RemoteHostsArgs,
     TestContainers,
     TestContainersArgs,
     Validation,
@@ -30,45 +35,91 @@ from components import (
 )
 from overlaylab import spec as out
 from overlaylab.errors import ConfigError
-from overlaylab.stackconfig import PROJECT_DIR, from_pulumi
+from overlaylab.stackconfig import PROJECT_DIR, from_pulumi, package_hash
 
 try:
-    cfg = from_pulumi(pulumi.get_stack())
+    cfg, ssh_key = from_pulumi(pulumi.get_stack())
 except ConfigError as e:
     # One line, no traceback, and nothing has been registered yet.
     raise pulumi.RunError(f"invalid config: {e}") from None
 for warning in cfg.warnings:
     pulumi.log.warn(warning)
 
-commands = LocalHostCommands(python=sys.executable, project_dir=str(PROJECT_DIR))
-
-hosts = LocalHosts(
-    "lab",
-    LocalHostsArgs(
-        bridge=cfg.bridge,
-        bridge_address=cfg.bridge_address,
-        prefixlen=cfg.prefixlen,
-        hosts=tuple(
-            LocalHostSpec(h.name, h.address, h.netns(cfg.lab_id), h.veth(cfg.lab_id))
-            for h in cfg.hosts
-        ),
-        commands=commands,
-    ),
+here = LocalHostCommands(
+    python=sys.executable,
+    project_dir=str(PROJECT_DIR),
+    placements={
+        h.name: (
+            "--netns",
+            h.netns(cfg.lab_id),
+            "--host-dir",
+            cfg.host_dir(h),
+            "--lab-id",
+            cfg.lab_id,
+            "--bridge",
+            cfg.bridge or "",
+        )
+        for h in cfg.hosts
+    },
 )
+commands: HostCommands
+provider_ready: tuple[pulumi.Resource, ...] = ()
+if cfg.transport == "local":
+    commands = here
+    local_hosts = LocalHosts(
+        "lab",
+        LocalHostsArgs(
+            bridge=cfg.bridge or "",
+            bridge_address=cfg.bridge_address,
+            prefixlen=cfg.prefixlen,
+            hosts=tuple(
+                LocalHostSpec(h.name, h.address, h.netns(cfg.lab_id), h.veth(cfg.lab_id))
+                for h in cfg.hosts
+            ),
+            commands=here,
+        ),
+    )
+    host_ready: dict[str, pulumi.Resource] = dict(local_hosts.hosts)
+    health_host = None
+else:
+    remote_commands = RemoteHostCommands(
+        local=here,
+        connections={
+            h.name: remote.ConnectionArgs(
+                host=h.address, user=cfg.ssh_user, port=cfg.ssh_port, private_key=ssh_key
+            )
+            for h in cfg.hosts
+        },
+    )
+    commands = remote_commands
+    remote_hosts = RemoteHosts(
+        "lab",
+        RemoteHostsArgs(
+            hosts=tuple(h.name for h in cfg.hosts),
+            client_port=cfg.etcd_client_port,
+            peer_port=cfg.etcd_peer_port,
+            package_dir=str(PROJECT_DIR / "overlaylab"),
+            package_hash=package_hash(),
+            identity_file=cfg.identity_file,
+            private_key=ssh_key,
+            commands=remote_commands,
+        ),
+    )
+    host_ready = {h.name: remote_hosts.gate for h in cfg.hosts}
+    health_host = cfg.hosts[0].name
+    provider_ready = (remote_hosts.identity,)
 
 etcd = EtcdCluster(
     "etcd",
     EtcdClusterArgs(
-        members=tuple(
-            EtcdMemberSpec(h.name, h.address, h.netns(cfg.lab_id), cfg.host_dir(h))
-            for h in cfg.hosts
-        ),
+        members=tuple(EtcdMemberSpec(h.name, h.address) for h in cfg.hosts),
         token=cfg.etcd_token,
         client_port=cfg.etcd_client_port,
         peer_port=cfg.etcd_peer_port,
-        bridge=cfg.bridge,
+        bridge=cfg.bridge if cfg.transport == "local" else None,
         commands=commands,
-        host_ready=dict(hosts.hosts),
+        host_ready=host_ready,
+        health_host=health_host,
     ),
 )
 
@@ -77,15 +128,14 @@ engines = {
         f"docker-{h.name}",
         DockerEngineArgs(
             hostname=h.name,
-            netns=h.netns(cfg.lab_id),
-            host_dir=cfg.host_dir(h),
             cluster_store=cfg.cluster_store(h),
             advertise=cfg.advertise(h),
             etcd_endpoint=cfg.client_url(h),
-            lab_id=cfg.lab_id,
-            bridge=cfg.bridge,
+            docker_host=cfg.docker_host(h),
             commands=commands,
             store_ready=etcd.healthy,
+            ssh_opts=tuple(cfg.ssh_opts()) if cfg.transport == "ssh" else (),
+            provider_ready=provider_ready,
         ),
     )
     for h in cfg.hosts
@@ -109,9 +159,7 @@ containers = TestContainers(
     TestContainersArgs(
         image=cfg.image,
         image_source=cfg.image_source,
-        hosts=tuple(
-            ImageHost(h.name, cfg.docker_socket(h), engines[h.name].provider) for h in cfg.hosts
-        ),
+        hosts=tuple(ImageHost(h.name, engines[h.name].provider) for h in cfg.hosts),
         containers=tuple(ContainerSpec(c.name, c.host) for c in cfg.containers),
         network=overlay.network,
         commands=commands,
@@ -123,7 +171,7 @@ validation = Validation(
     "validate",
     ValidationArgs(
         spec=validation_spec,
-        after=[*containers.containers.values(), overlay.network],
+        after=[*containers.containers.values(), overlay.network, *provider_ready],
         triggers=[overlay.network_id, *(c.id for c in containers.containers.values())],
         commands=commands,
     ),

@@ -2,9 +2,10 @@
 
 from components.docker_engine import DockerEngine, DockerEngineArgs
 from components.etcd_cluster import EtcdCluster, EtcdClusterArgs, EtcdMemberSpec
-from components.host_commands import LocalHostCommands
+from components.host_commands import HostCommands, LocalHostCommands, RemoteHostCommands
 from components.local_hosts import LocalHosts, LocalHostsArgs, LocalHostSpec
 from components.overlay_network import OverlayNetwork, OverlayNetworkArgs
+from components.remote_hosts import RemoteHosts, RemoteHostsArgs
 from components.test_containers import (
     ContainerSpec,
     ImageHost,
@@ -20,6 +21,7 @@ __all__ = [
     "EtcdCluster",
     "EtcdClusterArgs",
     "EtcdMemberSpec",
+    "HostCommands",
     "ImageHost",
     "LocalHostCommands",
     "LocalHostSpec",
@@ -27,6 +29,9 @@ __all__ = [
     "LocalHostsArgs",
     "OverlayNetwork",
     "OverlayNetworkArgs",
+    "RemoteHostCommands",
+    "RemoteHosts",
+    "RemoteHostsArgs",
     "TestContainers",
     "TestContainersArgs",
     "Validation",

@@ -6,34 +6,32 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
-from pulumi_command import local
 
-from components.host_commands import LocalHostCommands
+from components.host_commands import HostCommands
 
 
 @dataclass(frozen=True)
 class DockerEngineArgs:
     hostname: str
-    netns: str
-    host_dir: str
     cluster_store: str
     advertise: str
     etcd_endpoint: str
-    lab_id: str
-    bridge: str
-    commands: LocalHostCommands
+    docker_host: str
+    commands: HostCommands
     store_ready: pulumi.Resource
+    ssh_opts: tuple[str, ...] = ()
+    provider_ready: tuple[pulumi.Resource, ...] = ()
 
 
 class DockerEngine(pulumi.ComponentResource):
-    """dockerd with --cluster-store/--cluster-advertise, on a unix socket only (no TCP)."""
+    """dockerd with --cluster-store/--cluster-advertise, and no TCP listener."""
 
-    daemon: local.Command
-    """Starts dockerd; completes once the daemon has registered itself in etcd."""
+    daemon: pulumi.CustomResource
+    """Configures and starts dockerd; completes once it has registered itself in etcd."""
     provider: docker.Provider
-    """A Docker provider bound to this daemon's socket."""
+    """A Docker provider bound to this daemon (unix socket, or ssh:// to the host's socket)."""
     docker_host: pulumi.Output[str]
-    """The daemon's address, ``unix://...``."""
+    """The daemon's address, ``unix://...`` or ``ssh://user@host:port``."""
     advertise: pulumi.Output[str]
     """The identity this daemon announces in the cluster store (ip:port, no listener)."""
 
@@ -41,32 +39,33 @@ class DockerEngine(pulumi.ComponentResource):
         self, name: str, args: DockerEngineArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("overlay-etcd:docker:DockerEngine", name, None, opts)
+        cmd = args.commands
         common = [
             "--hostname",
             args.hostname,
-            "--host-dir",
-            args.host_dir,
             "--advertise",
             args.advertise,
             "--etcd-endpoint",
             args.etcd_endpoint,
-            "--lab-id",
-            args.lab_id,
-            "--bridge",
-            args.bridge,
+            *cmd.placement(args.hostname),
         ]
-        self.daemon = args.commands.command(
+        self.daemon = cmd.command(
             f"{name}-dockerd",
-            ["docker-up", "--netns", args.netns, "--cluster-store", args.cluster_store, *common],
+            ["docker-up", "--cluster-store", args.cluster_store, *common],
             ["docker-down", *common],
+            host=args.hostname,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.store_ready]),
         )
-        host = f"unix://{args.host_dir}/docker.sock"
+        # The seed's `-H tcp://0.0.0.0:2375` gives root to anyone on the network; here the
+        # provider uses the daemon's own unix socket, locally or through ssh://.
         self.provider = docker.Provider(
             f"{name}-docker",
-            host=host,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.daemon]),
+            host=args.docker_host,
+            ssh_opts=list(args.ssh_opts) or None,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.daemon, *args.provider_ready]
+            ),
         )
-        self.docker_host = pulumi.Output.from_input(host)
+        self.docker_host = pulumi.Output.from_input(args.docker_host)
         self.advertise = pulumi.Output.from_input(args.advertise)
         self.register_outputs({"dockerHost": self.docker_host, "advertise": self.advertise})

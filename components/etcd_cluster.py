@@ -5,17 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_command import local
 
-from components.host_commands import LocalHostCommands
+from components.host_commands import HostCommands
 
 
 @dataclass(frozen=True)
 class EtcdMemberSpec:
     name: str
     address: str
-    netns: str
-    host_dir: str
 
 
 @dataclass(frozen=True)
@@ -24,18 +21,19 @@ class EtcdClusterArgs:
     token: str
     client_port: int
     peer_port: int
-    bridge: str
-    commands: LocalHostCommands
+    bridge: str | None
+    commands: HostCommands
     host_ready: dict[str, pulumi.Resource]
+    health_host: str | None = None  # where the gate runs: here (None) or on that host
     health_timeout: float = 60
 
 
 class EtcdCluster(pulumi.ComponentResource):
     """A static etcd cluster with the v2 API on, as Docker's libkv needs."""
 
-    members: dict[str, local.Command]
+    members: dict[str, pulumi.CustomResource]
     """Per host name, the command that runs that host's member."""
-    healthy: local.Command
+    healthy: pulumi.CustomResource
     """Gate: completes only when every member is healthy, in one cluster, v2 API on."""
     endpoints: pulumi.Output[list[str]]
     """Client URLs, one per member."""
@@ -56,8 +54,6 @@ class EtcdCluster(pulumi.ComponentResource):
                 f"{name}-{m.name}",
                 [
                     "etcd-up",
-                    "--netns",
-                    m.netns,
                     "--name",
                     m.name,
                     "--address",
@@ -70,22 +66,23 @@ class EtcdCluster(pulumi.ComponentResource):
                     args.token,
                     "--initial-cluster",
                     initial,
-                    "--host-dir",
-                    m.host_dir,
-                    "--bridge",
-                    args.bridge,
+                    *cmd.placement(m.name),
                 ],
-                ["etcd-down", "--name", m.name, "--host-dir", m.host_dir],
+                ["etcd-down", "--name", m.name, *cmd.placement(m.name)],
+                host=m.name,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[args.host_ready[m.name]]),
             )
             for m in args.members
         }
-        health = ["etcd-health", "--bridge", args.bridge, "--timeout", str(args.health_timeout)]
+        health = ["etcd-health", "--timeout", str(args.health_timeout)]
+        if args.bridge:
+            health += ["--bridge", args.bridge]
         for m, e in zip(args.members, endpoints, strict=True):
             health += ["--endpoint", e, "--name", m.name]
         self.healthy = cmd.command(
             f"{name}-healthy",
             health,
+            host=args.health_host,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.members.values())),
         )
         self.endpoints = pulumi.Output.from_input(endpoints)

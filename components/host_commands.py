@@ -1,17 +1,44 @@
 """The Pulumi side of the host seam: a Command that runs one of ``overlaylab.hostops``' verbs.
 
-Components ask this for commands instead of writing shell themselves, so the same component
-code can target another transport (SSH) by swapping this one object.
+Components ask this for commands instead of writing shell themselves. Two transports:
+
+- :class:`LocalHostCommands`: every verb runs on this machine (``command:local:Command``); a
+  host is a network namespace, named by the verb's placement flags.
+- :class:`RemoteHostCommands`: a verb for a host runs *on* that host over SSH
+  (``command:remote:Command``, with ``--systemd``); verbs with no host run on this machine.
+
+The component code is the same for both; only this object differs.
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import pulumi
-from pulumi_command import local
+from pulumi_command import local, remote
+
+HOSTOPS = "overlaylab.hostops"
+#: Where the project's package is copied on a remote host.
+REMOTE_LIB = "/usr/local/lib/overlaylab"
+
+
+class HostCommands(Protocol):
+    def placement(self, host: str) -> list[str]: ...
+
+    def command(
+        self,
+        name: str,
+        create: Sequence[str] | pulumi.Output[list[str]],
+        delete: Sequence[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+        module: str = HOSTOPS,
+        triggers: Sequence[pulumi.Input[object]] | None = None,
+        host: str | None = None,
+        environment: Mapping[str, pulumi.Input[str]] | None = None,
+    ) -> pulumi.CustomResource: ...
 
 
 @dataclass(frozen=True)
@@ -20,25 +47,79 @@ class LocalHostCommands:
 
     python: str
     project_dir: str
+    placements: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def argv(self, module: str, args: Sequence[str]) -> str:
         return shlex.join([self.python, "-m", module, *args])
 
+    def placement(self, host: str) -> list[str]:
+        return list(self.placements.get(host, ()))
+
     def command(
         self,
         name: str,
-        create: Sequence[str],
+        create: Sequence[str] | pulumi.Output[list[str]],
         delete: Sequence[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
-        module: str = "overlaylab.hostops",
+        module: str = HOSTOPS,
         triggers: Sequence[pulumi.Input[object]] | None = None,
+        host: str | None = None,
+        environment: Mapping[str, pulumi.Input[str]] | None = None,
     ) -> local.Command:
+        if isinstance(create, pulumi.Output):
+            create_cmd: pulumi.Input[str] = create.apply(lambda a: self.argv(module, a))
+        else:
+            create_cmd = self.argv(module, create)
         return local.Command(
             name,
+            create=create_cmd,
+            delete=self.argv(module, delete) if delete is not None else None,
+            environment={
+                "PYTHONPATH": self.project_dir,
+                "PYTHONUNBUFFERED": "1",
+                **(environment or {}),
+            },
+            dir=self.project_dir,
+            triggers=list(triggers) if triggers is not None else None,
+            opts=opts,
+        )
+
+
+@dataclass(frozen=True)
+class RemoteHostCommands:
+    """Runs a host's verbs on that host over SSH, with the package copied to REMOTE_LIB."""
+
+    local: LocalHostCommands
+    connections: Mapping[str, remote.ConnectionArgs]
+
+    def placement(self, host: str) -> list[str]:
+        return ["--systemd"]
+
+    def argv(self, module: str, args: Sequence[str]) -> str:
+        return f"PYTHONPATH={REMOTE_LIB} python3 -m {module} {shlex.join(args)}"
+
+    def command(
+        self,
+        name: str,
+        create: Sequence[str] | pulumi.Output[list[str]],
+        delete: Sequence[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+        module: str = HOSTOPS,
+        triggers: Sequence[pulumi.Input[object]] | None = None,
+        host: str | None = None,
+        environment: Mapping[str, pulumi.Input[str]] | None = None,
+    ) -> pulumi.CustomResource:
+        if host is None:
+            return self.local.command(
+                name, create, delete, opts, module, triggers, environment=environment
+            )
+        if isinstance(create, pulumi.Output):
+            raise TypeError("remote commands take a fixed argv")
+        return remote.Command(
+            name,
+            connection=self.connections[host],
             create=self.argv(module, create),
             delete=self.argv(module, delete) if delete is not None else None,
-            environment={"PYTHONPATH": self.project_dir, "PYTHONUNBUFFERED": "1"},
-            dir=self.project_dir,
             triggers=list(triggers) if triggers is not None else None,
             opts=opts,
         )

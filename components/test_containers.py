@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
-from pulumi_command import local
 
-from components.host_commands import LocalHostCommands
+from components.host_commands import HostCommands
 
 #: The seed's container command: a shell that lives forever and ignores nothing.
 KEEPALIVE = ["sh", "-c", "while true; do sleep 3600; done"]
@@ -17,7 +16,6 @@ KEEPALIVE = ["sh", "-c", "while true; do sleep 3600; done"]
 @dataclass(frozen=True)
 class ImageHost:
     hostname: str
-    socket: str
     provider: docker.Provider
 
 
@@ -34,7 +32,7 @@ class TestContainersArgs:
     hosts: tuple[ImageHost, ...]
     containers: tuple[ContainerSpec, ...]
     network: docker.Network
-    commands: LocalHostCommands
+    commands: HostCommands
 
 
 class TestContainers(pulumi.ComponentResource):
@@ -42,7 +40,7 @@ class TestContainers(pulumi.ComponentResource):
 
     __test__ = False  # not a pytest class
 
-    image_imports: dict[str, local.Command]
+    image_imports: dict[str, pulumi.CustomResource]
     """Per host: imports the image from busybox-static (only with image source 'import')."""
     images: dict[str, docker.RemoteImage]
     """Per host: the image as the Docker provider sees it."""
@@ -60,26 +58,12 @@ class TestContainers(pulumi.ComponentResource):
             if args.image_source == "import":
                 # No registry is reachable from the lab: build the image from the host's own
                 # busybox-static, so the RemoteImage below finds it locally and never pulls.
+                placement = args.commands.placement(h.hostname)
                 imp = args.commands.command(
                     f"{name}-{h.hostname}-import",
-                    [
-                        "image-import",
-                        "--hostname",
-                        h.hostname,
-                        "--socket",
-                        h.socket,
-                        "--image",
-                        args.image,
-                    ],
-                    [
-                        "image-remove",
-                        "--hostname",
-                        h.hostname,
-                        "--socket",
-                        h.socket,
-                        "--image",
-                        args.image,
-                    ],
+                    ["image-import", "--hostname", h.hostname, "--image", args.image, *placement],
+                    ["image-remove", "--hostname", h.hostname, "--image", args.image, *placement],
+                    host=h.hostname,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[h.provider]),
                 )
                 self.image_imports[h.hostname] = imp

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi_command import local
 
-from components.host_commands import LocalHostCommands
+from components.host_commands import HostCommands
 
 
 @dataclass(frozen=True)
@@ -18,14 +17,14 @@ class ValidationArgs:
     spec: dict[str, Any]
     after: Sequence[pulumi.Resource]
     triggers: Sequence[pulumi.Input[Any]]
-    commands: LocalHostCommands
+    commands: HostCommands
     timeout: float = 60
 
 
 class Validation(pulumi.ComponentResource):
     """Runs ``python -m overlaylab.validate`` on the stack's spec."""
 
-    run: local.Command
+    run: pulumi.CustomResource
     """The validator run; its stdout is the report."""
     report: pulumi.Output[str]
     """The validator's summary."""
@@ -42,5 +41,5 @@ class Validation(pulumi.ComponentResource):
             triggers=args.triggers,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)),
         )
-        self.report = self.run.stdout
+        self.report = self.run.stdout  # type: ignore[attr-defined]
         self.register_outputs({"report": self.report})

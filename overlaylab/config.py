@@ -17,7 +17,7 @@ from typing import Any
 from overlaylab.errors import ConfigError
 
 #: Config keys, under the project's namespace (``overlay-etcd:<key>``).
-KEYS = ("lab", "hosts", "etcd", "docker", "network", "containers", "image")
+KEYS = ("lab", "hosts", "etcd", "docker", "network", "containers", "image", "ssh")
 
 _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _CONTAINER = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -49,7 +49,7 @@ class LabConfig:
     lab_id: str
     transport: str
     segment: ipaddress.IPv4Network
-    bridge: str
+    bridge: str | None
     bridge_address: str
     state_dir: str
     hosts: tuple[Host, ...]
@@ -64,6 +64,9 @@ class LabConfig:
     containers: tuple[Container, ...]
     image: str
     image_source: str
+    ssh_user: str = "root"
+    ssh_port: int = 22
+    identity_file: str = "~/.overlaylab/seed/id_ssh"
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -81,6 +84,25 @@ class LabConfig:
 
     def docker_socket(self, host: Host) -> str:
         return f"{self.host_dir(host)}/docker.sock"
+
+    def docker_host(self, host: Host) -> str:
+        if self.transport == "ssh":
+            return f"ssh://{self.ssh_user}@{host.address}:{self.ssh_port}"
+        return f"unix://{self.docker_socket(host)}"
+
+    def ssh_opts(self) -> list[str]:
+        """For ``ssh`` as Docker runs it: our key, and host keys kept beside it, not in ~."""
+        known = f"{self.identity_file.rsplit('/', 1)[0]}/known_hosts"
+        return [
+            "-i",
+            self.identity_file,
+            "-o",
+            f"UserKnownHostsFile={known}",
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+            "BatchMode=yes",
+        ]
 
     def client_url(self, host: Host) -> str:
         return f"http://{host.address}:{self.etcd_client_port}"
@@ -114,10 +136,28 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
             f"lab.id {lab_id!r} is invalid: use 1-16 lowercase letters, digits or '-' ({where})"
         )
     transport = str(lab.get("transport", "local"))
-    if transport != "local":
+    if transport not in ("local", "ssh"):
         raise ConfigError(
-            f"lab.transport {transport!r} is not supported yet: use 'local' ({where})"
+            f"lab.transport {transport!r} is not supported: use 'local' or 'ssh' ({where})"
         )
+    ssh = _mapping(raw.get("ssh") or {}, "ssh", where)
+    ssh_user = str(ssh.get("user", "root"))
+    if not re.match(r"^[a-z_][a-z0-9_-]*$", ssh_user):
+        raise ConfigError(f"ssh.user {ssh_user!r} is not a valid user name ({where})")
+    ssh_port = _port(ssh.get("port", 22), "ssh.port", where)
+    identity_file = str(ssh.get("identityFile", f"~/.overlaylab/{lab_id}/id_ssh"))
+    if transport == "ssh":
+        key = raw.get("sshPrivateKey")
+        if not key:
+            raise ConfigError(
+                "sshPrivateKey is not set: pulumi config set --secret overlay-etcd:sshPrivateKey "
+                f"< ~/.ssh/id_ed25519 ({where})"
+            )
+        if "PRIVATE KEY-----" not in str(key):
+            raise ConfigError(
+                f"sshPrivateKey does not look like a private key (no 'PRIVATE KEY' armour): set "
+                f"it from the key file itself, e.g. < ~/.ssh/id_ed25519 ({where})"
+            )
     segment = _network(lab.get("segment", "192.168.205.0/24"), "lab.segment", where)
 
     hosts_raw = raw.get("hosts")
@@ -157,8 +197,12 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
             f"lab.bridgeAddress {bridge_address} is also a host's address: give the bridge "
             f"its own address ({where})"
         )
-    bridge = str(lab.get("bridge", f"ovbr-{lab_id}"))
-    if len(bridge) > _IFNAME_MAX or not re.match(r"^[a-zA-Z0-9_.-]+$", bridge):
+    # On real hosts there is no lab bridge unless one is named (the tests' VM hosts have one).
+    bridge_raw = lab.get("bridge", f"ovbr-{lab_id}" if transport == "local" else None)
+    bridge = None if bridge_raw is None else str(bridge_raw)
+    if bridge is not None and (
+        len(bridge) > _IFNAME_MAX or not re.match(r"^[a-zA-Z0-9_.-]+$", bridge)
+    ):
         raise ConfigError(
             f"lab.bridge {bridge!r} is not a valid interface name (at most 15 letters, digits, "
             f"'-', '_' or '.') ({where})"
@@ -260,6 +304,9 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
         containers=tuple(containers),
         image=image_name,
         image_source=image_source,
+        ssh_user=ssh_user,
+        ssh_port=ssh_port,
+        identity_file=identity_file,
         warnings=tuple(warnings),
     )
 

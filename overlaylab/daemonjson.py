@@ -32,7 +32,9 @@ def merge(
                 f"/etc/docker/daemon.json is not valid JSON ({e}): fix or remove it first"
             ) from None
         if not isinstance(parsed, dict):
-            raise ConfigError("/etc/docker/daemon.json is not a JSON object: fix or remove it first")
+            raise ConfigError(
+                "/etc/docker/daemon.json is not a JSON object: fix or remove it first"
+            )
         current = parsed
     if store_opts:
         present = [k for k in TLS_KEYS if store_opts.get(k)]

@@ -353,10 +353,10 @@ def etcd_down(*, name: str, host_dir: str) -> None:
 
 
 def etcd_health(
-    *, endpoints: Sequence[str], names: Sequence[str], bridge: str, timeout: float
+    *, endpoints: Sequence[str], names: Sequence[str], bridge: str | None, timeout: float
 ) -> None:
     """Gate: all members healthy, in one cluster, with the expected names, v2 on, version ok."""
-    guard = RouteGuard(bridge)
+    guard = RouteGuard(bridge) if bridge else None
     clients = [EtcdClient(e, guard) for e in endpoints]
     last = ["not asked yet"]
 
@@ -642,19 +642,156 @@ def image_remove(*, hostname: str, socket_path: str, image: str) -> None:
 # --- command line ----------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _placement(p: argparse.ArgumentParser) -> None:
+    """Where a verb acts: a namespace host on this machine, or (--systemd) the host it runs on."""
+    p.add_argument("--systemd", action="store_true", help="act on this systemd-managed host")
+    for a in ("--netns", "--host-dir", "--lab-id", "--bridge"):
+        p.add_argument(a)
+
+
+def _local(args: argparse.Namespace, *needed: str) -> dict[str, str]:
+    missing = [n for n in needed if getattr(args, n) is None]
+    if missing:
+        flags = ", ".join("--" + m.replace("_", "-") for m in missing)
+        raise LabError(f"{args.verb} on a local namespace host needs {flags}")
+    return {n: getattr(args, n) for n in needed}
+
+
+def _port(url: str) -> int:
+    return int(url.rstrip("/").rsplit(":", 1)[-1])
+
+
+def dispatch(args: argparse.Namespace) -> None:
+    """Run one verb, on a local namespace host or (``--systemd``) on this systemd host."""
+    from overlaylab import systemd_host as sd  # stdlib only, like this module
+
+    v = args.verb
+    if v == "preflight":
+        if args.systemd:
+            sd.preflight(client_port=args.client_port, peer_port=args.peer_port)
+        else:
+            preflight()
+    elif v == "hosts-unique":
+        sd.hosts_unique(args.reports)
+    elif v == "ssh-identity":
+        ssh_identity(args.file)
+    elif v == "ssh-identity-remove":
+        ssh_identity_remove(args.file)
+    elif v == "bridge-up":
+        bridge_up(args.bridge, args.address, args.prefixlen)
+    elif v == "bridge-down":
+        bridge_down(args.bridge)
+    elif v == "host-up":
+        host_up(args.netns, args.hostname, args.veth, args.address, args.prefixlen, args.bridge)
+    elif v == "host-down":
+        host_down(args.netns, args.veth)
+    elif v == "etcd-up":
+        common = dict(
+            name=args.name,
+            address=args.address,
+            client_port=args.client_port,
+            peer_port=args.peer_port,
+            token=args.token,
+            initial_cluster=args.initial_cluster,
+        )
+        if args.systemd:
+            sd.etcd_up(**common)
+        else:
+            etcd_up(**common, **_local(args, "netns", "host_dir", "bridge"))
+    elif v == "etcd-down":
+        if args.systemd:
+            sd.etcd_down(name=args.name)
+        else:
+            etcd_down(name=args.name, **_local(args, "host_dir"))
+    elif v == "etcd-health":
+        etcd_health(
+            endpoints=args.endpoint, names=args.name, bridge=args.bridge, timeout=args.timeout
+        )
+    elif v == "docker-up":
+        if args.systemd:
+            sd.docker_up(
+                hostname=args.hostname,
+                cluster_store=args.cluster_store,
+                advertise=args.advertise,
+                client_port=_port(args.etcd_endpoint),
+            )
+        else:
+            docker_up(
+                hostname=args.hostname,
+                cluster_store=args.cluster_store,
+                advertise=args.advertise,
+                etcd_endpoint=args.etcd_endpoint,
+                **_local(args, "netns", "host_dir", "lab_id", "bridge"),
+            )
+    elif v == "docker-down":
+        if args.systemd:
+            sd.docker_down(
+                hostname=args.hostname,
+                advertise=args.advertise,
+                client_port=_port(args.etcd_endpoint),
+            )
+        else:
+            docker_down(
+                hostname=args.hostname,
+                advertise=args.advertise,
+                etcd_endpoint=args.etcd_endpoint,
+                **_local(args, "host_dir", "lab_id", "bridge"),
+            )
+    elif v in ("image-import", "image-remove"):
+        if args.systemd:
+            (sd.image_import if v == "image-import" else sd.image_remove)(
+                hostname=args.hostname, image=args.image
+            )
+        else:
+            sock = f"{_local(args, 'host_dir')['host_dir']}/docker.sock"
+            (image_import if v == "image-import" else image_remove)(
+                hostname=args.hostname, socket_path=sock, image=args.image
+            )
+
+
+def ssh_identity(path: str) -> None:
+    """Write the SSH key (from OVERLAYLAB_SSH_KEY) to a 0600 file for ssh-based clients."""
+    key = os.environ.get("OVERLAYLAB_SSH_KEY", "")
+    if "PRIVATE KEY-----" not in key:
+        raise LabError("OVERLAYLAB_SSH_KEY holds no private key")
+    f = Path(os.path.expanduser(path))
+    f.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key if key.endswith("\n") else key + "\n")
+    log(f"ssh identity written to {f} (mode 0600)")
+
+
+def ssh_identity_remove(path: str) -> None:
+    f = Path(os.path.expanduser(path))
+    f.unlink(missing_ok=True)
+    (f.parent / "known_hosts").unlink(missing_ok=True)
+    (f.parent / "known_hosts.old").unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        f.parent.rmdir()
+        f.parent.parent.rmdir()
+    log(f"ssh identity {f} removed")
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m overlaylab.hostops", description=__doc__.split("\n")[0]
     )
     sub = p.add_subparsers(dest="verb", required=True)
 
-    sub.add_parser("preflight")
+    pf = sub.add_parser("preflight")
+    _placement(pf)
+    pf.add_argument("--client-port", type=int, default=2379)
+    pf.add_argument("--peer-port", type=int, default=2380)
+    sub.add_parser("hosts-unique").add_argument("reports", nargs="+")
+    sub.add_parser("ssh-identity").add_argument("--file", required=True)
+    sub.add_parser("ssh-identity-remove").add_argument("--file", required=True)
+
     b = sub.add_parser("bridge-up")
     b.add_argument("--bridge", required=True)
     b.add_argument("--address", required=True)
     b.add_argument("--prefixlen", type=int, required=True)
-    b = sub.add_parser("bridge-down")
-    b.add_argument("--bridge", required=True)
+    sub.add_parser("bridge-down").add_argument("--bridge", required=True)
 
     h = sub.add_parser("host-up")
     for a in ("--netns", "--hostname", "--veth", "--address", "--bridge"):
@@ -665,84 +802,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     h.add_argument("--veth", required=True)
 
     e = sub.add_parser("etcd-up")
-    for a in (
-        "--netns",
-        "--name",
-        "--address",
-        "--token",
-        "--initial-cluster",
-        "--host-dir",
-        "--bridge",
-    ):
+    _placement(e)
+    for a in ("--name", "--address", "--token", "--initial-cluster"):
         e.add_argument(a, required=True)
     e.add_argument("--client-port", type=int, required=True)
     e.add_argument("--peer-port", type=int, required=True)
     e = sub.add_parser("etcd-down")
+    _placement(e)
     e.add_argument("--name", required=True)
-    e.add_argument("--host-dir", required=True)
     e = sub.add_parser("etcd-health")
     e.add_argument("--endpoint", action="append", required=True)
     e.add_argument("--name", action="append", required=True)
-    e.add_argument("--bridge", required=True)
+    e.add_argument("--bridge", help="check routes go through this bridge (local lab)")
     e.add_argument("--timeout", type=float, default=60)
 
-    d = sub.add_parser("docker-up")
-    for a in (
-        "--netns",
-        "--hostname",
-        "--host-dir",
-        "--cluster-store",
-        "--advertise",
-        "--etcd-endpoint",
-        "--lab-id",
-        "--bridge",
-    ):
-        d.add_argument(a, required=True)
-    d = sub.add_parser("docker-down")
-    for a in ("--hostname", "--host-dir", "--advertise", "--etcd-endpoint", "--lab-id", "--bridge"):
-        d.add_argument(a, required=True)
-
-    i = sub.add_parser("image-import")
-    i = sub.add_parser("image-remove")
+    for verb in ("docker-up", "docker-down"):
+        d = sub.add_parser(verb)
+        _placement(d)
+        for a in ("--hostname", "--advertise", "--etcd-endpoint"):
+            d.add_argument(a, required=True)
+        if verb == "docker-up":
+            d.add_argument("--cluster-store", required=True)
     for verb in ("image-import", "image-remove"):
-        i = sub.choices[verb]
+        i = sub.add_parser(verb)
+        _placement(i)
         i.add_argument("--hostname", required=True)
-        i.add_argument("--socket", required=True)
         i.add_argument("--image", required=True)
+    return p
 
-    args = p.parse_args(argv)
-    kw = {k: v for k, v in vars(args).items() if k != "verb"}
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
-        match args.verb:
-            case "preflight":
-                preflight()
-            case "bridge-up":
-                bridge_up(**kw)
-            case "bridge-down":
-                bridge_down(**kw)
-            case "host-up":
-                host_up(**kw)
-            case "host-down":
-                host_down(**kw)
-            case "etcd-up":
-                etcd_up(**kw)
-            case "etcd-down":
-                etcd_down(**kw)
-            case "etcd-health":
-                etcd_health(
-                    endpoints=kw["endpoint"],
-                    names=kw["name"],
-                    bridge=kw["bridge"],
-                    timeout=kw["timeout"],
-                )
-            case "docker-up":
-                docker_up(**kw)
-            case "docker-down":
-                docker_down(**kw)
-            case "image-import":
-                image_import(hostname=kw["hostname"], socket_path=kw["socket"], image=kw["image"])
-            case "image-remove":
-                image_remove(hostname=kw["hostname"], socket_path=kw["socket"], image=kw["image"])
+        dispatch(args)
     except LabError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 1

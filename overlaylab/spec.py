@@ -21,13 +21,16 @@ OUT_VALIDATION_REPORT = "validationReport"
 
 
 def validation_spec(cfg: LabConfig) -> dict[str, Any]:
+    lab: dict[str, Any] = {"id": cfg.lab_id, "bridge": cfg.bridge, "transport": cfg.transport}
+    if cfg.transport == "ssh":
+        lab["sshOpts"] = cfg.ssh_opts()
     return {
-        "lab": {"id": cfg.lab_id, "bridge": cfg.bridge, "transport": cfg.transport},
+        "lab": lab,
         "hosts": [
             {
                 "name": h.name,
                 "address": h.address,
-                "dockerHost": f"unix://{cfg.docker_socket(h)}",
+                "dockerHost": cfg.docker_host(h),
                 "advertise": cfg.advertise(h),
                 "etcdEndpoint": cfg.client_url(h),
             }

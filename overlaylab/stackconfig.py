@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +12,35 @@ PROJECT = "overlay-etcd"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
+def package_hash() -> str:
+    """A digest of the package copied to remote hosts: a code change copies it again."""
+    digest = hashlib.sha256()
+    for f in sorted((PROJECT_DIR / "overlaylab").glob("*.py")):
+        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def stack_file(stack: str) -> Path:
     return PROJECT_DIR / "stacks" / f"Pulumi.{stack}.yaml"
 
 
-def from_pulumi(stack: str) -> LabConfig:
-    """The running program's config (``pulumi.Config``), validated."""
+SECRET_KEY = "sshPrivateKey"
+
+
+def from_pulumi(stack: str) -> tuple[LabConfig, Any]:
+    """The running program's config, validated, and the SSH key as a secret Output (or None).
+
+    The key is read in plain text only to check that it is there and looks like a key; the
+    program only ever handles it as a secret, so it stays encrypted in state.
+    """
     import pulumi
 
     conf = pulumi.Config(PROJECT)
     raw: dict[str, Any] = {k: conf.get_object(k) for k in KEYS}
-    return parse(raw, f"stacks/Pulumi.{stack}.yaml")
+    raw[SECRET_KEY] = conf.get(SECRET_KEY)
+    cfg = parse(raw, f"stacks/Pulumi.{stack}.yaml")
+    key = conf.get_secret(SECRET_KEY) if cfg.transport == "ssh" else None
+    return cfg, key
 
 
 def raw_from_file(stack: str) -> dict[str, Any]:

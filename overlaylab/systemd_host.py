@@ -1,7 +1,7 @@
 """Operations on a real host managed by systemd (a VM reached over SSH): run *on* that host.
 
 The program copies this package to each host and runs
-``python3 -m overlaylab.systemd_host <verb>`` there through ``pulumi_command.remote``. It needs
+``python3 -m overlaylab.hostops <verb> --systemd`` there through ``pulumi_command.remote``. It needs
 only the host's python3 standard library, Debian's docker.io and etcd-server, and systemd.
 
 Everything is idempotent and reversible: before the first change a host's original
@@ -12,14 +12,13 @@ byte for byte and leaves the services as they were.
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -127,17 +126,39 @@ def preflight(*, client_port: int, peer_port: int) -> None:
             f"{hostname}: systemd is not running (no /run/systemd/system); this stack manages "
             f"etcd and Docker as systemd units: use a host booted with systemd"
         )
-    for tool, pkg in (("dockerd", "docker.io"), ("etcd", "etcd-server"), ("ip", "iproute2"),
-                      ("ss", "iproute2"), ("busybox", "busybox-static")):  # fmt: skip
+    for tool, pkg in (
+        ("dockerd", "docker.io"),
+        ("etcd", "etcd-server"),
+        ("ip", "iproute2"),
+        ("ss", "iproute2"),
+        ("busybox", "busybox-static"),
+    ):
         if shutil.which(tool) is None:
             raise PreflightError(f"{hostname}: {tool} is missing: apt-get install {pkg}")
     check_docker_version(run(["dockerd", "--version"]).stdout)
     check_etcd_version(parse_etcd_version(run(["etcd", "--version"]).stdout))
     probe = "ovlvxlanprobe"
-    res = run(["ip", "link", "add", probe, "type", "vxlan", "id", "4242", "dstport", "4789",
-               "local", "127.0.0.1"], check=False)  # fmt: skip
+    res = run(
+        [
+            "ip",
+            "link",
+            "add",
+            probe,
+            "type",
+            "vxlan",
+            "id",
+            "4242",
+            "dstport",
+            "4789",
+            "local",
+            "127.0.0.1",
+        ],
+        check=False,
+    )
     if res.returncode != 0:
-        raise PreflightError(f"{hostname}: the kernel cannot make VXLAN links ({res.stderr.strip()})")
+        raise PreflightError(
+            f"{hostname}: the kernel cannot make VXLAN links ({res.stderr.strip()})"
+        )
     run(["ip", "link", "del", probe], check=False)
     ours = MARKER.exists()
     busy = listeners()
@@ -154,8 +175,17 @@ def preflight(*, client_port: int, peer_port: int) -> None:
         for line in f:
             if line.startswith("PRETTY_NAME="):
                 os_name = line.split("=", 1)[1].strip().strip('"')
-    print(json.dumps({"hostname": hostname, "engineId": engine_id(), "os": os_name,
-                      "kernel": os.uname().release}), flush=True)  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "hostname": hostname,
+                "engineId": engine_id(),
+                "os": os_name,
+                "kernel": os.uname().release,
+            }
+        ),
+        flush=True,
+    )
 
 
 def hosts_unique(reports: Sequence[str]) -> None:
@@ -165,13 +195,17 @@ def hosts_unique(reports: Sequence[str]) -> None:
         rep = json.loads(raw.strip().splitlines()[-1])
         for key, what, fix in (
             ("hostname", "hostname", "give each host its own hostname (hostnamectl)"),
-            ("engineId", "Docker engine ID",
-             "cloned VM: stop docker, remove /etc/docker/key.json on one host, start docker"),
-        ):  # fmt: skip
+            (
+                "engineId",
+                "Docker engine ID",
+                "cloned VM: stop docker, remove /etc/docker/key.json on one host, start docker",
+            ),
+        ):
             value = rep[key]
             if value in seen[key]:
                 raise PreflightError(
-                    f"hosts {seen[key][value]} and {rep['hostname']} share the {what} {value}: {fix}"
+                    f"hosts {seen[key][value]} and {rep['hostname']} share the {what} "
+                    f"{value}: {fix}"
                 )
             seen[key][value] = rep["hostname"]
     log(f"preflight ok on {len(reports)} hosts: hostnames and Docker engine IDs unique")
@@ -180,8 +214,9 @@ def hosts_unique(reports: Sequence[str]) -> None:
 # --- etcd --------------------------------------------------------------------------------------
 
 
-def etcd_up(*, name: str, address: str, client_port: int, peer_port: int, token: str,
-            initial_cluster: str) -> None:  # fmt: skip
+def etcd_up(
+    *, name: str, address: str, client_port: int, peer_port: int, token: str, initial_cluster: str
+) -> None:
     identity = {"name": name, "token": token, "initialCluster": initial_cluster}
     if (ETCD_DATA / "member").exists():
         try:
@@ -264,11 +299,15 @@ def docker_up(*, hostname: str, cluster_store: str, advertise: str, client_port:
     etcd = EtcdClient(LOOPBACK_ETCD.format(port=client_port), None)
     key = f"/docker/nodes/{advertise}"
     try:
-        wait_for(f"dockerd on {hostname} to register {key}", lambda: etcd.v2_get(key) is not None, 60)
+        wait_for(
+            f"dockerd on {hostname} to register {key}", lambda: etcd.v2_get(key) is not None, 60
+        )
     except LabError:
         raise DockerError(f"dockerd on {hostname} never registered {key} in etcd") from None
-    log(f"dockerd on {hostname}: cluster-store {cluster_store}, advertise {advertise} "
-        f"(in {DAEMON_JSON}, kept across reboots), joined the store")  # fmt: skip
+    log(
+        f"dockerd on {hostname}: cluster-store {cluster_store}, advertise {advertise} "
+        f"(in {DAEMON_JSON}, kept across reboots), joined the store"
+    )
 
 
 def docker_down(*, hostname: str, advertise: str, client_port: int) -> None:
@@ -276,12 +315,10 @@ def docker_down(*, hostname: str, advertise: str, client_port: int) -> None:
     if meta is not None:
         run(["systemctl", "restart", "docker"], check=False, timeout=120)
         _unit_back("docker", meta)
-    try:
+    with contextlib.suppress(LabError):
         EtcdClient(LOOPBACK_ETCD.format(port=client_port), None, timeout=1).v2_delete(
             f"/docker/nodes/{advertise}"
         )
-    except LabError:
-        pass
     log(f"dockerd on {hostname}: {DAEMON_JSON} restored, docker restarted")
 
 
@@ -289,8 +326,9 @@ def image_import(*, hostname: str, image: str) -> None:
     if run(["docker", "image", "inspect", image], check=False).returncode == 0:
         log(f"{hostname}: image {image} present")
         return
-    proc = subprocess.run(["docker", "import", "-", image], input=busybox_rootfs(),
-                          capture_output=True, check=False)  # fmt: skip
+    proc = subprocess.run(
+        ["docker", "import", "-", image], input=busybox_rootfs(), capture_output=True, check=False
+    )
     if proc.returncode != 0:
         raise DockerError(f"{hostname}: docker import failed: {proc.stderr.decode().strip()}")
     log(f"{hostname}: imported {image} from busybox-static")
@@ -299,55 +337,3 @@ def image_import(*, hostname: str, image: str) -> None:
 def image_remove(*, hostname: str, image: str) -> None:
     run(["docker", "image", "rm", "-f", image], check=False)
     log(f"{hostname}: removed image {image}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m overlaylab.systemd_host")
-    sub = p.add_subparsers(dest="verb", required=True)
-    pf = sub.add_parser("preflight")
-    pf.add_argument("--client-port", type=int, required=True)
-    pf.add_argument("--peer-port", type=int, required=True)
-    u = sub.add_parser("hosts-unique")
-    u.add_argument("reports", nargs="+")
-    e = sub.add_parser("etcd-up")
-    for a in ("--name", "--address", "--token", "--initial-cluster"):
-        e.add_argument(a, required=True)
-    e.add_argument("--client-port", type=int, required=True)
-    e.add_argument("--peer-port", type=int, required=True)
-    sub.add_parser("etcd-down").add_argument("--name", required=True)
-    d = sub.add_parser("docker-up")
-    for a in ("--hostname", "--cluster-store", "--advertise"):
-        d.add_argument(a, required=True)
-    d.add_argument("--client-port", type=int, required=True)
-    d = sub.add_parser("docker-down")
-    for a in ("--hostname", "--advertise"):
-        d.add_argument(a, required=True)
-    d.add_argument("--client-port", type=int, required=True)
-    for verb in ("image-import", "image-remove"):
-        i = sub.add_parser(verb)
-        i.add_argument("--hostname", required=True)
-        i.add_argument("--image", required=True)
-    args = p.parse_args(argv)
-    kw = {k: v for k, v in vars(args).items() if k != "verb"}
-    fn = {
-        "preflight": preflight,
-        "etcd-up": etcd_up,
-        "etcd-down": etcd_down,
-        "docker-up": docker_up,
-        "docker-down": docker_down,
-        "image-import": image_import,
-        "image-remove": image_remove,
-    }
-    try:
-        if args.verb == "hosts-unique":
-            hosts_unique(args.reports)
-        else:
-            fn[args.verb](**kw)
-    except LabError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

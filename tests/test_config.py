@@ -80,7 +80,9 @@ BAD: list[tuple[str, str, Any, str]] = [
     ("bad port", "etcd.clientPort", 70000, "is not a TCP port"),
     ("same ports", "etcd.peerPort", 2379, "are both 2379"),
     ("bad image source", "image.source", "registry", "must be 'import' or 'pull'"),
-    ("unsupported transport", "lab.transport", "ssh", "is not supported yet"),
+    ("unsupported transport", "lab.transport", "winrm", "lab.transport 'winrm' is not supported"),
+    ("ssh without a key", "lab.transport", "ssh", "sshPrivateKey is not set: pulumi config set"),
+    ("bad ssh port", "ssh.port", 0, "ssh.port 0 is not a TCP port"),
 ]
 
 
@@ -94,3 +96,16 @@ def test_invalid_config_fails_in_one_line_naming_the_problem(
     assert message in text, f"{case}: {text}"
     assert "\n" not in text
     assert "stacks/Pulumi.local.yaml" in text
+
+
+def test_ssh_key_must_look_like_a_private_key(seed_config: dict[str, Any]) -> None:
+    raw = mutate(seed_config, "lab.transport", "ssh")
+    raw["sshPrivateKey"] = "hunter2"
+    with pytest.raises(ConfigError, match="does not look like a private key"):
+        parse(raw)
+    raw["sshPrivateKey"] = (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----"
+    )
+    cfg = parse(raw)
+    assert cfg.docker_host(cfg.hosts[0]) == "ssh://root@192.168.205.10:22"
+    assert "hunter2" not in repr(cfg) and "PRIVATE" not in repr(cfg)

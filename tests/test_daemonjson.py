@@ -48,13 +48,15 @@ def test_merge_is_idempotent() -> None:
 def test_tls_opts_are_all_or_nothing() -> None:
     tls = {"kv.cacertfile": "/ca", "kv.certfile": "/c", "kv.keyfile": "/k"}
     assert json.loads(merge(None, STORE, ADV, tls))["cluster-store-opts"] == tls
-    with pytest.raises(ConfigError, match="needs all of kv.cacertfile, kv.certfile, kv.keyfile"):
+    with pytest.raises(
+        ConfigError, match=r"needs all of kv\.cacertfile, kv\.certfile, kv\.keyfile"
+    ):
         merge(None, STORE, ADV, {"kv.cacertfile": "/ca"})
 
 
 @pytest.mark.parametrize("bad", ["{not json", "[1, 2]", '"a string"'])
 def test_invalid_existing_file_is_refused(bad: str) -> None:
-    with pytest.raises(ConfigError, match="/etc/docker/daemon.json"):
+    with pytest.raises(ConfigError, match=r"/etc/docker/daemon\.json"):
         merge(bad, STORE, ADV)
 
 

@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,12 +115,26 @@ def boot(host: VmHost, bridge: str) -> None:
     env = {**os.environ, "SYSTEMD_SECCOMP": "0"}
     with open(host.log, "ab") as out:
         host.proc = subprocess.Popen(
-            ["systemd-nspawn", "-q", "-b", "-D", str(host.root), "-M", host.machine,
-             "--register=no", "--keep-unit", "--capability=all",
-             "--system-call-filter=@keyring bpf", f"--network-bridge={bridge}"],
-            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            [
+                "systemd-nspawn",
+                "-q",
+                "-b",
+                "-D",
+                str(host.root),
+                "-M",
+                host.machine,
+                "--register=no",
+                "--keep-unit",
+                "--capability=all",
+                "--system-call-filter=@keyring bpf",
+                f"--network-bridge={bridge}",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
 
 def wait_ssh(host: VmHost, guard: RouteGuard, timeout: float = 90) -> None:
@@ -177,8 +190,10 @@ def remove(host: VmHost) -> None:
 
 def keypair(directory: Path) -> tuple[Path, str]:
     key = directory / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "overlay-etcd-test",
-                    "-f", str(key)], check=True)  # fmt: skip
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "overlay-etcd-test", "-f", str(key)],
+        check=True,
+    )
     return key, (directory / "id_ed25519.pub").read_text()
 
 

@@ -1,0 +1,97 @@
+"""RemoteHosts: real machines reached over SSH, checked before anything on them changes."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import remote
+
+from components.host_commands import REMOTE_LIB, RemoteHostCommands
+
+
+@dataclass(frozen=True)
+class RemoteHostsArgs:
+    hosts: tuple[str, ...]
+    client_port: int
+    peer_port: int
+    package_dir: str
+    package_hash: str
+    identity_file: str
+    private_key: pulumi.Input[str]
+    commands: RemoteHostCommands
+
+
+class RemoteHosts(pulumi.ComponentResource):
+    """The project's package on every host, every host's preflight, then one gate."""
+
+    copies: dict[str, remote.CopyToRemote]
+    """Per host: the project's package copied to REMOTE_LIB."""
+    libs: dict[str, pulumi.CustomResource]
+    """Per host: checks the package imports; its delete removes REMOTE_LIB, last of all."""
+    preflights: dict[str, pulumi.CustomResource]
+    """Per host: OS, systemd, VXLAN, versions, ports; prints the host's identity."""
+    gate: pulumi.CustomResource
+    """Completes only when every host passed preflight with a unique hostname and engine ID."""
+    identity: pulumi.CustomResource
+    """The SSH key as a 0600 file here, for Docker's ssh:// connections and the validator."""
+
+    def __init__(
+        self, name: str, args: RemoteHostsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("overlay-etcd:hosts:RemoteHosts", name, None, opts)
+        cmd = args.commands
+        self.copies, self.libs, self.preflights = {}, {}, {}
+        for h in args.hosts:
+            self.copies[h] = remote.CopyToRemote(
+                f"{name}-{h}-copy",
+                connection=cmd.connections[h],
+                source=pulumi.FileArchive(args.package_dir),
+                remote_path=f"{REMOTE_LIB}/overlaylab",
+                triggers=[args.package_hash],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            # CopyToRemote deletes nothing on destroy; this command's delete removes the package,
+            # and since every later step on the host depends on it, it is deleted last.
+            self.libs[h] = remote.Command(
+                f"{name}-{h}-lib",
+                connection=cmd.connections[h],
+                create=f"PYTHONPATH={REMOTE_LIB} python3 -c 'import overlaylab.hostops'",
+                delete=f"rm -rf {shlex.quote(REMOTE_LIB)}",
+                triggers=[args.package_hash],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.copies[h]]),
+            )
+            self.preflights[h] = cmd.command(
+                f"{name}-{h}-preflight",
+                [
+                    "preflight",
+                    "--systemd",
+                    "--client-port",
+                    str(args.client_port),
+                    "--peer-port",
+                    str(args.peer_port),
+                ],
+                host=h,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.libs[h]]),
+            )
+        reports = pulumi.Output.all(*(_stdout(p) for p in self.preflights.values()))
+        # Unique hostnames and engine IDs can only be judged across hosts: one step here,
+        # on every host's preflight report, before any host is changed.
+        self.gate = cmd.local.command(
+            f"{name}-unique",
+            reports.apply(lambda rs: ["hosts-unique", *rs]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.preflights.values())),
+        )
+        self.identity = cmd.local.command(
+            f"{name}-identity",
+            ["ssh-identity", "--file", args.identity_file],
+            ["ssh-identity-remove", "--file", args.identity_file],
+            environment={"OVERLAYLAB_SSH_KEY": args.private_key},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"hosts": list(args.hosts)})
+
+
+def _stdout(command: pulumi.CustomResource) -> pulumi.Output[str]:
+    return command.stdout  # type: ignore[attr-defined, no-any-return]
