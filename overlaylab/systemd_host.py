@@ -85,7 +85,8 @@ def _restore_original(path: Path, unit: str) -> dict[str, Any] | None:
 def _unit_back(unit: str, meta: dict[str, Any]) -> None:
     run(["systemctl", "enable" if meta["enabled"] else "disable", unit], check=False)
     if meta["active"]:
-        run(["systemctl", "restart", "--no-block", unit])
+        # Blocking: the host's own service (Debian's single-member etcd) is ready on its own.
+        run(["systemctl", "restart", unit], check=False, timeout=120)
     else:
         run(["systemctl", "stop", unit], check=False)
 
@@ -269,6 +270,9 @@ def _port_open(port: int) -> bool:
 
 
 def etcd_down(*, name: str) -> None:
+    if not MARKER.exists() and not (BACKUP / f"{ETCD_DEFAULT.name}.json").exists():
+        log(f"etcd {name}: nothing of this lab on the host")
+        return  # a second destroy must not stop the host's own etcd
     run(["systemctl", "stop", "etcd"], check=False)
     shutil.rmtree(ETCD_DATA, ignore_errors=True)
     MARKER.unlink(missing_ok=True)
@@ -322,18 +326,29 @@ def docker_down(*, hostname: str, advertise: str, client_port: int) -> None:
     log(f"dockerd on {hostname}: {DAEMON_JSON} restored, docker restarted")
 
 
+def _imported(image: str) -> Path:
+    return STATE / f"imported-{image.replace('/', '_').replace(':', '_')}"
+
+
 def image_import(*, hostname: str, image: str) -> None:
     if run(["docker", "image", "inspect", image], check=False).returncode == 0:
-        log(f"{hostname}: image {image} present")
+        log(f"{hostname}: image {image} present (the host's own: destroy keeps it)")
         return
     proc = subprocess.run(
         ["docker", "import", "-", image], input=busybox_rootfs(), capture_output=True, check=False
     )
     if proc.returncode != 0:
         raise DockerError(f"{hostname}: docker import failed: {proc.stderr.decode().strip()}")
+    STATE.mkdir(parents=True, exist_ok=True)
+    _imported(image).write_text("imported by overlay-etcd\n")
     log(f"{hostname}: imported {image} from busybox-static")
 
 
 def image_remove(*, hostname: str, image: str) -> None:
+    if not _imported(image).exists():
+        return  # the host had it before: not ours to remove
     run(["docker", "image", "rm", "-f", image], check=False)
+    _imported(image).unlink()
+    with contextlib.suppress(OSError):
+        STATE.rmdir()
     log(f"{hostname}: removed image {image}")

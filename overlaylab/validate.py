@@ -58,7 +58,10 @@ class Lab:
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
-        self.guard = RouteGuard(spec["lab"]["bridge"])
+        bridge = spec["lab"].get("bridge")
+        self.guard = RouteGuard(bridge) if bridge else None
+        self.ssh_opts: list[str] = list(spec["lab"].get("sshOpts") or [])
+        self._tunnels: list[Any] = []
         self.hosts: list[dict[str, Any]] = spec["hosts"]
         self.network: dict[str, Any] = spec["network"]
         self.containers: list[dict[str, Any]] = spec["containers"]
@@ -70,8 +73,20 @@ class Lab:
             import docker
 
             url = next(h["dockerHost"] for h in self.hosts if h["name"] == host)
+            if url.startswith("ssh://"):
+                from overlaylab.sshdocker import SshDockerTunnel
+
+                tunnel = SshDockerTunnel(url, self.ssh_opts, self.guard)
+                self._tunnels.append(tunnel)
+                url = tunnel.url
             self._docker[host] = docker.DockerClient(base_url=url, version="1.41", timeout=20)
         return self._docker[host]
+
+    def close(self) -> None:
+        for client in self._docker.values():
+            client.close()
+        for tunnel in self._tunnels:
+            tunnel.close()
 
     def any_etcd(self) -> EtcdClient:
         last: Exception | None = None
@@ -371,14 +386,17 @@ def validate(spec: dict[str, Any], timeout: float = 60, interval: float = 1.0) -
     lab = Lab(spec)
     deadline = time.monotonic() + timeout
     results: list[Result] = []
-    for name, fn in CONVERGING:
-        while True:
-            group = _run_group(lab, name, fn)
-            if all(r.ok for r in group) or time.monotonic() >= deadline:
-                break
-            time.sleep(interval)
-        results.extend(group)
-    results.extend(_run_group(lab, "name-rule", check_name_rule))
+    try:
+        for name, fn in CONVERGING:
+            while True:
+                group = _run_group(lab, name, fn)
+                if all(r.ok for r in group) or time.monotonic() >= deadline:
+                    break
+                time.sleep(interval)
+            results.extend(group)
+        results.extend(_run_group(lab, "name-rule", check_name_rule))
+    finally:
+        lab.close()
     return results
 
 

@@ -66,8 +66,10 @@ def seed_config() -> dict[str, Any]:
 def record_graph() -> Iterator[Any]:
     """Run the program under mocks without touching the machine; returns its Graph."""
 
-    def go(raw: dict[str, Any], preview: bool = False) -> Graph:
-        return Graph(run_program(raw, preview=preview, perform=False))
+    def go(
+        raw: dict[str, Any], preview: bool = False, secrets: dict[str, str] | None = None
+    ) -> Graph:
+        return Graph(run_program(raw, preview=preview, perform=False, secrets=secrets))
 
     yield go
 

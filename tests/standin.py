@@ -27,14 +27,22 @@ This is test tooling, not a deployment tool:
 from __future__ import annotations
 
 import argparse
+import asyncio
+import atexit
 import concurrent.futures as cf
 import contextlib
 import ctypes
+import hashlib
+import io
 import json
 import os
 import runpy
+import shlex
+import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import threading
 import time
 import uuid
@@ -44,6 +52,7 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import mocks as pmocks
+from pulumi.runtime import rpc
 from pulumi.runtime import settings as psettings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
@@ -52,19 +61,37 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 if str(PROJECT_DIR) not in sys.path:
     sys.path.insert(0, str(PROJECT_DIR))
 
+from overlaylab.netrule import RouteGuard  # noqa: E402
 from overlaylab.stackconfig import PROJECT, raw_from_file  # noqa: E402
 
 DEFAULT_STATE_DIR = Path("/var/lib/overlaylab/.standin")
 
 COMMAND = "command:local:Command"
+REMOTE_COMMAND = "command:remote:Command"
+COPY_TO_REMOTE = "command:remote:CopyToRemote"
 DOCKER_PROVIDER = "pulumi:providers:docker"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 NETWORK = "docker:index/network:Network"
 CONTAINER = "docker:index/container:Container"
 
+CONNECTION_FIELDS = {"host", "port", "user", "privateKey", "dialErrorLimit", "perDialTimeout"}
+SSH_BASE = [
+    "ssh",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "BatchMode=yes",
+]
+
 ALLOWED_INPUTS: dict[str, set[str]] = {
     COMMAND: {"create", "delete", "environment", "dir", "triggers", "addPreviousOutputInEnv"},
-    DOCKER_PROVIDER: {"host", "version"},
+    REMOTE_COMMAND: {"connection", "create", "delete", "triggers", "addPreviousOutputInEnv"},
+    COPY_TO_REMOTE: {"connection", "source", "remotePath", "triggers"},
+    DOCKER_PROVIDER: {"host", "version", "sshOpts"},
     REMOTE_IMAGE: {"name", "keepLocally"},
     NETWORK: {"name", "driver", "ipamConfigs", "options", "attachable", "internal"},
     CONTAINER: {"name", "image", "command", "hostname", "networksAdvanced", "mustRun"},
@@ -92,18 +119,129 @@ class Record:
     seconds: float = 0.0
 
 
-def _docker(host: str) -> Any:
+def unwrap(value: Any) -> Any:
+    """A secret input as the provider sees it: its plain value."""
+    if isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        return unwrap(value["value"])
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+class SshKeys:
+    """Private keys of remote connections, as 0600 files for ssh, never in the state file."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="standin-keys-"))
+        self.files: dict[str, Path] = {}
+        self.lock = threading.Lock()
+        atexit.register(shutil.rmtree, self.dir, True)
+
+    def add(self, key: str) -> str:
+        kid = hashlib.sha256(key.encode()).hexdigest()[:16]
+        with self.lock:
+            if kid not in self.files:
+                f = self.dir / kid
+                fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as out:
+                    out.write(key if key.endswith("\n") else key + "\n")
+                self.files[kid] = f
+        return kid
+
+    def file(self, kid: str) -> Path:
+        if kid not in self.files:
+            raise ResourceFailed(f"the SSH key {kid} is not loaded: pass --ssh-key to the stand-in")
+        return self.files[kid]
+
+
+KEYS = SshKeys()
+
+
+class Tunnels:
+    """ssh:// Docker hosts reached through forwarded sockets, one per (host, options)."""
+
+    def __init__(self) -> None:
+        self.open: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self.lock = threading.Lock()
+        self.guard: RouteGuard | None = None
+
+    def url(self, host: str, ssh_opts: list[str]) -> str:
+        if not host.startswith("ssh://"):
+            return host
+        from overlaylab.sshdocker import SshDockerTunnel
+
+        key = (host, tuple(ssh_opts))
+        with self.lock:
+            if key not in self.open:
+                self.open[key] = SshDockerTunnel(host, ssh_opts, self.guard)
+            return str(self.open[key].url)
+
+    def close(self) -> None:
+        with self.lock:
+            for t in self.open.values():
+                t.close()
+            self.open.clear()
+
+
+TUNNELS = Tunnels()
+
+
+def _docker(host: str, ssh_opts: list[str] | None = None) -> Any:
     import docker
 
-    return docker.DockerClient(base_url=host, version="1.41", timeout=60)
+    url = TUNNELS.url(host, [os.path.expanduser(o) for o in ssh_opts or []])
+    return docker.DockerClient(base_url=url, version="1.41", timeout=60)
+
+
+def _connection(conn: dict[str, Any]) -> dict[str, Any]:
+    extra = set(conn) - CONNECTION_FIELDS
+    if extra:
+        raise UnsupportedResource(f"connection fields {sorted(extra)} are not implemented")
+    out = {
+        "host": conn["host"],
+        "port": int(conn.get("port") or 22),
+        "user": conn.get("user") or "root",
+        "dials": int(conn.get("dialErrorLimit") or 10),
+        "dialTimeout": int(conn.get("perDialTimeout") or 15),
+    }
+    if conn.get("privateKey"):
+        out["keyId"] = KEYS.add(conn["privateKey"])
+    return out
+
+
+def ssh_run(
+    conn: dict[str, Any], script: str, guard: RouteGuard | None, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``script`` on a connection's host, as pulumi-command's remote.Command does."""
+    if guard is not None:
+        guard.check(conn["host"])
+    argv = [*SSH_BASE, "-p", str(conn["port"]), "-o", f"ConnectTimeout={conn['dialTimeout']}"]
+    if conn.get("keyId"):
+        argv += ["-i", str(KEYS.file(conn["keyId"]))]
+    argv += [f"{conn['user']}@{conn['host']}", script]
+    # Like the provider, retry the dial (ssh exits 255 when it could not connect), not the command.
+    for _ in range(max(1, conn["dials"]) - 1):
+        res = subprocess.run(argv, input=stdin, capture_output=True, check=False)
+        if res.returncode != 255 or b"onnect" not in res.stderr:
+            return res
+        time.sleep(1)
+    return subprocess.run(argv, input=stdin, capture_output=True, check=False)
 
 
 class RealEngine(pmocks.Mocks):
     """``Mocks`` that performs each resource for real and records what it did."""
 
     def __init__(
-        self, preview: bool = False, state_file: Path | None = None, perform: bool = True
+        self,
+        preview: bool = False,
+        state_file: Path | None = None,
+        perform: bool = True,
+        guard: RouteGuard | None = None,
     ) -> None:
+        self.guard = guard
+        TUNNELS.guard = guard
         self.preview = preview
         self.perform = perform and not preview
         self.state_file = state_file
@@ -166,6 +304,7 @@ class RealEngine(pmocks.Mocks):
             return "", dict(args.inputs)
         computed: dict[str, Any] = {
             COMMAND: {"stdout": f"{args.name} done", "stderr": ""},
+            REMOTE_COMMAND: {"stdout": f"{args.name} done", "stderr": ""},
             REMOTE_IMAGE: {"imageId": f"sha256:{args.name}", "repoDigest": ""},
             NETWORK: {"scope": "global"},
             CONTAINER: {"networkData": []},
@@ -175,10 +314,12 @@ class RealEngine(pmocks.Mocks):
     def _create(self, rec: Record, args: pmocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
         if args.typ == COMMAND:
-            out = self._run_shell(args.name, inputs["create"], inputs, "")
+            out = self._run_shell(args.name, inputs["create"], unwrap(inputs), "")
+            env = inputs.get("environment") or {}
             rec.state = {
                 "delete": inputs.get("delete"),
-                "environment": inputs.get("environment") or {},
+                # secret values stay out of the state file (deletes here do not need them)
+                "environment": {k: v for k, v in env.items() if isinstance(v, str)},
                 "dir": inputs.get("dir"),
                 "stdout": out.stdout.rstrip("\n"),
             }
@@ -187,15 +328,38 @@ class RealEngine(pmocks.Mocks):
                 "stdout": out.stdout.rstrip("\n"),
                 "stderr": out.stderr.rstrip("\n"),
             }
+        if args.typ == REMOTE_COMMAND:
+            conn = _connection(unwrap(inputs["connection"]))
+            res = ssh_run(conn, inputs["create"], self.guard)
+            out, err = res.stdout.decode(errors="replace"), res.stderr.decode(errors="replace")
+            if res.returncode != 0:
+                tail = (err or out).strip().splitlines()[-3:]
+                raise ResourceFailed(
+                    f"command {args.name} on {conn['host']} exited {res.returncode}: "
+                    f"{' | '.join(tail) or 'no output'}"
+                )
+            rec.state = {"delete": inputs.get("delete"), "connection": conn}
+            return f"{args.name}-{uuid.uuid4().hex[:8]}", {
+                **inputs,
+                "stdout": out.rstrip("\n"),
+                "stderr": err.rstrip("\n"),
+            }
+        if args.typ == COPY_TO_REMOTE:
+            conn = _connection(unwrap(inputs["connection"]))
+            self._copy(args.name, conn, inputs["source"], inputs["remotePath"])
+            return f"{args.name}-{uuid.uuid4().hex[:8]}", inputs
         if args.typ == DOCKER_PROVIDER:
             pid = uuid.uuid4().hex
+            raw_opts = inputs.get("sshOpts") or []
+            # Provider config travels as strings: a list arrives JSON-encoded.
+            opts = json.loads(raw_opts) if isinstance(raw_opts, str) else list(raw_opts)
             with self.lock:
-                self.providers[pid] = inputs["host"]
-            rec.state = {"host": inputs["host"]}
+                self.providers[pid] = (inputs["host"], opts)
+            rec.state = {"host": inputs["host"], "sshOpts": opts}
             return pid, inputs
-        host = self._provider_host(args)
-        rec.state["host"] = host
-        client = _docker(host)
+        host, ssh_opts = self._provider_host(args)
+        rec.state.update(host=host, sshOpts=ssh_opts)
+        client = _docker(host, ssh_opts)
         if args.typ == REMOTE_IMAGE:
             import docker
 
@@ -264,7 +428,29 @@ class RealEngine(pmocks.Mocks):
         ]
         return c.id, {**inputs, "networkData": network_data}
 
-    def _provider_host(self, args: pmocks.MockResourceArgs) -> str:
+    def _copy(self, name: str, conn: dict[str, Any], source: Any, remote_path: str) -> None:
+        """CopyToRemote of a FileArchive directory: into remote_path if that is a directory
+        already, else as remote_path (pulumi-command's documented behaviour)."""
+        path = getattr(source, "path", None)
+        if not isinstance(source, pulumi.FileArchive) or not path or not Path(path).is_dir():
+            raise UnsupportedResource(f"{name}: only a FileArchive of a directory is implemented")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            tar.add(
+                path,
+                arcname=Path(path).name,
+                filter=lambda t: None if "__pycache__" in t.name else t,
+            )
+        q = shlex.quote(remote_path)
+        script = (
+            f"if [ -d {q} ]; then tar -C {q} -xf -; else mkdir -p {q} && "
+            f"tar -C {q} --strip-components=1 -xf -; fi"
+        )
+        res = ssh_run(conn, script, self.guard, stdin=buf.getvalue())
+        if res.returncode != 0:
+            raise ResourceFailed(f"{name}: copy to {conn['host']} failed: {res.stderr.decode()}")
+
+    def _provider_host(self, args: pmocks.MockResourceArgs) -> tuple[str, list[str]]:
         pid = (args.provider or "").rsplit("::", 1)[-1]
         with self.lock:
             host = self.providers.get(pid)
@@ -337,10 +523,21 @@ def _delete_one(rec: Record) -> None:
                 f"delete of {rec.name} exited {proc.returncode}: {' | '.join(tail)}"
             )
         return
+    if rec.type == REMOTE_COMMAND:
+        script = rec.state.get("delete")
+        if not script:
+            return
+        res = ssh_run(rec.state["connection"], script, TUNNELS.guard)
+        if res.returncode != 0:
+            tail = (res.stderr or res.stdout).decode(errors="replace").strip().splitlines()[-3:]
+            raise ResourceFailed(
+                f"delete of {rec.name} exited {res.returncode}: {' | '.join(tail)}"
+            )
+        return
     if rec.type in (NETWORK, CONTAINER, REMOTE_IMAGE) and rec.state.get("id"):
         import docker
 
-        client = _docker(rec.state["host"])
+        client = _docker(rec.state["host"], rec.state.get("sshOpts"))
         try:
             if rec.type == CONTAINER:
                 client.containers.get(rec.state["id"]).remove(force=True)
@@ -354,6 +551,13 @@ def _delete_one(rec: Record) -> None:
 
 def destroy(records: list[Record], workers: int = 8) -> list[str]:
     """Delete in reverse dependency order; returns the errors (empty when all went well)."""
+    try:
+        return _destroy(records, workers)
+    finally:
+        TUNNELS.close()
+
+
+def _destroy(records: list[Record], workers: int) -> list[str]:
     pending = {r.urn: r for r in records}
     dependents: dict[str, set[str]] = {u: set() for u in pending}
     for r in records:
@@ -424,11 +628,13 @@ def run_program(
     preview: bool = False,
     state_file: Path | None = None,
     perform: bool = True,
+    guard: RouteGuard | None = None,
+    secrets: dict[str, str] | None = None,
 ) -> Run:
     """Run ``__main__.py`` with this config; never raises for the program's own errors.
 
     ``perform=False`` records the graph without touching the machine (unit tests)."""
-    engine = RealEngine(preview=preview, state_file=state_file, perform=perform)
+    engine = RealEngine(preview=preview, state_file=state_file, perform=perform, guard=guard)
     # Each run is a fresh program: no root stack, RPCs or errors left from an earlier run.
     psettings.ROOT.set(None)
     psettings.SETTINGS.rpc_manager.clear()
@@ -436,7 +642,9 @@ def run_program(
     pmocks.set_mocks(
         engine, project=PROJECT, stack=stack, preview=preview, monitor=RecordingMonitor(engine)
     )
-    pulumi.runtime.set_all_config(stack_config(raw_config))
+    config = stack_config(raw_config)
+    config.update({f"{PROJECT}:{k}": v for k, v in (secrets or {}).items()})
+    pulumi.runtime.set_all_config(config, [f"{PROJECT}:{k}" for k in secrets or {}])
     holder: dict[str, Any] = {}
 
     def body() -> None:
@@ -451,11 +659,27 @@ def run_program(
 
     start = time.monotonic()
     error: BaseException | None = None
+    _quiet_reported_failures()
     try:
         _sync_await(run_pulumi_func(body))
     except BaseException as e:
         error = e
+    finally:
+        TUNNELS.close()
     return Run(engine, holder.get("outputs"), error, time.monotonic() - start)
+
+
+def _quiet_reported_failures() -> None:
+    """A failed resource reaches the caller as ``Run.error``; the runtime's other futures that
+    carry the same exception would each be logged again at exit as "never retrieved"."""
+    loop = asyncio.get_event_loop()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), ResourceFailed | UnsupportedResource):
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 _REAPABLE = {"etcd", "dockerd", "containerd", "containerd-shim", "runc", "docker-proxy", "sleep"}
@@ -502,7 +726,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", choices=["up", "down", "preview"])
     p.add_argument("--stack", default="local")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p.add_argument("--ssh-key", type=Path, help="private key of an ssh stack (its sshPrivateKey)")
     args = p.parse_args(argv)
+    raw = raw_from_file(args.stack)
+    bridge = (raw.get("lab") or {}).get("bridge")
+    guard = RouteGuard(bridge) if bridge else None
+    secrets = {"sshPrivateKey": args.ssh_key.read_text()} if args.ssh_key else {}
+    for v in secrets.values():
+        KEYS.add(v)
+    TUNNELS.guard = guard
     state_file = args.state_dir / f"{args.stack}.json"
     become_subreaper()
     if args.action == "down":
@@ -523,7 +755,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    run = run_program(raw_from_file(args.stack), args.stack, args.action == "preview", state_file)
+    run = run_program(
+        raw, args.stack, args.action == "preview", state_file, guard=guard, secrets=secrets
+    )
     for r in run.engine.records:
         if r.custom:
             print(

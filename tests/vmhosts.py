@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -180,12 +181,18 @@ def remove(host: VmHost) -> None:
     """Delete a host's tree; only once its nspawn is gone (never under a running host)."""
     if host.proc is not None and host.proc.poll() is None:
         raise RuntimeError(f"{host.machine} still runs; power it off first")
-    link = f"vb-{host.machine}"[:15]
-    if hostops.link_exists(link):
-        subprocess.run(["ip", "link", "del", link], check=False)
     shutil.rmtree(host.root.parent, ignore_errors=True)
     with contextlib.suppress(OSError):
         HOSTS_DIR.rmdir()
+
+
+def detach_all(bridge: str) -> None:
+    """Delete any link still enslaved to the bridge (nspawn's vb-* veths when it was killed)."""
+    res = subprocess.run(
+        ["ip", "-j", "link", "show", "master", bridge], capture_output=True, text=True, check=False
+    )
+    for link in json.loads(res.stdout or "[]"):
+        subprocess.run(["ip", "link", "del", link["ifname"]], check=False)
 
 
 def keypair(directory: Path) -> tuple[Path, str]:

@@ -1,0 +1,270 @@
+"""The SSH stack for real: the program deploys over SSH to VM-like hosts and restores them.
+
+Two Debian 12 hosts boot under systemd-nspawn on a bridge of this machine, with systemd,
+sshd, Debian's docker.io and etcd-server (whose packaged single-member etcd starts at boot),
+exactly as fresh VMs. The program runs through the engine stand-in: remote commands and
+copies over real SSH, Docker resources over ssh:// to each host's own socket.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from overlaylab import hostops
+from overlaylab import spec as out
+from overlaylab.netrule import RouteGuard
+from tests import vmhosts
+from tests.labtools import require_root, validate_cli
+from tests.standin import Run, become_subreaper, destroy, run_program
+
+pytestmark = pytest.mark.lab
+
+LAB_ID = "sshlab"
+BRIDGE = "ovbr-sshlab"
+SEGMENT = "192.168.217"
+NODES = ("docker-node1", "docker-node2")
+ORIGINAL_DAEMON_JSON = '{\n    "debug": true,\n    "labels": ["seed=kept"]\n}\n'
+
+
+@dataclass
+class SshLab:
+    hosts: list[vmhosts.VmHost]
+    key: Path
+    tmp: Path
+    guard: RouteGuard
+
+    def ssh(self, host: str, script: str, check: bool = True) -> str:
+        h = next(x for x in self.hosts if x.name == host)
+        self.guard.check(h.address)
+        res = subprocess.run(
+            [*SSH, "-i", str(self.key), f"root@{h.address}", script],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(f"{host}: {script}: {res.stderr}")
+        return res.stdout
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "lab": {
+                "id": LAB_ID,
+                "transport": "ssh",
+                "segment": f"{SEGMENT}.0/24",
+                "bridge": BRIDGE,
+                "bridgeAddress": f"{SEGMENT}.1",
+            },
+            "ssh": {"user": "root", "identityFile": str(self.tmp / "identity" / "id_ssh")},
+            "hosts": [{"name": h.name, "address": h.address} for h in self.hosts],
+            "etcd": {"clusterToken": "etcd-sshlab"},
+            "network": {"name": "demo", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1"},
+            "containers": [
+                {"name": "test1", "host": NODES[0]},
+                {"name": "test2", "host": NODES[1]},
+            ],
+        }
+
+    def up(self, state: str) -> Run:
+        return run_program(
+            self.config(),
+            stack=LAB_ID,
+            state_file=self.tmp / state,
+            guard=self.guard,
+            secrets={"sshPrivateKey": self.key.read_text()},
+        )
+
+
+SSH = [
+    "ssh",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "BatchMode=yes",
+]
+
+
+@pytest.fixture(scope="module")
+def vms() -> Iterator[SshLab]:
+    require_root()
+    become_subreaper()
+    vmhosts.ensure_base()
+    tmp = Path(tempfile.mkdtemp(prefix="sshlab-"))
+    key, pub = vmhosts.keypair(tmp)
+    hostops.bridge_up(BRIDGE, f"{SEGMENT}.1", 24)
+    hosts = [
+        vmhosts.make_host(n, LAB_ID, f"{SEGMENT}.{10 + i}", 24, pub) for i, n in enumerate(NODES)
+    ]
+    lab = SshLab(hosts, key, tmp, RouteGuard(BRIDGE))
+    try:
+        for h in hosts:
+            vmhosts.boot(h, BRIDGE)
+        for h in hosts:
+            vmhosts.wait_ssh(h, lab.guard)
+        # what a real host has before we come: other daemon.json keys, Debian's own etcd
+        lab.ssh(NODES[0], f"cat > /etc/docker/daemon.json <<'EOF'\n{ORIGINAL_DAEMON_JSON}EOF")
+        yield lab
+    finally:
+        for h in hosts:
+            vmhosts.power_off(h)
+        for h in hosts:
+            vmhosts.remove(h)
+        vmhosts.detach_all(BRIDGE)
+        hostops.bridge_down(BRIDGE)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def deployed(vms: SshLab) -> Iterator[tuple[SshLab, Run, dict[str, str]]]:
+    before = {
+        n: vms.ssh(
+            n,
+            "cat /etc/default/etcd; echo ===; cat /etc/docker/daemon.json 2>&1; "
+            "echo ===; systemctl is-active etcd docker; etcdctl member list",
+        )
+        for n in NODES
+    }
+    assert "started, docker-node1, http://localhost:2380" in before[NODES[0]]
+    run = vms.up("up.json")
+    try:
+        assert run.error is None, f"up over SSH failed: {run.error}"
+        yield vms, run, before
+    finally:
+        destroy(run.engine.records)
+
+
+def test_up_over_ssh_validates(deployed: tuple[SshLab, Run, dict[str, str]]) -> None:
+    _, run, _ = deployed
+    report = (run.outputs or {})[out.OUT_VALIDATION_REPORT]
+    assert " 0 failed" in report.splitlines()[-1], report
+    assert "test1 -> test2 by name (across hosts): reply" in report
+    assert "refused (endpoint with name test1 already exists" in report
+
+
+def test_validator_cli_reaches_the_daemons_over_ssh(
+    deployed: tuple[SshLab, Run, dict[str, str]],
+) -> None:
+    _, run, _ = deployed
+    res = validate_cli((run.outputs or {})[out.OUT_VALIDATION_SPEC], 30)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_daemon_json_keeps_the_hosts_own_keys(deployed: tuple[SshLab, Run, dict[str, str]]) -> None:
+    lab, _, _ = deployed
+    conf = json.loads(lab.ssh(NODES[0], "cat /etc/docker/daemon.json"))
+    assert conf == {
+        "debug": True,
+        "labels": ["seed=kept"],
+        "cluster-store": f"etcd://{SEGMENT}.10:2379",
+        "cluster-advertise": f"{SEGMENT}.10:2375",
+    }
+    # no TCP listener: dockerd listens on no TCP port but serf's 7946
+    listening = lab.ssh(NODES[0], "ss -Hltnp | grep dockerd || true")
+    assert "2375" not in listening
+
+
+def test_debians_single_member_etcd_was_replaced_by_the_cluster(
+    deployed: tuple[SshLab, Run, dict[str, str]],
+) -> None:
+    lab, _, _ = deployed
+    lab.guard.check(f"{SEGMENT}.10")
+    req = urllib.request.Request(
+        f"http://{SEGMENT}.10:2379/v3/cluster/member/list", data=b"{}", method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=5) as r:
+        members = sorted(m["name"] for m in json.loads(r.read())["members"])
+    assert members == list(NODES)
+    assert lab.ssh(NODES[0], "systemctl is-enabled etcd").strip() == "enabled"
+
+
+def test_destroy_restores_every_host_as_it_was(
+    deployed: tuple[SshLab, Run, dict[str, str]],
+) -> None:
+    lab, run, before = deployed
+    assert destroy(run.engine.records) == []
+    for n in NODES:
+        after = lab.ssh(
+            n,
+            "cat /etc/default/etcd; echo ===; cat /etc/docker/daemon.json 2>&1; "
+            "echo ===; systemctl is-active etcd docker; etcdctl member list",
+        )
+        assert after == before[n], f"{n} not restored:\n{after}\n---\n{before[n]}"
+        assert (
+            lab.ssh(
+                n,
+                "ls /usr/local/lib/overlaylab /var/lib/overlaylab /var/lib/etcd/overlaylab"
+                " 2>&1 || true",
+            ).count("No such file")
+            == 3
+        )
+    assert lab.ssh(NODES[0], "cat /etc/docker/daemon.json") == ORIGINAL_DAEMON_JSON
+    assert not (lab.tmp / "identity").exists()
+
+
+def test_preflight_refuses_docker_24_and_changes_nothing(vms: SshLab) -> None:
+    node = NODES[1]
+    fake = (
+        "printf '#!/bin/sh\\necho Docker version 24.0.7, build afdd53b\\n' > /usr/local/bin/dockerd"
+    )
+    vms.ssh(node, f"{fake} && chmod +x /usr/local/bin/dockerd")
+    before = vms.ssh(node, "cat /etc/default/etcd; ls /etc/docker; systemctl is-active etcd")
+    try:
+        run = vms.up("docker24.json")
+        errors = destroy(run.engine.records)
+        assert run.error is not None
+        assert "Docker 24.0 has no --cluster-store (removed in 23.0)" in str(run.error)
+        assert not any(r.name.startswith("etcd-docker") for r in run.engine.records)
+        assert errors == []
+        assert (
+            vms.ssh(node, "cat /etc/default/etcd; ls /etc/docker; systemctl is-active etcd")
+            == before
+        )
+    finally:
+        vms.ssh(node, "rm -f /usr/local/bin/dockerd")
+
+
+def test_preflight_refuses_cloned_docker_engine_ids(vms: SshLab) -> None:
+    """Cloned VMs share /etc/docker/key.json, hence Docker's engine ID."""
+    cloned = vms.ssh(NODES[0], "base64 -w0 /etc/docker/key.json")
+    original = vms.ssh(NODES[1], "base64 -w0 /etc/docker/key.json")
+    vms.ssh(NODES[1], f"echo {cloned} | base64 -d > /etc/docker/key.json")
+    try:
+        run = vms.up("cloned.json")
+        errors = destroy(run.engine.records)
+        assert "share the Docker engine ID" in str(run.error), run.error
+        assert "remove /etc/docker/key.json on one host" in str(run.error)
+        assert not any(r.name.startswith("etcd-docker") for r in run.engine.records)
+        assert errors == []
+    finally:
+        vms.ssh(NODES[1], f"echo {original} | base64 -d > /etc/docker/key.json")
+
+
+def test_preflight_refuses_a_host_without_systemd() -> None:
+    """This machine is such a host (its PID 1 is not systemd): the same verb, run here."""
+    require_root()
+    if Path("/run/systemd/system").is_dir():
+        pytest.fail("this machine runs systemd: the test needs a host without it")
+    res = subprocess.run(
+        [sys.executable, "-m", "overlaylab.hostops", "preflight", "--systemd"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert res.returncode == 1
+    assert "systemd is not running (no /run/systemd/system)" in res.stderr
