@@ -116,6 +116,9 @@ def vms() -> Iterator[SshLab]:
             vmhosts.boot(h, BRIDGE)
         for h in hosts:
             vmhosts.wait_ssh(h, lab.guard)
+        for h in hosts:
+            # a host one deploys to has finished booting: its docker and etcd are up
+            lab.ssh(h.name, "systemctl is-system-running --wait; systemctl is-active docker etcd")
         # what a real host has before we come: other daemon.json keys, Debian's own etcd
         lab.ssh(NODES[0], f"cat > /etc/docker/daemon.json <<'EOF'\n{ORIGINAL_DAEMON_JSON}EOF")
         yield lab
