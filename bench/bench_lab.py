@@ -61,10 +61,15 @@ def baseline(cfg: LabConfig) -> tuple[float, float]:
     import docker
 
     t0 = time.monotonic()
-    hostops.bridge_up(cfg.bridge, cfg.bridge_address, cfg.prefixlen)
+    hostops.bridge_up(cfg.local_bridge, cfg.bridge_address, cfg.prefixlen)
     for h in cfg.hosts:
         hostops.host_up(
-            h.netns(cfg.lab_id), h.name, h.veth(cfg.lab_id), h.address, cfg.prefixlen, cfg.bridge
+            h.netns(cfg.lab_id),
+            h.name,
+            h.veth(cfg.lab_id),
+            h.address,
+            cfg.prefixlen,
+            cfg.local_bridge,
         )
     for h in cfg.hosts:
         hostops.etcd_up(
@@ -76,12 +81,12 @@ def baseline(cfg: LabConfig) -> tuple[float, float]:
             token=cfg.etcd_token,
             initial_cluster=cfg.initial_cluster(),
             host_dir=cfg.host_dir(h),
-            bridge=cfg.bridge,
+            bridge=cfg.local_bridge,
         )
     hostops.etcd_health(
         endpoints=[cfg.client_url(h) for h in cfg.hosts],
         names=[h.name for h in cfg.hosts],
-        bridge=cfg.bridge,
+        bridge=cfg.local_bridge,
         timeout=60,
     )
     for h in cfg.hosts:
@@ -93,7 +98,7 @@ def baseline(cfg: LabConfig) -> tuple[float, float]:
             advertise=cfg.advertise(h),
             etcd_endpoint=cfg.client_url(h),
             lab_id=cfg.lab_id,
-            bridge=cfg.bridge,
+            bridge=cfg.local_bridge,
         )
         hostops.image_import(hostname=h.name, socket_path=cfg.docker_socket(h), image=cfg.image)
     clients = {
@@ -130,13 +135,13 @@ def baseline(cfg: LabConfig) -> tuple[float, float]:
             advertise=cfg.advertise(h),
             etcd_endpoint=cfg.client_url(h),
             lab_id=cfg.lab_id,
-            bridge=cfg.bridge,
+            bridge=cfg.local_bridge,
         )
     for h in cfg.hosts:
         hostops.etcd_down(name=h.name, host_dir=cfg.host_dir(h))
     for h in cfg.hosts:
         hostops.host_down(h.netns(cfg.lab_id), h.veth(cfg.lab_id))
-    hostops.bridge_down(cfg.bridge)
+    hostops.bridge_down(cfg.local_bridge)
     return up, time.monotonic() - t1
 
 

@@ -94,4 +94,4 @@ class RemoteHosts(pulumi.ComponentResource):
 
 
 def _stdout(command: pulumi.CustomResource) -> pulumi.Output[str]:
-    return command.stdout  # type: ignore[attr-defined, no-any-return]
+    return command.stdout  # type: ignore[attr-defined]

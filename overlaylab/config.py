@@ -73,6 +73,13 @@ class LabConfig:
     def prefixlen(self) -> int:
         return self.segment.prefixlen
 
+    @property
+    def local_bridge(self) -> str:
+        """The bridge of a local lab (which always has one)."""
+        if self.bridge is None:
+            raise ValueError("this lab has no bridge: it is not a local lab")
+        return self.bridge
+
     def host(self, name: str) -> Host:
         for h in self.hosts:
             if h.name == name:

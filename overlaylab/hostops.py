@@ -649,7 +649,7 @@ def _placement(p: argparse.ArgumentParser) -> None:
         p.add_argument(a)
 
 
-def _local(args: argparse.Namespace, *needed: str) -> dict[str, str]:
+def _local(args: argparse.Namespace, *needed: str) -> dict[str, Any]:
     missing = [n for n in needed if getattr(args, n) is None]
     if missing:
         flags = ", ".join("--" + m.replace("_", "-") for m in missing)

@@ -289,7 +289,8 @@ def check_connectivity(lab: Lab) -> list[Result]:
             if a is b:
                 continue
             scope = "across hosts" if a["host"] != b["host"] else "same host"
-            ip = addrs[b["name"]][0] if addrs[b["name"]] else None
+            target = addrs[b["name"]]
+            ip = target[0] if target is not None else None
             if ip is None:
                 jobs.append((f"{a['name']} -> {b['name']} by IP ({scope})", "", a, ""))
             else:

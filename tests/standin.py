@@ -246,7 +246,7 @@ class RealEngine(pmocks.Mocks):
         self.perform = perform and not preview
         self.state_file = state_file
         self.records: list[Record] = []
-        self.providers: dict[str, str] = {}  # provider id -> docker host
+        self.providers: dict[str, tuple[str, list[str]]] = {}  # id -> (host, ssh opts)
         self.inputs: dict[str, dict[str, Any]] = {}  # urn -> declared inputs
         self.lock = threading.Lock()
         self.local = threading.local()
@@ -302,13 +302,14 @@ class RealEngine(pmocks.Mocks):
         unknown (absent) and ids empty; otherwise they are plausible placeholders."""
         if self.preview:
             return "", dict(args.inputs)
-        computed: dict[str, Any] = {
+        by_type: dict[str, dict[str, Any]] = {
             COMMAND: {"stdout": f"{args.name} done", "stderr": ""},
             REMOTE_COMMAND: {"stdout": f"{args.name} done", "stderr": ""},
             REMOTE_IMAGE: {"imageId": f"sha256:{args.name}", "repoDigest": ""},
             NETWORK: {"scope": "global"},
             CONTAINER: {"networkData": []},
-        }.get(args.typ, {})
+        }
+        computed = by_type.get(args.typ, {})
         return f"{args.name}-id", {**args.inputs, **computed}
 
     def _create(self, rec: Record, args: pmocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
@@ -331,9 +332,9 @@ class RealEngine(pmocks.Mocks):
         if args.typ == REMOTE_COMMAND:
             conn = _connection(unwrap(inputs["connection"]))
             res = ssh_run(conn, inputs["create"], self.guard)
-            out, err = res.stdout.decode(errors="replace"), res.stderr.decode(errors="replace")
+            text, err = res.stdout.decode(errors="replace"), res.stderr.decode(errors="replace")
             if res.returncode != 0:
-                tail = (err or out).strip().splitlines()[-3:]
+                tail = (err or text).strip().splitlines()[-3:]
                 raise ResourceFailed(
                     f"command {args.name} on {conn['host']} exited {res.returncode}: "
                     f"{' | '.join(tail) or 'no output'}"
@@ -341,7 +342,7 @@ class RealEngine(pmocks.Mocks):
             rec.state = {"delete": inputs.get("delete"), "connection": conn}
             return f"{args.name}-{uuid.uuid4().hex[:8]}", {
                 **inputs,
-                "stdout": out.rstrip("\n"),
+                "stdout": text.rstrip("\n"),
                 "stderr": err.rstrip("\n"),
             }
         if args.typ == COPY_TO_REMOTE:
@@ -650,7 +651,7 @@ def run_program(
     def body() -> None:
         runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
         root = psettings.get_root_resource()
-        exported = root.outputs if root is not None else {}
+        exported: dict[str, Any] = getattr(root, "outputs", {}) if root is not None else {}
         # Key by key, so that in preview one unknown output does not hide the known ones.
         holder["outputs"] = {
             k: _sync_await(pulumi.Output.from_input(v).future(with_unknowns=True))

@@ -47,7 +47,7 @@ class Lab:
 
     def etcd_get(self, host: str, path: str) -> Any:
         h = self.cfg.host(host)
-        RouteGuard(self.cfg.bridge).check(h.address)
+        RouteGuard(self.cfg.local_bridge).check(h.address)
         with urllib.request.urlopen(f"{self.cfg.client_url(h)}{path}", timeout=5) as r:
             return json.loads(r.read())
 
@@ -97,7 +97,7 @@ def test_v2_keyspace_lists_both_hosts_and_v3_cannot_see_them(lab: Lab) -> None:
         }
     ).encode()
     req = urllib.request.Request(f"{lab.cfg.client_url(h)}/v3/kv/range", data=body, method="POST")
-    RouteGuard(lab.cfg.bridge).check(h.address)
+    RouteGuard(lab.cfg.local_bridge).check(h.address)
     with urllib.request.urlopen(req, timeout=5) as r:
         assert int(json.loads(r.read()).get("count", 0)) == 0
 
@@ -175,7 +175,7 @@ def test_validator_names_the_failed_pairs_when_test2_stops(lab: Lab) -> None:
 def test_validator_names_the_host_whose_node_key_is_gone(lab: Lab) -> None:
     adv = lab.cfg.advertise(lab.cfg.host("docker-node2"))
     h1 = lab.cfg.host("docker-node1")
-    RouteGuard(lab.cfg.bridge).check(h1.address)
+    RouteGuard(lab.cfg.local_bridge).check(h1.address)
     req = urllib.request.Request(
         f"{lab.cfg.client_url(h1)}/v2/keys/docker/nodes/{adv}", method="DELETE"
     )
