@@ -30,30 +30,15 @@ from overlaylab import hostops  # noqa: E402
 from overlaylab.config import LabConfig, parse  # noqa: E402
 from overlaylab.spec import OUT_VALIDATION_SPEC  # noqa: E402
 from overlaylab.validate import validate  # noqa: E402
-from tests.labtools import leftovers  # noqa: E402
+from tests.labtools import lab_config, leftovers  # noqa: E402
 from tests.standin import become_subreaper, destroy, run_program  # noqa: E402
 
 SEGMENT = "192.168.214"
 
 
 def bench_config(hosts: int, lab_id: str) -> dict[str, Any]:
-    return {
-        "lab": {
-            "id": lab_id,
-            "segment": f"{SEGMENT}.0/24",
-            "bridge": f"ovbr-{lab_id}",
-            "bridgeAddress": f"{SEGMENT}.1",
-        },
-        "hosts": [
-            {"name": f"docker-node{i}", "address": f"{SEGMENT}.{9 + i}"}
-            for i in range(1, hosts + 1)
-        ],
-        "etcd": {"clusterToken": f"etcd-{lab_id}"},
-        "network": {"name": "demo", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1"},
-        "containers": [
-            {"name": f"test{i}", "host": f"docker-node{i}"} for i in range(1, hosts + 1)
-        ],
-    }
+    # its own segment and lab id: the benchmark can run beside a local stack or the tests
+    return lab_config(hosts=hosts, lab_id=lab_id, segment=SEGMENT)
 
 
 def baseline(cfg: LabConfig) -> tuple[float, float]:

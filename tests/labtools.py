@@ -28,18 +28,18 @@ def require_root() -> None:
 
 
 def lab_config(
-    hosts: int = 2, lab_id: str = LAB_ID, containers_per_host: int = 1
+    hosts: int = 2, lab_id: str = LAB_ID, containers_per_host: int = 1, segment: str = SEGMENT
 ) -> dict[str, Any]:
     names = [f"docker-node{i}" for i in range(1, hosts + 1)]
     return {
         "lab": {
             "id": lab_id,
-            "segment": f"{SEGMENT}.0/24",
+            "segment": f"{segment}.0/24",
             "bridge": f"ovbr-{lab_id}",
-            "bridgeAddress": f"{SEGMENT}.1",
+            "bridgeAddress": f"{segment}.1",
             "stateDir": STATE_DIR,
         },
-        "hosts": [{"name": n, "address": f"{SEGMENT}.{10 + i}"} for i, n in enumerate(names)],
+        "hosts": [{"name": n, "address": f"{segment}.{10 + i}"} for i, n in enumerate(names)],
         "etcd": {"clusterToken": f"etcd-{lab_id}"},
         "network": {"name": "demo", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1"},
         "containers": [

@@ -465,23 +465,9 @@ class RealEngine(pmocks.Mocks):
     def _run_shell(
         self, name: str, script: str, inputs: dict[str, Any], stdout: str
     ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, **(inputs.get("environment") or {})}
-        if stdout:
-            env["PULUMI_COMMAND_STDOUT"] = stdout
-        proc = subprocess.run(
-            ["/bin/sh", "-c", script],
-            env=env,
-            cwd=inputs.get("dir") or None,
-            capture_output=True,
-            text=True,
-            check=False,
+        return run_local(
+            f"command {name}", script, inputs.get("environment"), inputs.get("dir"), stdout
         )
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            raise ResourceFailed(
-                f"command {name} exited {proc.returncode}: {' | '.join(tail) or 'no output'}"
-            )
-        return proc
 
     # --- state and destroy ---------------------------------------------------------------------
 
@@ -500,28 +486,36 @@ class RealEngine(pmocks.Mocks):
         return [Record(**r) for r in json.loads(state_file.read_text())]
 
 
+def run_local(
+    what: str, script: str, environment: dict[str, str] | None, cwd: str | None, stdout: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """A local Command's script, as pulumi-command runs it: sh -c, its environment, its dir."""
+    env = {**os.environ, **(environment or {})}
+    if stdout:
+        env["PULUMI_COMMAND_STDOUT"] = stdout
+    proc = subprocess.run(
+        ["/bin/sh", "-c", script],
+        env=env,
+        cwd=cwd or None,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise ResourceFailed(f"{what} exited {proc.returncode}: {' | '.join(tail) or 'no output'}")
+    return proc
+
+
 def _delete_one(rec: Record) -> None:
     if rec.type == COMMAND:
-        script = rec.state.get("delete")
-        if not script:
-            return
-        env = {
-            **os.environ,
-            **rec.state.get("environment", {}),
-            "PULUMI_COMMAND_STDOUT": rec.state.get("stdout", ""),
-        }
-        proc = subprocess.run(
-            ["/bin/sh", "-c", script],
-            env=env,
-            cwd=rec.state.get("dir") or None,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            raise ResourceFailed(
-                f"delete of {rec.name} exited {proc.returncode}: {' | '.join(tail)}"
+        if rec.state.get("delete"):
+            run_local(
+                f"delete of {rec.name}",
+                rec.state["delete"],
+                rec.state.get("environment"),
+                rec.state.get("dir"),
+                rec.state.get("stdout", ""),
             )
         return
     if rec.type == REMOTE_COMMAND:

@@ -26,7 +26,7 @@ from overlaylab import spec as out
 from overlaylab.netrule import RouteGuard
 from tests import vmhosts
 from tests.labtools import require_root, validate_cli
-from tests.standin import Run, become_subreaper, destroy, run_program
+from tests.standin import SSH_BASE, Run, become_subreaper, destroy, run_program
 
 pytestmark = pytest.mark.lab
 
@@ -48,7 +48,7 @@ class SshLab:
         h = next(x for x in self.hosts if x.name == host)
         self.guard.check(h.address)
         res = subprocess.run(
-            [*SSH, "-i", str(self.key), f"root@{h.address}", script],
+            [*SSH_BASE, "-i", str(self.key), f"root@{h.address}", script],
             capture_output=True,
             text=True,
             check=False,
@@ -84,19 +84,6 @@ class SshLab:
             guard=self.guard,
             secrets={"sshPrivateKey": self.key.read_text()},
         )
-
-
-SSH = [
-    "ssh",
-    "-o",
-    "StrictHostKeyChecking=no",
-    "-o",
-    "UserKnownHostsFile=/dev/null",
-    "-o",
-    "LogLevel=ERROR",
-    "-o",
-    "BatchMode=yes",
-]
 
 
 @pytest.fixture(scope="module")
