@@ -767,7 +767,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    print(json.dumps(run.outputs, indent=2, default=str))
+    outputs = dict(run.outputs or {})
+    report = outputs.pop("validationReport", None)
+    print(json.dumps(outputs, indent=2, default=str))
+    if isinstance(report, str):
+        print(f"\nvalidation report:\n{report}")
     print(f"{'preview' if run.engine.preview else 'up'} done in {run.seconds:.1f}s")
     return 0
 

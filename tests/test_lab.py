@@ -26,6 +26,7 @@ import pytest
 from overlaylab import spec as out
 from overlaylab.config import LabConfig
 from overlaylab.netrule import RouteGuard
+from overlaylab.stackconfig import raw_from_file
 from tests.labtools import STATE_DIR, lab_config, leftovers, parsed, require_root, validate_cli
 from tests.standin import Run, become_subreaper, destroy, run_program
 
@@ -54,12 +55,18 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """The local stack exactly as stacks/Pulumi.local.yaml describes it: the seed lab."""
     require_root()
     become_subreaper()
-    raw = lab_config(hosts=2)
+    raw = raw_from_file("local")
     cfg = parsed(raw)
-    assert not leftovers(cfg), f"a previous run left {leftovers(cfg)}"
-    run = run_program(raw, stack="e2e", state_file=tmp_path_factory.mktemp("state") / "e2e.json")
+    if leftovers(cfg):
+        pytest.fail(
+            "the local stack is up on this machine; take it down before the tests "
+            f"(python -m tests.standin down --stack local): {leftovers(cfg)[:3]}"
+        )
+    state = tmp_path_factory.mktemp("state") / "local.json"
+    run = run_program(raw, stack="local", state_file=state)
     try:
         assert run.error is None, f"up failed: {run.error}"
         yield Lab(run, cfg, (run.outputs or {})[out.OUT_VALIDATION_SPEC])
