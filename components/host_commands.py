@@ -1,5 +1,10 @@
 """The Pulumi side of the host seam: a Command that runs one of ``overlaylab.hostops``' verbs.
 
+Every command with a delete manages one thing on a host (a namespace, an etcd member, a
+daemon's configuration) that exists once, not per resource. Pulumi replaces by creating the
+new resource before deleting the old; here the old one's delete would then tear down what the
+new one just set up. So these commands are replaced delete-first.
+
 Components ask this for commands instead of writing shell themselves. Two transports:
 
 - :class:`LocalHostCommands`: every verb runs on this machine (``command:local:Command``); a
@@ -81,7 +86,7 @@ class LocalHostCommands:
             },
             dir=self.project_dir,
             triggers=list(triggers) if triggers is not None else None,
-            opts=opts,
+            opts=_singleton(opts, delete),
         )
 
 
@@ -121,5 +126,13 @@ class RemoteHostCommands:
             create=self.argv(module, create),
             delete=self.argv(module, delete) if delete is not None else None,
             triggers=list(triggers) if triggers is not None else None,
-            opts=opts,
+            opts=_singleton(opts, delete),
         )
+
+
+def _singleton(
+    opts: pulumi.ResourceOptions | None, delete: Sequence[str] | None
+) -> pulumi.ResourceOptions | None:
+    if delete is None:
+        return opts
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True))

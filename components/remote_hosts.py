@@ -60,7 +60,9 @@ class RemoteHosts(pulumi.ComponentResource):
                 create=f"PYTHONPATH={REMOTE_LIB} python3 -c 'import overlaylab.hostops'",
                 delete=f"rm -rf {shlex.quote(REMOTE_LIB)}",
                 triggers=[args.package_hash],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.copies[h]]),
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[self.copies[h]], delete_before_replace=True
+                ),
             )
             self.preflights[h] = cmd.command(
                 f"{name}-{h}-preflight",

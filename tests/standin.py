@@ -115,6 +115,7 @@ class Record:
     parent: str
     provider: str
     custom: bool
+    delete_before_replace: bool = False
     state: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -268,6 +269,7 @@ class RealEngine(pmocks.Mocks):
             parent=meta.get("parent", ""),
             provider=args.provider or "",
             custom=bool(args.custom),
+            delete_before_replace=meta.get("deleteBeforeReplace", False),
         )
         with self.lock:
             self.inputs[rec.urn] = dict(args.inputs)
@@ -595,6 +597,7 @@ class RecordingMonitor(pmocks.MockMonitor):
             "urn": self.make_urn(request.parent, request.type, request.name),
             "deps": sorted(deps),
             "parent": request.parent,
+            "deleteBeforeReplace": bool(request.deleteBeforeReplace),
         }
         try:
             return super().RegisterResource(request)

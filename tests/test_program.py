@@ -217,3 +217,15 @@ def test_invalid_config_registers_nothing(record_graph: Any, seed_config: dict[s
 
 def _inputs(g: Graph, name: str) -> dict[str, Any]:
     return g.run.engine.inputs[g.named(name).urn]
+
+
+def test_host_state_commands_are_replaced_delete_first(
+    record_graph: Any, seed_config: dict[str, Any]
+) -> None:
+    """A replacement created first would have its own state torn down by the old delete."""
+    g: Graph = record_graph(seed_config)
+    with_delete = [r for r in g.of_type(COMMAND) if _inputs(g, r.name).get("delete")]
+    assert len(with_delete) == 9  # bridge, 2 namespaces, 2 etcd, 2 dockerd, 2 image imports
+    for r in with_delete:
+        assert r.delete_before_replace, r.urn
+    assert not g.named("validate-run").delete_before_replace

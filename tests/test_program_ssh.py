@@ -126,3 +126,9 @@ def test_ssh_stack_without_its_key_creates_nothing(record_graph: Any) -> None:
     g: Graph = record_graph(raw_from_file("lab"))
     assert "sshPrivateKey is not set" in str(g.run.error)
     assert g.resources == []
+
+
+def test_remote_host_state_is_replaced_delete_first(lab_graph: Graph) -> None:
+    for r in lab_graph.resources:
+        if r.type == REMOTE_COMMAND and lab_graph.run.engine.inputs[r.urn].get("delete"):
+            assert r.delete_before_replace, r.urn
