@@ -78,6 +78,9 @@ def leftovers(cfg: LabConfig) -> list[str]:
     found += [f"mount {m.split()[4]}" for m in mounts if m.split()[4].startswith(base + "/")]
     if Path(base).exists():
         found.append(f"directory {base}: {sorted(os.listdir(base))}")
+    root = Path(cfg.state_dir)
+    if root.is_dir() and not any(root.iterdir()):
+        found.append(f"empty directory {root}")
     for h in cfg.hosts:
         for d in Path("/sys/fs/cgroup").glob(f"*/ovl-{cfg.lab_id}-{h.name}"):
             found.append(f"cgroup {d}")

@@ -9,6 +9,7 @@ finally destroy it and look for anything left behind.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import shutil
@@ -240,6 +241,8 @@ def test_stale_etcd_data_dir_is_refused_and_kept(tmp_path: Path) -> None:
     finally:
         errors = destroy(run.engine.records)
         shutil.rmtree(f"{STATE_DIR}/{cfg.lab_id}", ignore_errors=True)
+        with contextlib.suppress(OSError):
+            Path(STATE_DIR).rmdir()  # only if no other lab lives there
     assert errors == []
     _wait_gone(cfg)
     assert leftovers(cfg) == []
