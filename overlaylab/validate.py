@@ -79,7 +79,13 @@ class Lab:
                 tunnel = SshDockerTunnel(url, self.ssh_opts, self.guard)
                 self._tunnels.append(tunnel)
                 url = tunnel.url
-            self._docker[host] = docker.DockerClient(base_url=url, version="1.41", timeout=20)
+            client = docker.DockerClient(base_url=url, version="1.41", timeout=20)
+            try:
+                client.ping()
+            except Exception as e:
+                client.close()
+                raise LabError(f"dockerd on {host} ({url}) is unreachable: {e}") from None
+            self._docker[host] = client
         return self._docker[host]
 
     def close(self) -> None:
@@ -409,6 +415,19 @@ def summary(results: Iterable[Result], seconds: float) -> str:
     return "\n".join(lines)
 
 
+def check_spec(spec: Any) -> None:
+    """The spec's shape, so that a wrong file fails in one line rather than mid-check."""
+    if not isinstance(spec, dict):
+        raise ValueError("it is not a JSON object")
+    for key, kind in (("lab", dict), ("hosts", list), ("network", dict), ("containers", list)):
+        if not isinstance(spec.get(key), kind):
+            raise ValueError(f"'{key}' is missing or not a {kind.__name__}")
+    for h in spec["hosts"]:
+        missing = {"name", "address", "dockerHost", "advertise", "etcdEndpoint"} - set(h)
+        if missing:
+            raise ValueError(f"host {h.get('name', '?')} lacks {', '.join(sorted(missing))}")
+
+
 def load_spec(args: argparse.Namespace) -> dict[str, Any]:
     from overlaylab.spec import OUT_VALIDATION_SPEC, validation_spec
 
@@ -441,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         spec = load_spec(args)
+        check_spec(spec)
     except (LabError, OSError, ValueError, KeyError) as e:
         print(f"error: cannot load the validation spec: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,42 @@
+"""The validator on a lab that is not there: it fails, and says what it could not reach."""
+
+from __future__ import annotations
+
+import json
+
+from overlaylab.config import parse
+from overlaylab.spec import validation_spec
+from overlaylab.validate import summary, validate
+from tests.labtools import lab_config, validate_cli
+
+ABSENT = lab_config(hosts=2, lab_id="absent", segment="192.168.218")
+
+
+def test_a_missing_lab_fails_every_check_naming_the_cause() -> None:
+    spec = validation_spec(parse(ABSENT))
+    results = validate(spec, timeout=0)
+    assert results and not any(r.ok for r in results)
+    text = summary(results, 0.0)
+    # no traffic was sent: the route to the lab does not go through its (absent) bridge
+    assert "refusing to contact 192.168.218.10" in text
+    assert "not through the lab's bridge ovbr-absent" in text
+    assert (
+        "dockerd on docker-node1 (unix:///var/lib/overlaylab/absent/docker-node1/docker.sock)"
+        " is unreachable" in text
+    )
+    assert text.splitlines()[-1].startswith(f"{len(results)} checks, {len(results)} failed")
+
+
+def test_cli_exits_1_with_json_records() -> None:
+    res = validate_cli(validation_spec(parse(ABSENT)), 0, "--json")
+    assert res.returncode == 1
+    doc = json.loads(res.stdout)
+    assert doc["summary"]["failed"] == doc["summary"]["count"] > 0
+    assert all(set(r) == {"check", "subject", "expected", "actual", "ok"} for r in doc["results"])
+    assert "validation failed" in res.stderr
+
+
+def test_cli_reports_an_unreadable_spec_in_one_line() -> None:
+    res = validate_cli({"not": "a spec"}, 0)
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr
