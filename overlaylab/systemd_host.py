@@ -41,6 +41,16 @@ BACKUP = STATE / "backup"
 ETCD_DEFAULT = Path("/etc/default/etcd")
 DAEMON_JSON = Path("/etc/docker/daemon.json")
 ETCD_DATA = Path("/var/lib/etcd/overlaylab")  # never Debian's /var/lib/etcd/default
+DOCKER_DROPIN = Path("/etc/systemd/system/docker.service.d/10-overlay-etcd.conf")
+# At boot Docker would otherwise start beside etcd, before its member serves; its overlay
+# driver then cannot restore the network's sandbox and every container on the overlay fails
+# with "could not get network sandbox (oper true)" (moby/libnetwork#2322) until Docker is
+# restarted once more. etcd is Type=notify: it is "started" once its member has joined.
+DROPIN_TEXT = """# Written by overlay-etcd; removed on destroy.
+[Unit]
+Wants=etcd.service
+After=etcd.service
+"""
 MARKER = STATE / "etcd-cluster.json"
 LOOPBACK_ETCD = "http://127.0.0.1:{port}"
 
@@ -292,6 +302,10 @@ def docker_up(*, hostname: str, cluster_store: str, advertise: str, client_port:
     merged = daemonjson.merge(before, cluster_store, advertise)
     for tcp in daemonjson.tcp_listeners(merged):
         log(f"warning: {DAEMON_JSON} already had dockerd listen on {tcp}; left as it was")
+    if not DOCKER_DROPIN.exists() or DOCKER_DROPIN.read_text() != DROPIN_TEXT:
+        DOCKER_DROPIN.parent.mkdir(parents=True, exist_ok=True)
+        DOCKER_DROPIN.write_text(DROPIN_TEXT)
+        run(["systemctl", "daemon-reload"])
     if merged != before:
         DAEMON_JSON.parent.mkdir(parents=True, exist_ok=True)
         DAEMON_JSON.write_text(merged)
@@ -315,6 +329,11 @@ def docker_up(*, hostname: str, cluster_store: str, advertise: str, client_port:
 
 
 def docker_down(*, hostname: str, advertise: str, client_port: int) -> None:
+    if DOCKER_DROPIN.exists():
+        DOCKER_DROPIN.unlink()
+        with contextlib.suppress(OSError):
+            DOCKER_DROPIN.parent.rmdir()
+        run(["systemctl", "daemon-reload"], check=False)
     meta = _restore_original(DAEMON_JSON, "docker")
     if meta is not None:
         run(["systemctl", "restart", "docker"], check=False, timeout=120)

@@ -182,6 +182,26 @@ def test_debians_single_member_etcd_was_replaced_by_the_cluster(
     assert lab.ssh(NODES[0], "systemctl is-enabled etcd").strip() == "enabled"
 
 
+def test_the_setting_survives_a_reboot(deployed: tuple[SshLab, Run, dict[str, str]]) -> None:
+    """Unlike the seed's hand-started dockerd: systemd brings etcd and Docker back configured."""
+    lab, run, _ = deployed
+    host = next(h for h in lab.hosts if h.name == NODES[1])
+    vmhosts.power_off(host)
+    vmhosts.boot(host, BRIDGE)
+    vmhosts.wait_ssh(host, lab.guard)
+    lab.ssh(host.name, "systemctl is-system-running --wait; systemctl is-active docker etcd")
+    info = lab.ssh(host.name, "docker info -f '{{.ClusterStore}} {{.ClusterAdvertise}}'")
+    assert info.split() == [f"etcd://{host.address}:2379", f"{host.address}:2375"]
+    networks = lab.ssh(host.name, "docker network ls --format '{{.Name}}/{{.Driver}}/{{.Scope}}'")
+    assert "demo/overlay/global" in networks.split()
+    # The containers have no restart policy; started again, test2 must rejoin the overlay.
+    # Without Docker ordered after etcd at boot this failed with "could not get network
+    # sandbox (oper true)" (moby/libnetwork#2322).
+    lab.ssh(host.name, "docker start test2")
+    res = validate_cli((run.outputs or {})[out.OUT_VALIDATION_SPEC], 60)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 def test_destroy_restores_every_host_as_it_was(
     deployed: tuple[SshLab, Run, dict[str, str]],
 ) -> None:
@@ -198,9 +218,9 @@ def test_destroy_restores_every_host_as_it_was(
             lab.ssh(
                 n,
                 "ls /usr/local/lib/overlaylab /var/lib/overlaylab /var/lib/etcd/overlaylab"
-                " 2>&1 || true",
+                " /etc/systemd/system/docker.service.d 2>&1 || true",
             ).count("No such file")
-            == 3
+            == 4
         )
     assert lab.ssh(NODES[0], "cat /etc/docker/daemon.json") == ORIGINAL_DAEMON_JSON
     assert not (lab.tmp / "identity").exists()
