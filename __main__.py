@@ -45,23 +45,18 @@ except ConfigError as e:
 for warning in cfg.warnings:
     pulumi.log.warn(warning)
 
+tls_flags = ("--tls-dir", cfg.pki_dir) if cfg.pki_dir else ()
 here = LocalHostCommands(
     python=sys.executable,
     project_dir=str(PROJECT_DIR),
     placements={
         h.name: (
-            "--netns",
-            h.netns(cfg.lab_id),
-            "--host-dir",
-            cfg.host_dir(h),
-            "--lab-id",
-            cfg.lab_id,
-            "--bridge",
-            cfg.bridge or "",
+            "--netns", h.netns(cfg.lab_id), "--host-dir", cfg.host_dir(h),
+            "--lab-id", cfg.lab_id, "--bridge", cfg.bridge or "", *tls_flags,
         )
         for h in cfg.hosts
     },
-)
+)  # fmt: skip
 commands: HostCommands
 provider_ready: tuple[pulumi.Resource, ...] = ()
 if cfg.transport == "local":
@@ -77,6 +72,8 @@ if cfg.transport == "local":
                 for h in cfg.hosts
             ),
             commands=here,
+            pki=tuple(f"{h.name}={h.address}" for h in cfg.hosts) if cfg.pki_dir else (),
+            pki_dir=cfg.pki_dir,
         ),
     )
     host_ready: dict[str, pulumi.Resource] = dict(local_hosts.hosts)
@@ -120,6 +117,7 @@ etcd = EtcdCluster(
         commands=commands,
         host_ready=host_ready,
         health_host=health_host,
+        tls_dir=cfg.pki_dir,
     ),
 )
 

@@ -26,6 +26,7 @@ class EtcdClusterArgs:
     host_ready: dict[str, pulumi.Resource]
     health_host: str | None = None  # where the gate runs: here (None) or on that host
     health_timeout: float = 60
+    tls_dir: str | None = None  # the lab's CA and client certificate: the gate speaks TLS
 
 
 class EtcdCluster(pulumi.ComponentResource):
@@ -45,8 +46,11 @@ class EtcdCluster(pulumi.ComponentResource):
     ) -> None:
         super().__init__("overlay-etcd:etcd:EtcdCluster", name, None, opts)
         cmd = args.commands
-        initial = ",".join(f"{m.name}=http://{m.address}:{args.peer_port}" for m in args.members)
-        endpoints = [f"http://{m.address}:{args.client_port}" for m in args.members]
+        scheme = "https" if args.tls_dir else "http"
+        initial = ",".join(
+            f"{m.name}={scheme}://{m.address}:{args.peer_port}" for m in args.members
+        )
+        endpoints = [f"{scheme}://{m.address}:{args.client_port}" for m in args.members]
         # Members start independently and in parallel: a static cluster only gets a quorum
         # once enough of them run, so no member may wait for its own health.
         self.members = {
@@ -77,6 +81,8 @@ class EtcdCluster(pulumi.ComponentResource):
         health = ["etcd-health", "--timeout", str(args.health_timeout)]
         if args.bridge:
             health += ["--bridge", args.bridge]
+        if args.tls_dir:
+            health += ["--tls-dir", args.tls_dir]
         for m, e in zip(args.members, endpoints, strict=True):
             health += ["--endpoint", e, "--name", m.name]
         self.healthy = cmd.command(

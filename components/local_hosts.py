@@ -25,6 +25,8 @@ class LocalHostsArgs:
     prefixlen: int
     hosts: tuple[LocalHostSpec, ...]
     commands: LocalHostCommands
+    pki: tuple[str, ...] = ()  # NAME=IP per etcd member, for a TLS lab
+    pki_dir: str | None = None
 
 
 class LocalHosts(pulumi.ComponentResource):
@@ -34,6 +36,8 @@ class LocalHosts(pulumi.ComponentResource):
     """Checks root, tools and versions before anything is created."""
     bridge: local.Command
     """The lab's L2 segment; holds an address so lab traffic is routed through it."""
+    pki: local.Command | None
+    """A TLS lab's CA and certificates (members, client), before any host."""
     hosts: dict[str, local.Command]
     """Per host name: its namespace, veth and address."""
     namespaces: pulumi.Output[dict[str, str]]
@@ -61,6 +65,17 @@ class LocalHosts(pulumi.ComponentResource):
             ["bridge-down", "--bridge", args.bridge],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
         )
+        before_hosts: list[pulumi.Resource] = [self.bridge]
+        self.pki = None
+        if args.pki_dir:
+            members = [a for m in args.pki for a in ("--member", m)]
+            self.pki = cmd.command(
+                f"{name}-pki",
+                ["pki-up", "--dir", args.pki_dir, *members],
+                ["pki-down", "--dir", args.pki_dir],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
+            )
+            before_hosts.append(self.pki)
         self.hosts = {
             h.name: cmd.command(
                 f"{name}-{h.name}",
@@ -80,7 +95,7 @@ class LocalHosts(pulumi.ComponentResource):
                     args.bridge,
                 ],
                 ["host-down", "--netns", h.netns, "--veth", h.veth],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.bridge]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=before_hosts),
             )
             for h in args.hosts
         }

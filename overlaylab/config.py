@@ -64,6 +64,8 @@ class LabConfig:
     containers: tuple[Container, ...]
     image: str
     image_source: str
+    etcd_tls: bool = False
+    store_all: bool = False
     ssh_user: str = "root"
     ssh_port: int = 22
     identity_file: str = "~/.overlaylab/seed/id_ssh"
@@ -111,11 +113,20 @@ class LabConfig:
             "BatchMode=yes",
         ]
 
+    @property
+    def etcd_scheme(self) -> str:
+        return "https" if self.etcd_tls else "http"
+
+    @property
+    def pki_dir(self) -> str | None:
+        """CA, member and client certificates of a TLS lab (one machine: one directory)."""
+        return f"{self.state_dir}/{self.lab_id}/pki" if self.etcd_tls else None
+
     def client_url(self, host: Host) -> str:
-        return f"http://{host.address}:{self.etcd_client_port}"
+        return f"{self.etcd_scheme}://{host.address}:{self.etcd_client_port}"
 
     def peer_url(self, host: Host) -> str:
-        return f"http://{host.address}:{self.etcd_peer_port}"
+        return f"{self.etcd_scheme}://{host.address}:{self.etcd_peer_port}"
 
     def initial_cluster(self) -> str:
         return ",".join(f"{h.name}={self.peer_url(h)}" for h in self.hosts)
@@ -124,8 +135,10 @@ class LabConfig:
         return f"{host.address}:{self.advertise_port}"
 
     def cluster_store(self, host: Host) -> str:
-        # Each daemon talks to the etcd member on its own host, as in the seed.
-        return f"etcd://{host.address}:{self.etcd_client_port}"
+        # As in the seed, each daemon talks to its own host's member; with storeEndpoints
+        # 'all' it knows every member, so losing its own member does not cut it off.
+        hosts = [host, *(h for h in self.hosts if h != host)] if self.store_all else [host]
+        return "etcd://" + ",".join(f"{h.address}:{self.etcd_client_port}" for h in hosts)
 
 
 def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConfig:
@@ -227,6 +240,20 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
     if client_port == peer_port:
         raise ConfigError(f"etcd.clientPort and etcd.peerPort are both {client_port} ({where})")
     advertise_port = _port(docker.get("advertisePort", 2375), "docker.advertisePort", where)
+    etcd_tls = etcd.get("tls", False)
+    if not isinstance(etcd_tls, bool):
+        raise ConfigError(f"etcd.tls must be true or false, got {etcd_tls!r} ({where})")
+    if etcd_tls and transport != "local":
+        raise ConfigError(
+            f"etcd.tls is only implemented for the local transport so far: set etcd.tls: false "
+            f"or lab.transport: local ({where})"
+        )
+    store_endpoints = str(docker.get("storeEndpoints", "own"))
+    if store_endpoints not in ("own", "all"):
+        raise ConfigError(
+            f"docker.storeEndpoints {store_endpoints!r} must be 'own' (each daemon uses its "
+            f"host's member, as in the seed) or 'all' (every member, for HA) ({where})"
+        )
 
     net_name = str(network.get("name", "demo"))
     if not _CONTAINER.match(net_name):
@@ -311,6 +338,8 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
         containers=tuple(containers),
         image=image_name,
         image_source=image_source,
+        etcd_tls=etcd_tls,
+        store_all=store_endpoints == "all",
         ssh_user=ssh_user,
         ssh_port=ssh_port,
         identity_file=identity_file,

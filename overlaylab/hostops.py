@@ -20,6 +20,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -253,6 +254,71 @@ def _tcp_open(address: str, port: int, guard: RouteGuard) -> bool:
         return False
 
 
+# --- TLS (the HA stack) ----------------------------------------------------------------------
+
+CLIENT = "client"  # the certificate dockerd, the health gate and the validator present
+
+
+def pki_up(*, directory: str, members: Sequence[str]) -> None:
+    """A CA, one certificate per member (server and peer, for its IP) and one client cert."""
+    d = Path(directory)
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not (d / "ca.pem").exists():
+        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-keyout", str(d / "ca-key.pem"), "-out", str(d / "ca.pem"),
+             "-days", "825", "-subj", "/CN=overlay-etcd lab CA"])  # fmt: skip
+    wanted = [m.split("=", 1) for m in members] + [[CLIENT, ""]]
+    for name, ip in wanted:
+        if (d / f"{name}.pem").exists():
+            continue
+        san = f"IP:{ip},IP:127.0.0.1,DNS:{name}" if ip else f"DNS:{name}"
+        ext = d / f"{name}.ext"
+        ext.write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth,clientAuth\n")
+        run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", str(d / f"{name}-key.pem"), "-out", str(d / f"{name}.csr"),
+             "-subj", f"/CN={name}"])  # fmt: skip
+        run(["openssl", "x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.pem"),
+             "-CAkey", str(d / "ca-key.pem"), "-CAcreateserial", "-days", "825",
+             "-extfile", str(ext), "-out", str(d / f"{name}.pem")])  # fmt: skip
+        (d / f"{name}.csr").unlink()
+        ext.unlink()
+    for key in d.glob("*-key.pem"):
+        key.chmod(0o600)
+    log(f"pki in {d}: CA, {len(members)} member certificates, a client certificate")
+
+
+def pki_down(*, directory: str) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    _remove_if_empty(Path(directory).parent)
+    log(f"pki {directory} removed")
+
+
+def etcd_tls_flags(tls_dir: str | None, name: str) -> list[str]:
+    if not tls_dir:
+        return []
+    cert, key, ca = f"{tls_dir}/{name}.pem", f"{tls_dir}/{name}-key.pem", f"{tls_dir}/ca.pem"
+    return ["--cert-file", cert, "--key-file", key, "--trusted-ca-file", ca,
+            "--client-cert-auth", "--peer-cert-file", cert, "--peer-key-file", key,
+            "--peer-trusted-ca-file", ca, "--peer-client-cert-auth"]  # fmt: skip
+
+
+def docker_tls_flags(tls_dir: str | None) -> list[str]:
+    if not tls_dir:
+        return []
+    return ["--cluster-store-opt", f"kv.cacertfile={tls_dir}/ca.pem",
+            "--cluster-store-opt", f"kv.certfile={tls_dir}/{CLIENT}.pem",
+            "--cluster-store-opt", f"kv.keyfile={tls_dir}/{CLIENT}-key.pem"]  # fmt: skip
+
+
+def client_tls(tls_dir: str | None) -> ssl.SSLContext | None:
+    """An SSL context that trusts the lab's CA and presents its client certificate."""
+    if not tls_dir:
+        return None
+    ctx = ssl.create_default_context(cafile=f"{tls_dir}/ca.pem")
+    ctx.load_cert_chain(f"{tls_dir}/{CLIENT}.pem", f"{tls_dir}/{CLIENT}-key.pem")
+    return ctx
+
+
 # --- etcd ------------------------------------------------------------------------------------
 
 
@@ -267,6 +333,7 @@ def etcd_up(
     initial_cluster: str,
     host_dir: str,
     bridge: str,
+    tls_dir: str | None = None,
 ) -> None:
     guard = RouteGuard(bridge)
     base = Path(host_dir)
@@ -297,8 +364,9 @@ def etcd_up(
         return
     base.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(identity))
-    client = f"http://{address}:{client_port}"
-    peer = f"http://{address}:{peer_port}"
+    scheme = "https" if tls_dir else "http"
+    client = f"{scheme}://{address}:{client_port}"
+    peer = f"{scheme}://{address}:{peer_port}"
     argv = [
         "nsenter",
         f"--net=/run/netns/{netns}",
@@ -313,7 +381,7 @@ def etcd_up(
         "--initial-advertise-peer-urls",
         peer,
         "--listen-client-urls",
-        f"{client},http://127.0.0.1:{client_port}",
+        f"{client},{scheme}://127.0.0.1:{client_port}",
         "--advertise-client-urls",
         client,
         "--initial-cluster-token",
@@ -323,6 +391,7 @@ def etcd_up(
         "--initial-cluster-state",
         "new",
         "--enable-v2=true",
+        *etcd_tls_flags(tls_dir, name),
     ]
     pid = _spawn(argv, logfile)
     pidfile.write_text(str(pid))
@@ -334,7 +403,13 @@ def etcd_up(
 
     # Static bootstrap: a member cannot be healthy before a quorum has started, so this waits
     # only for the listener; the cluster-wide health gate comes after all members.
-    wait_for(f"etcd {name} to listen on {client}", listening, 30)
+    try:
+        wait_for(f"etcd {name} to listen on {client}", listening, 30)
+    except LabError:
+        # A failed create leaves nothing: Pulumi records no resource, so no delete would run,
+        # and the data dir left behind would be refused as another cluster's next time.
+        etcd_down(name=name, host_dir=host_dir)
+        raise
     log(f"etcd {name} started (pid {pid}) on {client}, peers {peer}")
 
 
@@ -353,11 +428,17 @@ def etcd_down(*, name: str, host_dir: str) -> None:
 
 
 def etcd_health(
-    *, endpoints: Sequence[str], names: Sequence[str], bridge: str | None, timeout: float
+    *,
+    endpoints: Sequence[str],
+    names: Sequence[str],
+    bridge: str | None,
+    timeout: float,
+    tls_dir: str | None = None,
 ) -> None:
     """Gate: all members healthy, in one cluster, with the expected names, v2 on, version ok."""
     guard = RouteGuard(bridge) if bridge else None
-    clients = [EtcdClient(e, guard) for e in endpoints]
+    ctx = client_tls(tls_dir)
+    clients = [EtcdClient(e, guard, tls=ctx) for e in endpoints]
     last = ["not asked yet"]
 
     def healthy() -> bool:
@@ -422,6 +503,7 @@ def docker_up(
     lab_id: str,
     bridge: str,
     timeout: float = 60,
+    tls_dir: str | None = None,
 ) -> None:
 
     check_docker_version(run(["dockerd", "--version"]).stdout)
@@ -461,6 +543,7 @@ def docker_up(
             cluster_store,
             "--cluster-advertise",
             advertise,
+            *docker_tls_flags(tls_dir),
         ]
         # dockerd writes its own pidfile and refuses to start while that names a live process.
         pidfile.unlink(missing_ok=True)
@@ -481,21 +564,34 @@ def docker_up(
         except Exception:
             return False
 
-    wait_for(f"dockerd {hostname} to answer on {sock}", ready, timeout)
-    etcd = EtcdClient(etcd_endpoint, guard)
+    etcd = EtcdClient(etcd_endpoint, guard, tls=client_tls(tls_dir))
     key = f"/docker/nodes/{advertise}"
-    # "Joined the store" is what the overlay needs, not just a running daemon.
     try:
-        wait_for(
-            f"dockerd {hostname} to register {key} in etcd",
-            lambda: etcd.v2_get(key) is not None,
-            timeout,
-        )
+        wait_for(f"dockerd {hostname} to answer on {sock}", ready, timeout)
+        # "Joined the store" is what the overlay needs, not just a running daemon.
+        try:
+            wait_for(
+                f"dockerd {hostname} to register {key} in etcd",
+                lambda: etcd.v2_get(key) is not None,
+                timeout,
+            )
+        except LabError:
+            raise DockerError(
+                f"dockerd {hostname} runs but never registered {key} in etcd at "
+                f"{etcd_endpoint}: {_log_tail(logfile, 3)}"
+            ) from None
     except LabError:
-        raise DockerError(
-            f"dockerd {hostname} runs but never registered {key} in etcd at {etcd_endpoint}: "
-            f"see {logfile}: {_log_tail(logfile, 3)}"
-        ) from None
+        # A failed create leaves nothing behind: no resource is recorded, so no delete runs.
+        docker_down(
+            hostname=hostname,
+            host_dir=host_dir,
+            advertise=advertise,
+            etcd_endpoint=etcd_endpoint,
+            lab_id=lab_id,
+            bridge=bridge,
+            tls_dir=tls_dir,
+        )
+        raise
     info = client.info()
     log(
         f"dockerd {hostname} joined the cluster store: ID {info.get('ID')}, "
@@ -504,7 +600,14 @@ def docker_up(
 
 
 def docker_down(
-    *, hostname: str, host_dir: str, advertise: str, etcd_endpoint: str, lab_id: str, bridge: str
+    *,
+    hostname: str,
+    host_dir: str,
+    advertise: str,
+    etcd_endpoint: str,
+    lab_id: str,
+    bridge: str,
+    tls_dir: str | None = None,
 ) -> None:
 
     base = Path(host_dir)
@@ -534,7 +637,7 @@ def docker_down(
     _remove_if_empty(base)
     # If etcd is already gone, its data (and this key) went with it.
     with contextlib.suppress(LabError):
-        EtcdClient(etcd_endpoint, RouteGuard(bridge), timeout=1).v2_delete(
+        EtcdClient(etcd_endpoint, RouteGuard(bridge), timeout=1, tls=client_tls(tls_dir)).v2_delete(
             f"/docker/nodes/{advertise}"
         )
     log(f"dockerd {hostname} stopped, data-root, exec-root and mounts removed")
@@ -645,7 +748,7 @@ def image_remove(*, hostname: str, socket_path: str, image: str) -> None:
 def _placement(p: argparse.ArgumentParser) -> None:
     """Where a verb acts: a namespace host on this machine, or (--systemd) the host it runs on."""
     p.add_argument("--systemd", action="store_true", help="act on this systemd-managed host")
-    for a in ("--netns", "--host-dir", "--lab-id", "--bridge"):
+    for a in ("--netns", "--host-dir", "--lab-id", "--bridge", "--tls-dir"):
         p.add_argument(a)
 
 
@@ -673,6 +776,10 @@ def dispatch(args: argparse.Namespace) -> None:
             preflight()
     elif v == "hosts-unique":
         sd.hosts_unique(args.reports)
+    elif v == "pki-up":
+        pki_up(directory=args.dir, members=args.member)
+    elif v == "pki-down":
+        pki_down(directory=args.dir)
     elif v == "ssh-identity":
         ssh_identity(args.file)
     elif v == "ssh-identity-remove":
@@ -697,7 +804,7 @@ def dispatch(args: argparse.Namespace) -> None:
         if args.systemd:
             sd.etcd_up(**common)
         else:
-            etcd_up(**common, **_local(args, "netns", "host_dir", "bridge"))
+            etcd_up(**common, **_local(args, "netns", "host_dir", "bridge"), tls_dir=args.tls_dir)
     elif v == "etcd-down":
         if args.systemd:
             sd.etcd_down(name=args.name)
@@ -705,7 +812,11 @@ def dispatch(args: argparse.Namespace) -> None:
             etcd_down(name=args.name, **_local(args, "host_dir"))
     elif v == "etcd-health":
         etcd_health(
-            endpoints=args.endpoint, names=args.name, bridge=args.bridge, timeout=args.timeout
+            endpoints=args.endpoint,
+            names=args.name,
+            bridge=args.bridge,
+            timeout=args.timeout,
+            tls_dir=args.tls_dir,
         )
     elif v == "docker-up":
         if args.systemd:
@@ -722,6 +833,7 @@ def dispatch(args: argparse.Namespace) -> None:
                 advertise=args.advertise,
                 etcd_endpoint=args.etcd_endpoint,
                 **_local(args, "netns", "host_dir", "lab_id", "bridge"),
+                tls_dir=args.tls_dir,
             )
     elif v == "docker-down":
         if args.systemd:
@@ -736,6 +848,7 @@ def dispatch(args: argparse.Namespace) -> None:
                 advertise=args.advertise,
                 etcd_endpoint=args.etcd_endpoint,
                 **_local(args, "host_dir", "lab_id", "bridge"),
+                tls_dir=args.tls_dir,
             )
     elif v in ("image-import", "image-remove"):
         if args.systemd:
@@ -785,6 +898,10 @@ def parser() -> argparse.ArgumentParser:
     pf.add_argument("--peer-port", type=int, default=2380)
     sub.add_parser("hosts-unique").add_argument("reports", nargs="+")
     sub.add_parser("ssh-identity").add_argument("--file", required=True)
+    k = sub.add_parser("pki-up")
+    k.add_argument("--dir", required=True)
+    k.add_argument("--member", action="append", required=True, help="NAME=IP")
+    sub.add_parser("pki-down").add_argument("--dir", required=True)
     sub.add_parser("ssh-identity-remove").add_argument("--file", required=True)
 
     b = sub.add_parser("bridge-up")
@@ -814,6 +931,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--endpoint", action="append", required=True)
     e.add_argument("--name", action="append", required=True)
     e.add_argument("--bridge", help="check routes go through this bridge (local lab)")
+    e.add_argument("--tls-dir", help="the lab's CA and client certificate (TLS lab)")
     e.add_argument("--timeout", type=float, default=60)
 
     for verb in ("docker-up", "docker-down"):

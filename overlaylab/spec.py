@@ -24,6 +24,8 @@ def validation_spec(cfg: LabConfig) -> dict[str, Any]:
     lab: dict[str, Any] = {"id": cfg.lab_id, "bridge": cfg.bridge, "transport": cfg.transport}
     if cfg.transport == "ssh":
         lab["sshOpts"] = cfg.ssh_opts()
+    if cfg.pki_dir:
+        lab["tlsDir"] = cfg.pki_dir
     return {
         "lab": lab,
         "hosts": [

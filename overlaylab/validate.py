@@ -65,7 +65,12 @@ class Lab:
         self.hosts: list[dict[str, Any]] = spec["hosts"]
         self.network: dict[str, Any] = spec["network"]
         self.containers: list[dict[str, Any]] = spec["containers"]
-        self.etcd = {h["name"]: EtcdClient(h["etcdEndpoint"], self.guard) for h in self.hosts}
+        from overlaylab.hostops import client_tls
+
+        tls = client_tls(spec["lab"].get("tlsDir"))
+        self.etcd = {
+            h["name"]: EtcdClient(h["etcdEndpoint"], self.guard, tls=tls) for h in self.hosts
+        }
         self._docker: dict[str, Any] = {}
 
     def docker(self, host: str) -> Any:

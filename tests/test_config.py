@@ -83,6 +83,8 @@ BAD: list[tuple[str, str, Any, str]] = [
     ("unsupported transport", "lab.transport", "winrm", "lab.transport 'winrm' is not supported"),
     ("ssh without a key", "lab.transport", "ssh", "sshPrivateKey is not set: pulumi config set"),
     ("bad ssh port", "ssh.port", 0, "ssh.port 0 is not a TCP port"),
+    ("tls not a bool", "etcd.tls", "yes", "etcd.tls must be true or false"),
+    ("bad store endpoints", "docker.storeEndpoints", "some", "must be 'own'"),
 ]
 
 
@@ -109,3 +111,25 @@ def test_ssh_key_must_look_like_a_private_key(seed_config: dict[str, Any]) -> No
     cfg = parse(raw)
     assert cfg.docker_host(cfg.hosts[0]) == "ssh://root@192.168.205.10:22"
     assert "hunter2" not in repr(cfg) and "PRIVATE" not in repr(cfg)
+
+
+def test_ha_stack_speaks_tls_and_gives_every_daemon_every_member() -> None:
+    from overlaylab.stackconfig import raw_from_file
+
+    cfg = parse(raw_from_file("ha"))
+    assert cfg.warnings == ()
+    assert cfg.client_url(cfg.hosts[0]) == "https://192.168.206.10:2379"
+    assert cfg.peer_url(cfg.hosts[1]) == "https://192.168.206.11:2380"
+    assert cfg.pki_dir == "/var/lib/overlaylab/ha/pki"
+    assert cfg.cluster_store(cfg.hosts[1]) == (
+        "etcd://192.168.206.11:2379,192.168.206.10:2379,192.168.206.12:2379"
+    )
+
+
+def test_tls_is_refused_on_ssh_stacks_for_now(seed_config: dict[str, Any]) -> None:
+    raw = mutate(mutate(seed_config, "lab.transport", "ssh"), "etcd.tls", True)
+    raw["sshPrivateKey"] = (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----"
+    )
+    with pytest.raises(ConfigError, match=r"etcd\.tls is only implemented for the local transport"):
+        parse(raw)

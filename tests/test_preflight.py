@@ -197,3 +197,29 @@ def test_route_guard_allows_the_lab_only_while_its_bridge_holds_the_address() ->
     with pytest.raises(NetworkRuleError):
         guard.check(addr)
     guard.check("127.0.0.1")
+
+
+def test_a_failed_etcd_create_leaves_nothing(tmp_path: Path) -> None:
+    """No resource is recorded for a failed create, so no delete would ever clean it up."""
+    require_root()
+    bridge, ns, veth = "ovbr-efail", "efail-n1", "ovefail1"
+    host_dir = tmp_path / "n1"
+    hostops.bridge_up(bridge, "192.168.219.1", 24)
+    try:
+        hostops.host_up(ns, "n1", veth, "192.168.219.10", 24, bridge)
+        with pytest.raises(EtcdError, match="etcd n1 exited at start"):
+            hostops.etcd_up(
+                netns=ns,
+                name="n1",
+                address="192.168.219.10",
+                client_port=2379,
+                peer_port=2380,
+                token="t",
+                initial_cluster="other=http://192.168.219.99:2380",
+                host_dir=str(host_dir),
+                bridge=bridge,
+            )
+        assert not host_dir.exists(), sorted(p.name for p in host_dir.iterdir())
+    finally:
+        hostops.host_down(ns, veth)
+        hostops.bridge_down(bridge)

@@ -229,3 +229,18 @@ def test_host_state_commands_are_replaced_delete_first(
     for r in with_delete:
         assert r.delete_before_replace, r.urn
     assert not g.named("validate-run").delete_before_replace
+
+
+def test_ha_stack_makes_certificates_before_any_host(record_graph: Any) -> None:
+    from overlaylab.stackconfig import raw_from_file
+
+    g: Graph = record_graph(raw_from_file("ha"))
+    assert g.run.error is None, g.run.error
+    for i in (1, 2, 3):
+        assert g.waits_for(f"lab-docker-node{i}", "lab-pki")
+        create = _inputs(g, f"etcd-docker-node{i}")["create"]
+        assert "--tls-dir /var/lib/overlaylab/ha/pki" in create
+        assert "https://192.168.206.10:2380" in create
+    assert "--tls-dir /var/lib/overlaylab/ha/pki" in _inputs(g, "etcd-healthy")["create"]
+    assert "--endpoint https://192.168.206.12:2379" in _inputs(g, "etcd-healthy")["create"]
+    assert "pki-down" in _inputs(g, "lab-pki")["delete"]
