@@ -3,7 +3,8 @@
 Every Pulumi ``Command`` of the program runs ``python -m overlaylab.hostops <verb> ...``, so a
 test that runs the program runs exactly this code. On the local transport a "host" is a
 network namespace on this machine; each verb enters it with ``nsenter --net=`` (not
-``ip netns exec``, which remounts /sys and hides the cgroup mounts dockerd needs).
+``ip netns exec``, which remounts /sys and hides the cgroup mounts dockerd needs). On a real
+host the same verbs run there over SSH with ``--systemd`` (see ``systemd_host``).
 
 Every verb is idempotent: "up" on something that is up is a no-op, "down" on something that
 is gone is a no-op, so ``pulumi up`` twice and ``destroy`` after a failed ``up`` are harmless.
@@ -261,6 +262,10 @@ CLIENT = "client"  # the certificate dockerd, the health gate and the validator 
 
 def pki_up(*, directory: str, members: Sequence[str]) -> None:
     """A CA, one certificate per member (server and peer, for its IP) and one client cert."""
+    if shutil.which("openssl") is None:
+        raise PreflightError(
+            "openssl is missing (it makes the lab's certificates): install openssl"
+        )
     d = Path(directory)
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not (d / "ca.pem").exists():
