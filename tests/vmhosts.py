@@ -59,13 +59,20 @@ def ensure_base() -> Path:
         return BASE
     tmp = BASE.with_suffix(".tmp")
     if not (tmp / ".debootstrapped").exists():
-        shutil.rmtree(tmp, ignore_errors=True)
         CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={PACKAGES}", "bookworm", str(tmp)],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        for attempt in (1, 2):  # a mirror hiccup should not fail a whole CI run
+            shutil.rmtree(tmp, ignore_errors=True)
+            res = subprocess.run(
+                ["debootstrap", "--variant=minbase", f"--include={PACKAGES}", "bookworm", str(tmp)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                check=False,
+            )
+            if res.returncode == 0:
+                break
+            if attempt == 2:
+                raise RuntimeError(f"debootstrap failed: {res.stderr.strip()[-500:]}")
         (tmp / ".debootstrapped").write_text("ok\n")
     unit = tmp / "etc/systemd/system/cgroup-rw.service"
     wants_dir = tmp / "etc/systemd/system/multi-user.target.wants"
