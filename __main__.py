@@ -45,7 +45,7 @@ except ConfigError as e:
 for warning in cfg.warnings:
     pulumi.log.warn(warning)
 
-tls_flags = ("--tls-dir", cfg.pki_dir) if cfg.pki_dir else ()
+tls_flags = ("--tls-dir", cfg.host_pki_dir) if cfg.host_pki_dir else ()
 here = LocalHostCommands(
     python=sys.executable,
     project_dir=str(PROJECT_DIR),
@@ -87,6 +87,7 @@ else:
             )
             for h in cfg.hosts
         },
+        tls_dir=cfg.host_pki_dir,
     )
     commands = remote_commands
     remote_hosts = RemoteHosts(
@@ -100,9 +101,11 @@ else:
             identity_file=cfg.identity_file,
             private_key=ssh_key,
             commands=remote_commands,
+            pki_dir=cfg.pki_dir,
+            addresses=tuple(h.address for h in cfg.hosts),
         ),
     )
-    host_ready = {h.name: remote_hosts.gate for h in cfg.hosts}
+    host_ready = dict(remote_hosts.ready)
     health_host = cfg.hosts[0].name
     provider_ready = (remote_hosts.identity,)
 
@@ -117,7 +120,7 @@ etcd = EtcdCluster(
         commands=commands,
         host_ready=host_ready,
         health_host=health_host,
-        tls_dir=cfg.pki_dir,
+        tls_dir=cfg.host_pki_dir,
     ),
 )
 

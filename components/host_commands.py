@@ -43,6 +43,7 @@ class HostCommands(Protocol):
         triggers: Sequence[pulumi.Input[object]] | None = None,
         host: str | None = None,
         environment: Mapping[str, pulumi.Input[str]] | None = None,
+        stdin: pulumi.Input[str] | None = None,
     ) -> pulumi.CustomResource: ...
 
 
@@ -70,6 +71,7 @@ class LocalHostCommands:
         triggers: Sequence[pulumi.Input[object]] | None = None,
         host: str | None = None,
         environment: Mapping[str, pulumi.Input[str]] | None = None,
+        stdin: pulumi.Input[str] | None = None,
     ) -> local.Command:
         if isinstance(create, pulumi.Output):
             create_cmd: pulumi.Input[str] = create.apply(lambda a: self.argv(module, a))
@@ -85,6 +87,7 @@ class LocalHostCommands:
                 **(environment or {}),
             },
             dir=self.project_dir,
+            stdin=stdin,
             triggers=list(triggers) if triggers is not None else None,
             opts=_singleton(opts, delete),
         )
@@ -96,9 +99,10 @@ class RemoteHostCommands:
 
     local: LocalHostCommands
     connections: Mapping[str, remote.ConnectionArgs]
+    tls_dir: str | None = None  # where each host keeps its certificates (TLS labs)
 
     def placement(self, host: str) -> list[str]:
-        return ["--systemd"]
+        return ["--systemd", *(["--tls-dir", self.tls_dir] if self.tls_dir else [])]
 
     def argv(self, module: str, args: Sequence[str]) -> str:
         return f"PYTHONPATH={REMOTE_LIB} python3 -m {module} {shlex.join(args)}"
@@ -113,10 +117,11 @@ class RemoteHostCommands:
         triggers: Sequence[pulumi.Input[object]] | None = None,
         host: str | None = None,
         environment: Mapping[str, pulumi.Input[str]] | None = None,
+        stdin: pulumi.Input[str] | None = None,
     ) -> pulumi.CustomResource:
         if host is None:
             return self.local.command(
-                name, create, delete, opts, module, triggers, environment=environment
+                name, create, delete, opts, module, triggers, environment=environment, stdin=stdin
             )
         if isinstance(create, pulumi.Output):
             raise TypeError("remote commands take a fixed argv")
@@ -125,6 +130,7 @@ class RemoteHostCommands:
             connection=self.connections[host],
             create=self.argv(module, create),
             delete=self.argv(module, delete) if delete is not None else None,
+            stdin=stdin,
             triggers=list(triggers) if triggers is not None else None,
             opts=_singleton(opts, delete),
         )

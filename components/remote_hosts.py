@@ -21,6 +21,8 @@ class RemoteHostsArgs:
     identity_file: str
     private_key: pulumi.Input[str]
     commands: RemoteHostCommands
+    pki_dir: str | None = None  # TLS: certificates are made here ...
+    addresses: tuple[str, ...] = ()  # ... for these member addresses (same order as hosts)
 
 
 class RemoteHosts(pulumi.ComponentResource):
@@ -36,6 +38,8 @@ class RemoteHosts(pulumi.ComponentResource):
     """Completes only when every host passed preflight with a unique hostname and engine ID."""
     identity: pulumi.CustomResource
     """The SSH key as a 0600 file here, for Docker's ssh:// connections and the validator."""
+    ready: dict[str, pulumi.Resource]
+    """Per host: what its first change waits for (the gate, and its certificates if TLS)."""
 
     def __init__(
         self, name: str, args: RemoteHostsArgs, opts: pulumi.ResourceOptions | None = None
@@ -92,6 +96,36 @@ class RemoteHosts(pulumi.ComponentResource):
             environment={"OVERLAYLAB_SSH_KEY": args.private_key},
             opts=pulumi.ResourceOptions(parent=self),
         )
+        self.ready = {h: self.gate for h in args.hosts}
+        if args.pki_dir and args.commands.tls_dir:
+            members = [
+                a
+                for h, ip in zip(args.hosts, args.addresses, strict=True)
+                for a in ("--member", f"{h}={ip}")
+            ]
+            pki = cmd.local.command(
+                f"{name}-pki",
+                ["pki-up", "--dir", args.pki_dir, *members],
+                ["pki-down", "--dir", args.pki_dir],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for h in args.hosts:
+                # The bundle holds private keys: its stdout stays a secret in state.
+                bundle = cmd.local.command(
+                    f"{name}-{h}-pki-bundle",
+                    ["pki-bundle", "--dir", args.pki_dir, "--member", h],
+                    opts=pulumi.ResourceOptions(
+                        parent=self, depends_on=[pki], additional_secret_outputs=["stdout"]
+                    ),
+                )
+                self.ready[h] = cmd.command(
+                    f"{name}-{h}-pki",
+                    ["pki-install", "--name", h, *cmd.placement(h)],
+                    ["pki-remove", "--name", h, *cmd.placement(h)],
+                    host=h,
+                    stdin=_stdout(bundle),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gate]),
+                )
         self.register_outputs({"hosts": list(args.hosts)})
 
 

@@ -119,8 +119,20 @@ class LabConfig:
 
     @property
     def pki_dir(self) -> str | None:
-        """CA, member and client certificates of a TLS lab (one machine: one directory)."""
-        return f"{self.state_dir}/{self.lab_id}/pki" if self.etcd_tls else None
+        """Where a TLS lab's CA, member and client certificates are made, on the machine that
+        runs the program (for ssh stacks beside the identity file)."""
+        if not self.etcd_tls:
+            return None
+        if self.transport == "ssh":
+            return f"{self.identity_file.rsplit('/', 1)[0]}/pki"
+        return f"{self.state_dir}/{self.lab_id}/pki"
+
+    @property
+    def host_pki_dir(self) -> str | None:
+        """Where each host reads them: the same directory here, /etc/overlaylab/pki on a host."""
+        if not self.etcd_tls:
+            return None
+        return "/etc/overlaylab/pki" if self.transport == "ssh" else self.pki_dir
 
     def client_url(self, host: Host) -> str:
         return f"{self.etcd_scheme}://{host.address}:{self.etcd_client_port}"
@@ -243,11 +255,6 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
     etcd_tls = etcd.get("tls", False)
     if not isinstance(etcd_tls, bool):
         raise ConfigError(f"etcd.tls must be true or false, got {etcd_tls!r} ({where})")
-    if etcd_tls and transport != "local":
-        raise ConfigError(
-            f"etcd.tls is only implemented for the local transport so far: set etcd.tls: false "
-            f"or lab.transport: local ({where})"
-        )
     store_endpoints = str(docker.get("storeEndpoints", "own"))
     if store_endpoints not in ("own", "all"):
         raise ConfigError(

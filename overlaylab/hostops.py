@@ -13,6 +13,7 @@ is gone is a no-op, so ``pulumi up`` twice and ``destroy`` after a failed ``up``
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import io
 import json
@@ -266,12 +267,29 @@ def pki_up(*, directory: str, members: Sequence[str]) -> None:
         raise PreflightError(
             "openssl is missing (it makes the lab's certificates): install openssl"
         )
-    d = Path(directory)
+    d = Path(os.path.expanduser(directory))
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not (d / "ca.pem").exists():
-        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-             "-nodes", "-keyout", str(d / "ca-key.pem"), "-out", str(d / "ca.pem"),
-             "-days", "825", "-subj", "/CN=overlay-etcd lab CA"])  # fmt: skip
+        run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                str(d / "ca-key.pem"),
+                "-out",
+                str(d / "ca.pem"),
+                "-days",
+                "825",
+                "-subj",
+                "/CN=overlay-etcd lab CA",
+            ]
+        )
     wanted = [m.split("=", 1) for m in members] + [[CLIENT, ""]]
     for name, ip in wanted:
         if (d / f"{name}.pem").exists():
@@ -279,12 +297,43 @@ def pki_up(*, directory: str, members: Sequence[str]) -> None:
         san = f"IP:{ip},IP:127.0.0.1,DNS:{name}" if ip else f"DNS:{name}"
         ext = d / f"{name}.ext"
         ext.write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth,clientAuth\n")
-        run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", str(d / f"{name}-key.pem"), "-out", str(d / f"{name}.csr"),
-             "-subj", f"/CN={name}"])  # fmt: skip
-        run(["openssl", "x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.pem"),
-             "-CAkey", str(d / "ca-key.pem"), "-CAcreateserial", "-days", "825",
-             "-extfile", str(ext), "-out", str(d / f"{name}.pem")])  # fmt: skip
+        run(
+            [
+                "openssl",
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                str(d / f"{name}-key.pem"),
+                "-out",
+                str(d / f"{name}.csr"),
+                "-subj",
+                f"/CN={name}",
+            ]
+        )
+        run(
+            [
+                "openssl",
+                "x509",
+                "-req",
+                "-in",
+                str(d / f"{name}.csr"),
+                "-CA",
+                str(d / "ca.pem"),
+                "-CAkey",
+                str(d / "ca-key.pem"),
+                "-CAcreateserial",
+                "-days",
+                "825",
+                "-extfile",
+                str(ext),
+                "-out",
+                str(d / f"{name}.pem"),
+            ]
+        )
         (d / f"{name}.csr").unlink()
         ext.unlink()
     for key in d.glob("*-key.pem"):
@@ -293,34 +342,70 @@ def pki_up(*, directory: str, members: Sequence[str]) -> None:
 
 
 def pki_down(*, directory: str) -> None:
-    shutil.rmtree(directory, ignore_errors=True)
-    _remove_if_empty(Path(directory).parent)
-    log(f"pki {directory} removed")
+    d = Path(os.path.expanduser(directory))
+    shutil.rmtree(d, ignore_errors=True)
+    _remove_if_empty(d.parent)
+    log(f"pki {d} removed")
+
+
+def pki_bundle(*, directory: str, member: str) -> None:
+    """Print what one host needs (CA, its member pair, the client pair) as base64 tar."""
+    d = Path(os.path.expanduser(directory))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for f in (
+            "ca.pem",
+            f"{member}.pem",
+            f"{member}-key.pem",
+            f"{CLIENT}.pem",
+            f"{CLIENT}-key.pem",
+        ):
+            tar.add(d / f, arcname=f)
+    print(base64.b64encode(buf.getvalue()).decode(), flush=True)
 
 
 def etcd_tls_flags(tls_dir: str | None, name: str) -> list[str]:
     if not tls_dir:
         return []
     cert, key, ca = f"{tls_dir}/{name}.pem", f"{tls_dir}/{name}-key.pem", f"{tls_dir}/ca.pem"
-    return ["--cert-file", cert, "--key-file", key, "--trusted-ca-file", ca,
-            "--client-cert-auth", "--peer-cert-file", cert, "--peer-key-file", key,
-            "--peer-trusted-ca-file", ca, "--peer-client-cert-auth"]  # fmt: skip
+    return [
+        "--cert-file",
+        cert,
+        "--key-file",
+        key,
+        "--trusted-ca-file",
+        ca,
+        "--client-cert-auth",
+        "--peer-cert-file",
+        cert,
+        "--peer-key-file",
+        key,
+        "--peer-trusted-ca-file",
+        ca,
+        "--peer-client-cert-auth",
+    ]
 
 
 def docker_tls_flags(tls_dir: str | None) -> list[str]:
     if not tls_dir:
         return []
-    return ["--cluster-store-opt", f"kv.cacertfile={tls_dir}/ca.pem",
-            "--cluster-store-opt", f"kv.certfile={tls_dir}/{CLIENT}.pem",
-            "--cluster-store-opt", f"kv.keyfile={tls_dir}/{CLIENT}-key.pem"]  # fmt: skip
+    return [
+        "--cluster-store-opt",
+        f"kv.cacertfile={tls_dir}/ca.pem",
+        "--cluster-store-opt",
+        f"kv.certfile={tls_dir}/{CLIENT}.pem",
+        "--cluster-store-opt",
+        f"kv.keyfile={tls_dir}/{CLIENT}-key.pem",
+    ]
 
 
 def client_tls(tls_dir: str | None) -> ssl.SSLContext | None:
     """An SSL context that trusts the lab's CA and presents its client certificate."""
     if not tls_dir:
         return None
-    ctx = ssl.create_default_context(cafile=f"{tls_dir}/ca.pem")
-    ctx.load_cert_chain(f"{tls_dir}/{CLIENT}.pem", f"{tls_dir}/{CLIENT}-key.pem")
+    d = os.path.expanduser(tls_dir)
+    ctx = ssl.create_default_context(cafile=f"{d}/ca.pem")
+    ctx.load_cert_chain(f"{d}/{CLIENT}.pem", f"{d}/{CLIENT}-key.pem")
     return ctx
 
 
@@ -785,6 +870,12 @@ def dispatch(args: argparse.Namespace) -> None:
         pki_up(directory=args.dir, members=args.member)
     elif v == "pki-down":
         pki_down(directory=args.dir)
+    elif v == "pki-bundle":
+        pki_bundle(directory=args.dir, member=args.member)
+    elif v == "pki-install":
+        sd.pki_install(name=args.name, directory=_local(args, "tls_dir")["tls_dir"])
+    elif v == "pki-remove":
+        sd.pki_remove(name=args.name, directory=_local(args, "tls_dir")["tls_dir"])
     elif v == "ssh-identity":
         ssh_identity(args.file)
     elif v == "ssh-identity-remove":
@@ -807,7 +898,7 @@ def dispatch(args: argparse.Namespace) -> None:
             initial_cluster=args.initial_cluster,
         )
         if args.systemd:
-            sd.etcd_up(**common)
+            sd.etcd_up(**common, tls_dir=args.tls_dir)
         else:
             etcd_up(**common, **_local(args, "netns", "host_dir", "bridge"), tls_dir=args.tls_dir)
     elif v == "etcd-down":
@@ -830,6 +921,7 @@ def dispatch(args: argparse.Namespace) -> None:
                 cluster_store=args.cluster_store,
                 advertise=args.advertise,
                 client_port=_port(args.etcd_endpoint),
+                tls_dir=args.tls_dir,
             )
         else:
             docker_up(
@@ -846,6 +938,7 @@ def dispatch(args: argparse.Namespace) -> None:
                 hostname=args.hostname,
                 advertise=args.advertise,
                 client_port=_port(args.etcd_endpoint),
+                tls_dir=args.tls_dir,
             )
         else:
             docker_down(
@@ -907,6 +1000,13 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--dir", required=True)
     k.add_argument("--member", action="append", required=True, help="NAME=IP")
     sub.add_parser("pki-down").add_argument("--dir", required=True)
+    k = sub.add_parser("pki-bundle")
+    k.add_argument("--dir", required=True)
+    k.add_argument("--member", required=True)
+    for verb in ("pki-install", "pki-remove"):
+        k = sub.add_parser(verb)
+        _placement(k)
+        k.add_argument("--name", required=True)
     sub.add_parser("ssh-identity-remove").add_argument("--file", required=True)
 
     b = sub.add_parser("bridge-up")

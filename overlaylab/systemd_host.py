@@ -12,13 +12,17 @@ byte for byte and leaves the services as they were.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import io
 import json
 import os
 import re
 import shutil
 import socket
 import subprocess
+import sys
+import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,9 +31,11 @@ from overlaylab import daemonjson
 from overlaylab.errors import DockerError, EtcdError, LabError, PreflightError
 from overlaylab.etcd import EtcdClient
 from overlaylab.hostops import (
+    CLIENT,
     busybox_rootfs,
     check_docker_version,
     check_etcd_version,
+    client_tls,
     log,
     parse_etcd_version,
     run,
@@ -52,7 +58,12 @@ Wants=etcd.service
 After=etcd.service
 """
 MARKER = STATE / "etcd-cluster.json"
-LOOPBACK_ETCD = "http://127.0.0.1:{port}"
+
+
+def _loopback(port: int, tls_dir: str | None) -> EtcdClient:
+    """This host's own member, on loopback (its certificate covers 127.0.0.1)."""
+    scheme = "https" if tls_dir else "http"
+    return EtcdClient(f"{scheme}://127.0.0.1:{port}", None, timeout=3, tls=client_tls(tls_dir))
 
 
 # --- backups -----------------------------------------------------------------------------------
@@ -226,7 +237,14 @@ def hosts_unique(reports: Sequence[str]) -> None:
 
 
 def etcd_up(
-    *, name: str, address: str, client_port: int, peer_port: int, token: str, initial_cluster: str
+    *,
+    name: str,
+    address: str,
+    client_port: int,
+    peer_port: int,
+    token: str,
+    initial_cluster: str,
+    tls_dir: str | None = None,
 ) -> None:
     identity = {"name": name, "token": token, "initialCluster": initial_cluster}
     if (ETCD_DATA / "member").exists():
@@ -242,19 +260,32 @@ def etcd_up(
     _save_original(ETCD_DEFAULT, "etcd")
     STATE.mkdir(parents=True, exist_ok=True)
     MARKER.write_text(json.dumps(identity))
-    client, peer = f"http://{address}:{client_port}", f"http://{address}:{peer_port}"
+    scheme = "https" if tls_dir else "http"
+    client, peer = f"{scheme}://{address}:{client_port}", f"{scheme}://{address}:{peer_port}"
     env = {
         "ETCD_NAME": name,
         "ETCD_DATA_DIR": str(ETCD_DATA),
         "ETCD_LISTEN_PEER_URLS": peer,
         "ETCD_INITIAL_ADVERTISE_PEER_URLS": peer,
-        "ETCD_LISTEN_CLIENT_URLS": f"{client},{LOOPBACK_ETCD.format(port=client_port)}",
+        "ETCD_LISTEN_CLIENT_URLS": f"{client},{scheme}://127.0.0.1:{client_port}",
         "ETCD_ADVERTISE_CLIENT_URLS": client,
         "ETCD_INITIAL_CLUSTER_TOKEN": token,
         "ETCD_INITIAL_CLUSTER": initial_cluster,
         "ETCD_INITIAL_CLUSTER_STATE": "new",
         "ETCD_ENABLE_V2": "true",
     }
+    if tls_dir:
+        cert, key, ca = f"{tls_dir}/{name}.pem", f"{tls_dir}/{name}-key.pem", f"{tls_dir}/ca.pem"
+        env.update(
+            ETCD_CERT_FILE=cert,
+            ETCD_KEY_FILE=key,
+            ETCD_TRUSTED_CA_FILE=ca,
+            ETCD_CLIENT_CERT_AUTH="true",
+            ETCD_PEER_CERT_FILE=cert,
+            ETCD_PEER_KEY_FILE=key,
+            ETCD_PEER_TRUSTED_CA_FILE=ca,
+            ETCD_PEER_CLIENT_CERT_AUTH="true",
+        )
     text = "# Written by overlay-etcd; destroy restores the original.\n" + "".join(
         f'{k}="{v}"\n' for k, v in env.items()
     )
@@ -295,11 +326,25 @@ def etcd_down(*, name: str) -> None:
 # --- dockerd -----------------------------------------------------------------------------------
 
 
-def docker_up(*, hostname: str, cluster_store: str, advertise: str, client_port: int) -> None:
+def docker_up(
+    *,
+    hostname: str,
+    cluster_store: str,
+    advertise: str,
+    client_port: int,
+    tls_dir: str | None = None,
+) -> None:
     check_docker_version(run(["dockerd", "--version"]).stdout)
     _save_original(DAEMON_JSON, "docker")
     before = DAEMON_JSON.read_text() if DAEMON_JSON.exists() else None
-    merged = daemonjson.merge(before, cluster_store, advertise)
+    opts = None
+    if tls_dir:
+        opts = {
+            "kv.cacertfile": f"{tls_dir}/ca.pem",
+            "kv.certfile": f"{tls_dir}/{CLIENT}.pem",
+            "kv.keyfile": f"{tls_dir}/{CLIENT}-key.pem",
+        }
+    merged = daemonjson.merge(before, cluster_store, advertise, opts)
     for tcp in daemonjson.tcp_listeners(merged):
         log(f"warning: {DAEMON_JSON} already had dockerd listen on {tcp}; left as it was")
     if not DOCKER_DROPIN.exists() or DOCKER_DROPIN.read_text() != DROPIN_TEXT:
@@ -314,7 +359,7 @@ def docker_up(*, hostname: str, cluster_store: str, advertise: str, client_port:
             journal = run(["journalctl", "-u", "docker", "-n", "5", "--no-pager"], check=False)
             raise DockerError(f"docker did not restart on {hostname}", stdout=journal.stdout)
     run(["systemctl", "enable", "docker"], check=False)
-    etcd = EtcdClient(LOOPBACK_ETCD.format(port=client_port), None)
+    etcd = _loopback(client_port, tls_dir)
     key = f"/docker/nodes/{advertise}"
     try:
         wait_for(
@@ -328,7 +373,9 @@ def docker_up(*, hostname: str, cluster_store: str, advertise: str, client_port:
     )
 
 
-def docker_down(*, hostname: str, advertise: str, client_port: int) -> None:
+def docker_down(
+    *, hostname: str, advertise: str, client_port: int, tls_dir: str | None = None
+) -> None:
     if DOCKER_DROPIN.exists():
         DOCKER_DROPIN.unlink()
         with contextlib.suppress(OSError):
@@ -339,9 +386,7 @@ def docker_down(*, hostname: str, advertise: str, client_port: int) -> None:
         run(["systemctl", "restart", "docker"], check=False, timeout=120)
         _unit_back("docker", meta)
     with contextlib.suppress(LabError):
-        EtcdClient(LOOPBACK_ETCD.format(port=client_port), None, timeout=1).v2_delete(
-            f"/docker/nodes/{advertise}"
-        )
+        _loopback(client_port, tls_dir).v2_delete(f"/docker/nodes/{advertise}")
     log(f"dockerd on {hostname}: {DAEMON_JSON} restored, docker restarted")
 
 
@@ -371,3 +416,36 @@ def image_remove(*, hostname: str, image: str) -> None:
     with contextlib.suppress(OSError):
         STATE.rmdir()
     log(f"{hostname}: removed image {image}")
+
+
+def pki_install(*, name: str, directory: str) -> None:
+    """Unpack this host's certificates (a base64 tar on stdin, from pki-bundle)."""
+    data = base64.b64decode(sys.stdin.read().strip())
+    d = Path(directory)
+    d.mkdir(mode=0o750, parents=True, exist_ok=True)
+    # Member by member, plain files with plain names only (the hosts' python 3.11.2 predates
+    # extraction filters).
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for m in tar.getmembers():
+            src = tar.extractfile(m) if m.isfile() and "/" not in m.name else None
+            if src is None or m.name.startswith("."):
+                raise LabError(f"unexpected entry {m.name!r} in the certificate bundle")
+            (d / m.name).write_bytes(src.read())
+    # etcd runs as the etcd user and must read its own key; the client key stays root's.
+    for f in d.iterdir():
+        if f.name == f"{name}-key.pem":
+            f.chmod(0o640)
+        elif f.name.endswith("-key.pem"):
+            f.chmod(0o600)
+        else:
+            f.chmod(0o644)
+    if run(["id", "etcd"], check=False).returncode == 0:
+        run(["chgrp", "etcd", str(d), str(d / f"{name}-key.pem")])
+    log(f"{name}: certificates installed in {d}")
+
+
+def pki_remove(*, name: str, directory: str) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        Path(directory).parent.rmdir()
+    log(f"{name}: certificates removed from {directory}")

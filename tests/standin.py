@@ -89,7 +89,14 @@ SSH_BASE = [
 
 ALLOWED_INPUTS: dict[str, set[str]] = {
     COMMAND: {"create", "delete", "environment", "dir", "triggers", "addPreviousOutputInEnv"},
-    REMOTE_COMMAND: {"connection", "create", "delete", "triggers", "addPreviousOutputInEnv"},
+    REMOTE_COMMAND: {
+        "connection",
+        "create",
+        "delete",
+        "triggers",
+        "addPreviousOutputInEnv",
+        "stdin",
+    },
     COPY_TO_REMOTE: {"connection", "source", "remotePath", "triggers"},
     DOCKER_PROVIDER: {"host", "version", "sshOpts"},
     REMOTE_IMAGE: {"name", "keepLocally"},
@@ -333,7 +340,8 @@ class RealEngine(pmocks.Mocks):
             }
         if args.typ == REMOTE_COMMAND:
             conn = _connection(unwrap(inputs["connection"]))
-            res = ssh_run(conn, inputs["create"], self.guard)
+            stdin = unwrap(inputs.get("stdin"))
+            res = ssh_run(conn, inputs["create"], self.guard, stdin.encode() if stdin else None)
             text, err = res.stdout.decode(errors="replace"), res.stderr.decode(errors="replace")
             if res.returncode != 0:
                 tail = (err or text).strip().splitlines()[-3:]

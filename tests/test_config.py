@@ -124,12 +124,3 @@ def test_ha_stack_speaks_tls_and_gives_every_daemon_every_member() -> None:
     assert cfg.cluster_store(cfg.hosts[1]) == (
         "etcd://192.168.206.11:2379,192.168.206.10:2379,192.168.206.12:2379"
     )
-
-
-def test_tls_is_refused_on_ssh_stacks_for_now(seed_config: dict[str, Any]) -> None:
-    raw = mutate(mutate(seed_config, "lab.transport", "ssh"), "etcd.tls", True)
-    raw["sshPrivateKey"] = (
-        "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----"
-    )
-    with pytest.raises(ConfigError, match=r"etcd\.tls is only implemented for the local transport"):
-        parse(raw)

@@ -132,3 +132,26 @@ def test_remote_host_state_is_replaced_delete_first(lab_graph: Graph) -> None:
     for r in lab_graph.resources:
         if r.type == REMOTE_COMMAND and lab_graph.run.engine.inputs[r.urn].get("delete"):
             assert r.delete_before_replace, r.urn
+
+
+def test_tls_over_ssh_installs_certificates_before_etcd(record_graph: Any) -> None:
+    raw = copy.deepcopy(raw_from_file("lab"))
+    raw["etcd"]["tls"] = True
+    g: Graph = record_graph(raw, secrets={"sshPrivateKey": KEY})
+    assert g.run.error is None, g.run.error
+    for h in NODES:
+        install = g.named(f"lab-{h}-pki")
+        assert install.type == REMOTE_COMMAND
+        assert g.waits_for(f"lab-{h}-pki", "lab-unique")
+        assert g.waits_for(f"lab-{h}-pki", f"lab-{h}-pki-bundle")
+        assert g.waits_for(f"lab-{h}-pki-bundle", "lab-pki")
+        assert g.waits_for(f"etcd-{h}", f"lab-{h}-pki")
+        inputs = g.run.engine.inputs[install.urn]
+        assert inputs["stdin"] == f"lab-{h}-pki-bundle done"  # the bundle's stdout
+        create = g.run.engine.inputs[g.named(f"etcd-{h}").urn]["create"]
+        assert "--systemd --tls-dir /etc/overlaylab/pki" in create
+        assert "https://192.168.205.10:2380" in create
+    pki = g.run.engine.inputs[g.named("lab-pki").urn]
+    assert "pki-up --dir '~/.overlaylab/lab/pki'" in pki["create"]
+    spec = (g.run.outputs or {})[out.OUT_VALIDATION_SPEC]
+    assert spec["lab"]["tlsDir"] == "~/.overlaylab/lab/pki"
