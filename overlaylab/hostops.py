@@ -226,11 +226,18 @@ def _stop(pid: int, name: str, grace: float) -> None:
         wait_for(f"{name} (pid {pid}) to exit", lambda: not _alive(pid), 10)
 
 
-def _spawn(argv: Sequence[str], logfile: Path) -> int:
+def _spawn(argv: Sequence[str], logfile: Path, tmpdir: Path | None = None) -> int:
     logfile.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if tmpdir is not None:
+        # containerd dumps goroutine stacks to $TMPDIR when signalled: keep them in the
+        # host's own dir, which teardown removes, not in this machine's /tmp.
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        env["TMPDIR"] = str(tmpdir)
     with open(logfile, "ab") as out:
         proc = subprocess.Popen(
             list(argv),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -637,7 +644,7 @@ def docker_up(
         ]
         # dockerd writes its own pidfile and refuses to start while that names a live process.
         pidfile.unlink(missing_ok=True)
-        pid = _spawn(argv, logfile)
+        pid = _spawn(argv, logfile, tmpdir=base / "tmp")
         log(
             f"dockerd {hostname} started (pid {pid}), cluster-store {cluster_store}, "
             f"advertise {advertise}, socket {sock}"
@@ -720,7 +727,7 @@ def docker_down(
         if pid != os.getpid() and any(m in a for a in _cmdline(pid) for m in markers):
             _kill(pid, signal.SIGKILL)
     _unmount_below(base)
-    for d in ("docker", "x"):
+    for d in ("docker", "x", "tmp"):
         shutil.rmtree(base / d, ignore_errors=True)
     for f in ("docker.sock", "docker.pid", "docker.log"):
         (base / f).unlink(missing_ok=True)
