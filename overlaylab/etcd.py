@@ -119,20 +119,6 @@ class EtcdClient:
             raise EtcdError(f"etcd at {self.endpoint} refused DELETE v2 {key}: {status} {body}")
         return True
 
-    def v2_set(self, key: str, value: str) -> None:
-        body = urllib.parse.urlencode({"value": value}).encode()
-        if self.guard is not None:
-            self.guard.check_url(self.endpoint)
-        req = urllib.request.Request(
-            self.endpoint + "/v2/keys" + _quote(key), data=body, method="PUT"
-        )
-        req.add_header("Content-Type", "application/x-www-form-urlencoded")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout, context=self._ctx):
-                pass
-        except (urllib.error.URLError, OSError) as e:
-            raise EtcdError(f"etcd at {self.endpoint} refused PUT v2 {key}: {e}") from None
-
 
 def _quote(key: str) -> str:
     return urllib.parse.quote("/" + key.lstrip("/"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -72,7 +71,3 @@ def record_graph() -> Iterator[Any]:
         return Graph(run_program(raw, preview=preview, perform=False, secrets=secrets))
 
     yield go
-
-
-def is_root() -> bool:
-    return os.geteuid() == 0
