@@ -48,6 +48,19 @@ ETCD_DEFAULT = Path("/etc/default/etcd")
 DAEMON_JSON = Path("/etc/docker/daemon.json")
 ETCD_DATA = Path("/var/lib/etcd/overlaylab")  # never Debian's /var/lib/etcd/default
 DOCKER_DROPIN = Path("/etc/systemd/system/docker.service.d/10-overlay-etcd.conf")
+ETCD_DROPIN = Path("/etc/systemd/system/etcd.service.d/10-overlay-etcd.conf")
+# The member listens on the host's own address. At boot Debian's unit may start it before that
+# address exists ("bind: cannot assign requested address"), and Restart=on-abnormal does not
+# restart a plain failure: the member, and every daemon using it, stayed down after a reboot.
+ETCD_DROPIN_TEXT = """# Written by overlay-etcd; removed on destroy.
+[Unit]
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Restart=on-failure
+RestartSec=2s
+"""
 # At boot Docker would otherwise start beside etcd, before its member serves; its overlay
 # driver then cannot restore the network's sandbox and every container on the overlay fails
 # with "could not get network sandbox (oper true)" (moby/libnetwork#2322) until Docker is
@@ -110,6 +123,22 @@ def _unit_back(unit: str, meta: dict[str, Any]) -> None:
         run(["systemctl", "restart", unit], check=False, timeout=120)
     else:
         run(["systemctl", "stop", unit], check=False)
+
+
+def _dropin(path: Path, text: str | None) -> None:
+    """Write (or, with None, remove) a systemd drop-in, and reload systemd if it changed."""
+    if text is None:
+        if not path.exists():
+            return
+        path.unlink()
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+    else:
+        if path.exists() and path.read_text() == text:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    run(["systemctl", "daemon-reload"], check=False)
 
 
 # --- preflight ---------------------------------------------------------------------------------
@@ -291,6 +320,7 @@ def etcd_up(
     )
     changed = not ETCD_DEFAULT.exists() or ETCD_DEFAULT.read_text() != text
     ETCD_DEFAULT.write_text(text)
+    _dropin(ETCD_DROPIN, ETCD_DROPIN_TEXT)
     run(["systemctl", "enable", "etcd"], check=False)
     active = run(["systemctl", "is-active", "etcd"], check=False).stdout.strip() == "active"
     if changed or not active:
@@ -315,6 +345,7 @@ def etcd_down(*, name: str) -> None:
         log(f"etcd {name}: nothing of this lab on the host")
         return  # a second destroy must not stop the host's own etcd
     run(["systemctl", "stop", "etcd"], check=False)
+    _dropin(ETCD_DROPIN, None)
     shutil.rmtree(ETCD_DATA, ignore_errors=True)
     MARKER.unlink(missing_ok=True)
     meta = _restore_original(ETCD_DEFAULT, "etcd")
@@ -347,10 +378,7 @@ def docker_up(
     merged = daemonjson.merge(before, cluster_store, advertise, opts)
     for tcp in daemonjson.tcp_listeners(merged):
         log(f"warning: {DAEMON_JSON} already had dockerd listen on {tcp}; left as it was")
-    if not DOCKER_DROPIN.exists() or DOCKER_DROPIN.read_text() != DROPIN_TEXT:
-        DOCKER_DROPIN.parent.mkdir(parents=True, exist_ok=True)
-        DOCKER_DROPIN.write_text(DROPIN_TEXT)
-        run(["systemctl", "daemon-reload"])
+    _dropin(DOCKER_DROPIN, DROPIN_TEXT)
     if merged != before:
         DAEMON_JSON.parent.mkdir(parents=True, exist_ok=True)
         DAEMON_JSON.write_text(merged)
@@ -376,11 +404,7 @@ def docker_up(
 def docker_down(
     *, hostname: str, advertise: str, client_port: int, tls_dir: str | None = None
 ) -> None:
-    if DOCKER_DROPIN.exists():
-        DOCKER_DROPIN.unlink()
-        with contextlib.suppress(OSError):
-            DOCKER_DROPIN.parent.rmdir()
-        run(["systemctl", "daemon-reload"], check=False)
+    _dropin(DOCKER_DROPIN, None)
     meta = _restore_original(DAEMON_JSON, "docker")
     if meta is not None:
         run(["systemctl", "restart", "docker"], check=False, timeout=120)

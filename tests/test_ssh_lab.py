@@ -198,7 +198,18 @@ def test_the_setting_survives_a_reboot(deployed: tuple[SshLab, Run, dict[str, st
         return "demo/overlay/global" in lab.ssh(host.name, f"docker network ls --format {fmt}")
 
     # the daemon reads global networks from the store a moment after it starts
-    hostops.wait_for("the overlay to be listed on the rebooted host", overlay_listed, 60, 0.5)
+    try:
+        hostops.wait_for("the overlay to be listed on the rebooted host", overlay_listed, 60, 0.5)
+    except Exception:
+        print(
+            lab.ssh(
+                host.name,
+                "systemctl status etcd docker --no-pager | head -30; "
+                "journalctl -b -u etcd -u docker --no-pager | tail -60",
+                check=False,
+            )
+        )
+        raise
     # The containers have no restart policy; started again, test2 must rejoin the overlay.
     # Without Docker ordered after etcd at boot this failed with "could not get network
     # sandbox (oper true)" (moby/libnetwork#2322).
@@ -223,9 +234,10 @@ def test_destroy_restores_every_host_as_it_was(
             lab.ssh(
                 n,
                 "ls /usr/local/lib/overlaylab /var/lib/overlaylab /var/lib/etcd/overlaylab"
-                " /etc/systemd/system/docker.service.d 2>&1 || true",
+                " /etc/systemd/system/docker.service.d /etc/systemd/system/etcd.service.d"
+                " 2>&1 || true",
             ).count("No such file")
-            == 4
+            == 5
         )
     assert lab.ssh(NODES[0], "cat /etc/docker/daemon.json") == ORIGINAL_DAEMON_JSON
     assert not (lab.tmp / "identity").exists()
