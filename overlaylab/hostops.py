@@ -419,6 +419,27 @@ def client_tls(tls_dir: str | None) -> ssl.SSLContext | None:
 # --- etcd ------------------------------------------------------------------------------------
 
 
+def refuse_foreign_data_dir(data: Path, marker: Path, identity: dict[str, str]) -> None:
+    """A data dir from another cluster silently rejoins that cluster; members then disagree on
+    the cluster id and Docker's discovery hangs with no error. Refuse it up front."""
+    if not (data / "member").exists():
+        return
+    try:
+        owner = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        owner = None
+    if owner != identity:
+        was = (
+            f"token {owner.get('token')!r}, members {owner.get('initialCluster')}"
+            if isinstance(owner, dict)
+            else "a cluster this project did not create"
+        )
+        raise EtcdError(
+            f"etcd data dir {data} belongs to another cluster ({was}); it would rejoin that "
+            f"cluster instead of this one: destroy that stack or remove {data}"
+        )
+
+
 def etcd_up(
     *,
     netns: str,
@@ -439,23 +460,7 @@ def etcd_up(
     pidfile = base / "etcd.pid"
     logfile = base / "etcd.log"
     identity = {"name": name, "token": token, "initialCluster": initial_cluster}
-    if (data / "member").exists():
-        # A data dir from another cluster silently rejoins that cluster; members then disagree
-        # on the cluster id and Docker's discovery hangs with no error. Refuse it up front.
-        try:
-            owner = json.loads(marker.read_text())
-        except (OSError, ValueError):
-            owner = None
-        if owner != identity:
-            was = (
-                f"token {owner.get('token')!r}, members {owner.get('initialCluster')}"
-                if isinstance(owner, dict)
-                else "a cluster this project did not create"
-            )
-            raise EtcdError(
-                f"etcd data dir {data} belongs to another cluster ({was}); it would rejoin that "
-                f"cluster instead of this one: destroy that stack or remove {data}"
-            )
+    refuse_foreign_data_dir(data, marker, identity)
     if _pid_of(pidfile, "etcd") is not None:
         log(f"etcd {name} already running")
         return

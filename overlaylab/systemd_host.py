@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from overlaylab import daemonjson
-from overlaylab.errors import DockerError, EtcdError, LabError, PreflightError
+from overlaylab.errors import DockerError, LabError, PreflightError
 from overlaylab.etcd import EtcdClient
 from overlaylab.hostops import (
     CLIENT,
@@ -38,6 +38,7 @@ from overlaylab.hostops import (
     client_tls,
     log,
     parse_etcd_version,
+    refuse_foreign_data_dir,
     run,
     wait_for,
 )
@@ -276,16 +277,7 @@ def etcd_up(
     tls_dir: str | None = None,
 ) -> None:
     identity = {"name": name, "token": token, "initialCluster": initial_cluster}
-    if (ETCD_DATA / "member").exists():
-        try:
-            owner = json.loads(MARKER.read_text())
-        except (OSError, ValueError):
-            owner = None
-        if owner != identity:
-            raise EtcdError(
-                f"etcd data dir {ETCD_DATA} belongs to another cluster; it would rejoin that "
-                f"cluster instead of this one: destroy that stack or remove {ETCD_DATA}"
-            )
+    refuse_foreign_data_dir(ETCD_DATA, MARKER, identity)
     _save_original(ETCD_DEFAULT, "etcd")
     STATE.mkdir(parents=True, exist_ok=True)
     MARKER.write_text(json.dumps(identity))
