@@ -25,9 +25,9 @@ from typing import Protocol
 import pulumi
 from pulumi_command import local, remote
 
+from overlaylab.systemd_host import REMOTE_LIB
+
 HOSTOPS = "overlaylab.hostops"
-#: Where the project's package is copied on a remote host.
-REMOTE_LIB = "/usr/local/lib/overlaylab"
 
 
 class HostCommands(Protocol):

@@ -57,3 +57,22 @@ def tcp_listeners(text: str | None) -> list[str]:
         return []
     hosts = json.loads(text).get("hosts") or []
     return [h for h in hosts if str(h).startswith("tcp://")]
+
+
+def store_endpoints(text: str | None) -> tuple[list[str], dict[str, str] | None]:
+    """The etcd client URLs a daemon.json's cluster store names, and its TLS files (or None).
+
+    ``etcd://a:2379,b:2379`` with ``kv.*`` files in ``cluster-store-opts`` is
+    ``https://a:2379``, ``https://b:2379``; without them, ``http``. No store: no URLs.
+    """
+    if not text or not text.strip():
+        return [], None
+    conf = json.loads(text)
+    store = str(conf.get("cluster-store") or "")
+    if not store.startswith("etcd://"):
+        return [], None
+    opts = conf.get("cluster-store-opts") or {}
+    tls = {k: str(opts[k]) for k in TLS_KEYS if opts.get(k)}
+    scheme = "https" if len(tls) == len(TLS_KEYS) else "http"
+    hosts = [h.strip() for h in store.removeprefix("etcd://").split("/")[0].split(",")]
+    return [f"{scheme}://{h}" for h in hosts if h], (tls if scheme == "https" else None)

@@ -892,6 +892,8 @@ def dispatch(args: argparse.Namespace) -> None:
         ssh_identity(args.file)
     elif v == "ssh-identity-remove":
         ssh_identity_remove(args.file)
+    elif v == "wait-store":
+        sd.wait_store(args.timeout)
     elif v == "bridge-up":
         bridge_up(args.bridge, args.address, args.prefixlen)
     elif v == "bridge-down":
@@ -1020,6 +1022,8 @@ def parser() -> argparse.ArgumentParser:
         _placement(k)
         k.add_argument("--name", required=True)
     sub.add_parser("ssh-identity-remove").add_argument("--file", required=True)
+    w = sub.add_parser("wait-store", help="docker.service's ExecStartPre on a systemd host")
+    w.add_argument("--timeout", type=float, default=90)
 
     b = sub.add_parser("bridge-up")
     b.add_argument("--bridge", required=True)

@@ -20,9 +20,11 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,8 @@ from overlaylab.hostops import (
     wait_for,
 )
 
+#: Where the program copies this package on a host (docker's drop-in runs it from there).
+REMOTE_LIB = "/usr/local/lib/overlaylab"
 STATE = Path("/var/lib/overlaylab")
 BACKUP = STATE / "backup"
 ETCD_DEFAULT = Path("/etc/default/etcd")
@@ -66,12 +70,61 @@ RestartSec=2s
 # driver then cannot restore the network's sandbox and every container on the overlay fails
 # with "could not get network sandbox (oper true)" (moby/libnetwork#2322) until Docker is
 # restarted once more. etcd is Type=notify: it is "started" once its member has joined.
-DROPIN_TEXT = """# Written by overlay-etcd; removed on destroy.
+# After= alone is not enough: when etcd's first start fails (its address not there yet) the
+# start job is over and Docker starts while etcd waits to restart. Its store discovery then
+# retries only 20 s later, and a container started meanwhile is announced to the other hosts
+# with no VTEP: they never reach it (seen here as 100% loss after a reboot). So Docker waits
+# for its store to be healthy, bounded, and never fails on it ("-": starts anyway).
+STORE_WAIT = 90
+DROPIN_TEXT = f"""# Written by overlay-etcd; removed on destroy.
 [Unit]
 Wants=etcd.service
 After=etcd.service
+
+[Service]
+ExecStartPre=-/usr/bin/env PYTHONPATH={REMOTE_LIB} python3 -m overlaylab.hostops wait-store \\
+    --timeout {STORE_WAIT}
 """
 MARKER = STATE / "etcd-cluster.json"
+
+
+def wait_store(timeout: float) -> None:
+    """Docker's ExecStartPre: hold dockerd until an etcd endpoint of its cluster store is
+    healthy. Never fails: past the timeout, or with no store configured, Docker starts."""
+    try:
+        urls, tls = daemonjson.store_endpoints(
+            DAEMON_JSON.read_text() if DAEMON_JSON.exists() else None
+        )
+        ctx = None
+        if tls:
+            ctx = ssl.create_default_context(cafile=tls["kv.cacertfile"])
+            ctx.load_cert_chain(tls["kv.certfile"], tls["kv.keyfile"])
+    except (OSError, ValueError, ssl.SSLError) as e:
+        log(f"warning: cannot read the cluster store from {DAEMON_JSON} ({e}); not waiting")
+        return
+    if not urls:
+        log(f"no etcd cluster store in {DAEMON_JSON}; not waiting")
+        return
+    clients = [EtcdClient(u, None, timeout=2, tls=ctx) for u in urls]
+
+    def healthy() -> bool:
+        for c in clients:
+            with contextlib.suppress(LabError):
+                if c.health():
+                    return True
+        return False
+
+    start = time.monotonic()
+    try:
+        wait_for(f"the cluster store {', '.join(urls)}", healthy, timeout, interval=1.0)
+    except LabError:
+        log(
+            f"warning: the cluster store {', '.join(urls)} is not healthy after {timeout:.0f}s;"
+            " starting Docker anyway: overlay containers started before it answers may be"
+            " unreachable from other hosts until restarted"
+        )
+        return
+    log(f"the cluster store {', '.join(urls)} is healthy after {time.monotonic() - start:.1f}s")
 
 
 def _loopback(port: int, tls_dir: str | None) -> EtcdClient:

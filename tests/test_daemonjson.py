@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from overlaylab.daemonjson import merge, tcp_listeners
+from overlaylab.daemonjson import merge, store_endpoints, tcp_listeners
 from overlaylab.errors import ConfigError
 
 STORE, ADV = "etcd://192.168.205.10:2379", "192.168.205.10:2375"
@@ -64,3 +64,37 @@ def test_tcp_listeners_are_found() -> None:
     text = '{"hosts": ["unix:///var/run/docker.sock", "tcp://0.0.0.0:2375"]}'
     assert tcp_listeners(text) == ["tcp://0.0.0.0:2375"]
     assert tcp_listeners(merge(None, STORE, ADV)) == []
+
+
+TLS = {"kv.cacertfile": "/t/ca.pem", "kv.certfile": "/t/c.pem", "kv.keyfile": "/t/c-key.pem"}
+
+
+@pytest.mark.parametrize(
+    ("conf", "urls", "tls"),
+    [
+        (None, [], None),
+        ({"debug": True}, [], None),
+        ({"cluster-store": "consul://a:8500"}, [], None),
+        ({"cluster-store": "etcd://10.0.0.1:2379"}, ["http://10.0.0.1:2379"], None),
+        (
+            {"cluster-store": "etcd://10.0.0.1:2379,10.0.0.2:2379/prefix"},
+            ["http://10.0.0.1:2379", "http://10.0.0.2:2379"],
+            None,
+        ),
+        (
+            {"cluster-store": "etcd://10.0.0.1:2379", "cluster-store-opts": TLS},
+            ["https://10.0.0.1:2379"],
+            TLS,
+        ),
+    ],
+)
+def test_store_endpoints_are_read_back(
+    conf: dict | None, urls: list[str], tls: dict[str, str] | None
+) -> None:
+    text = None if conf is None else json.dumps(conf)
+    assert store_endpoints(text) == (urls, tls)
+
+
+def test_store_endpoints_of_what_merge_writes() -> None:
+    text = merge('{"debug": true}', "etcd://10.0.0.1:2379,10.0.0.2:2379", "10.0.0.1:2375", TLS)
+    assert store_endpoints(text) == (["https://10.0.0.1:2379", "https://10.0.0.2:2379"], TLS)

@@ -180,7 +180,13 @@ def power_off(host: VmHost, timeout: float = 60) -> None:
     try:
         host.proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(host.proc.pid, signal.SIGKILL)
+        # The host's init is in its own session: killing nspawn's group alone would leave it,
+        # and every process of the host, running. SIGKILL to a PID namespace's init ends them.
+        if init is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(init, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(host.proc.pid, signal.SIGKILL)
         host.proc.wait(10)
 
 
