@@ -315,6 +315,11 @@ def check_connectivity(lab: Lab) -> list[Result]:
         if not target:
             return _r("overlay.ping", subject, "reply", "target has no overlay address", False)
         ok, actual = _ping(lab, src, target)
+        if not ok and "bad address" in actual:
+            actual += (
+                f" ('{target}' does not resolve in {src['name']}: Docker's embedded DNS on"
+                f" {src['host']} has no record of it)"
+            )
         return _r("overlay.ping", subject, "reply", actual, ok)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
