@@ -7,9 +7,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
+
+if TYPE_CHECKING:
+    from overlaylab.netrule import RouteGuard
+    from tests.standin import Record
 
 from overlaylab.config import LabConfig, parse
 
@@ -123,3 +127,37 @@ def validate_cli(
 
 def parsed(raw: dict[str, Any]) -> LabConfig:
     return parse(raw, "test config")
+
+
+class LabRun(Protocol):
+    """One `up` of a lab, by the stand-in or through the Automation API."""
+
+    outputs: dict[str, Any] | None
+    error: BaseException | None
+
+    @property
+    def records(self) -> list[Record]: ...
+
+    @property
+    def inputs(self) -> dict[str, dict[str, Any]]: ...
+
+    def destroy(self) -> list[str]: ...
+
+
+def run_lab(
+    raw_config: dict[str, Any],
+    stack: str,
+    state_file: Path,
+    guard: RouteGuard | None = None,
+    secrets: dict[str, str] | None = None,
+) -> LabRun:
+    """Bring a lab up with the real program: through the Automation API where a ``pulumi``
+    CLI is on PATH (tests/automation.py), else through the engine stand-in. The result has
+    ``outputs``, ``error``, ``records``, ``inputs`` and ``destroy()`` either way."""
+    from tests import automation, standin
+
+    if automation.engine() == "automation":
+        return automation.run_program(raw_config, stack, secrets)
+    return standin.run_program(
+        raw_config, stack=stack, state_file=state_file, guard=guard, secrets=secrets
+    )

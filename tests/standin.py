@@ -627,6 +627,19 @@ class Run:
     error: BaseException | None
     seconds: float
 
+    @property
+    def records(self) -> list[Record]:
+        """Every resource the program registered, in registration order."""
+        return self.engine.records
+
+    @property
+    def inputs(self) -> dict[str, dict[str, Any]]:
+        """Each resource's declared inputs, by URN."""
+        return self.engine.inputs
+
+    def destroy(self) -> list[str]:
+        return destroy(self.engine.records)
+
 
 def run_program(
     raw_config: dict[str, Any],

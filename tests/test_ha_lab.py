@@ -24,26 +24,26 @@ from overlaylab.hostops import client_tls
 from overlaylab.netrule import RouteGuard
 from overlaylab.stackconfig import raw_from_file
 from overlaylab.validate import validate
-from tests.labtools import leftovers, parsed, require_root, validate_cli
-from tests.standin import Run, become_subreaper, destroy, run_program
+from tests.labtools import LabRun, leftovers, parsed, require_root, run_lab, validate_cli
+from tests.standin import become_subreaper
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module")
-def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Run, LabConfig]]:
+def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabRun, LabConfig]]:
     require_root()
     become_subreaper()
     raw = raw_from_file("ha")
     cfg = parsed(raw)
     if leftovers(cfg):
         pytest.fail(f"the ha stack is up on this machine; take it down first: {leftovers(cfg)[:3]}")
-    run = run_program(raw, stack="ha", state_file=tmp_path_factory.mktemp("ha") / "ha.json")
+    run = run_lab(raw, "ha", tmp_path_factory.mktemp("ha") / "ha.json")
     try:
         assert run.error is None, f"up failed: {run.error}"
         yield run, cfg
     finally:
-        destroy(run.engine.records)
+        run.destroy()
 
 
 def _get(url: str, cfg: LabConfig, ctx: ssl.SSLContext | None) -> bytes:
@@ -52,7 +52,7 @@ def _get(url: str, cfg: LabConfig, ctx: ssl.SSLContext | None) -> bytes:
         return bytes(r.read())
 
 
-def test_three_members_with_tls_validate(ha: tuple[Run, LabConfig]) -> None:
+def test_three_members_with_tls_validate(ha: tuple[LabRun, LabConfig]) -> None:
     run, cfg = ha
     report = (run.outputs or {})[out.OUT_VALIDATION_REPORT]
     assert " 0 failed" in report.splitlines()[-1], report
@@ -63,7 +63,7 @@ def test_three_members_with_tls_validate(ha: tuple[Run, LabConfig]) -> None:
 
 
 def test_etcd_refuses_plain_http_and_clients_without_a_certificate(
-    ha: tuple[Run, LabConfig],
+    ha: tuple[LabRun, LabConfig],
 ) -> None:
     _, cfg = ha
     h = cfg.hosts[0]
@@ -79,7 +79,7 @@ def test_etcd_refuses_plain_http_and_clients_without_a_certificate(
         _get(f"https://{h.address}:2379/health", cfg, no_cert)
 
 
-def test_dockerd_uses_every_member_over_tls(ha: tuple[Run, LabConfig]) -> None:
+def test_dockerd_uses_every_member_over_tls(ha: tuple[LabRun, LabConfig]) -> None:
     _, cfg = ha
     h = cfg.hosts[2]
     log = Path(cfg.host_dir(h)) / "docker.log"
@@ -98,7 +98,7 @@ def test_dockerd_uses_every_member_over_tls(ha: tuple[Run, LabConfig]) -> None:
     assert f"kv.certfile={cfg.pki_dir}/client.pem" in cmdline
 
 
-def test_losing_one_member_fails_only_that_member(ha: tuple[Run, LabConfig]) -> None:
+def test_losing_one_member_fails_only_that_member(ha: tuple[LabRun, LabConfig]) -> None:
     """Quorum is 2 of 3: the overlay, its keys and the name rule all still hold."""
     run, cfg = ha
     lost = cfg.hosts[2]
@@ -113,9 +113,9 @@ def test_losing_one_member_fails_only_that_member(ha: tuple[Run, LabConfig]) -> 
     assert res.stdout.splitlines()[0].startswith(f"FAIL etcd.member-healthy    {lost.name}")
 
 
-def test_destroy_leaves_nothing_even_with_a_member_down(ha: tuple[Run, LabConfig]) -> None:
+def test_destroy_leaves_nothing_even_with_a_member_down(ha: tuple[LabRun, LabConfig]) -> None:
     run, cfg = ha
-    assert destroy(run.engine.records) == []
+    assert run.destroy() == []
     assert cfg.pki_dir is not None and not Path(cfg.pki_dir).exists()
     deadline = time.monotonic() + 10
     while leftovers(cfg) and time.monotonic() < deadline:

@@ -28,15 +28,24 @@ from overlaylab import spec as out
 from overlaylab.config import LabConfig
 from overlaylab.netrule import RouteGuard
 from overlaylab.stackconfig import raw_from_file
-from tests.labtools import STATE_DIR, lab_config, leftovers, parsed, require_root, validate_cli
-from tests.standin import Run, become_subreaper, destroy, run_program
+from tests.labtools import (
+    STATE_DIR,
+    LabRun,
+    lab_config,
+    leftovers,
+    parsed,
+    require_root,
+    run_lab,
+    validate_cli,
+)
+from tests.standin import become_subreaper
 
 pytestmark = pytest.mark.lab
 
 
 @dataclass
 class Lab:
-    run: Run
+    run: LabRun
     cfg: LabConfig
     spec: dict[str, Any]
 
@@ -67,18 +76,18 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             f"(python -m tests.standin down --stack local): {leftovers(cfg)[:3]}"
         )
     state = tmp_path_factory.mktemp("state") / "local.json"
-    run = run_program(raw, stack="local", state_file=state)
+    run = run_lab(raw, "local", state)
     try:
         assert run.error is None, f"up failed: {run.error}"
         yield Lab(run, cfg, (run.outputs or {})[out.OUT_VALIDATION_SPEC])
     finally:
-        destroy(run.engine.records)  # the safety net; test_destroy_* asserts it properly
+        run.destroy()  # the safety net; test_destroy_* asserts it properly
 
 
 def test_up_runs_the_validator_last_and_it_passes(lab: Lab) -> None:
     report = (lab.run.outputs or {})[out.OUT_VALIDATION_REPORT]
     assert re.fullmatch(r"\d+ checks, 0 failed, in [\d.]+s", report.splitlines()[-1]), report
-    performed = [r.name for r in lab.run.engine.records if r.custom]
+    performed = [r.name for r in lab.run.records if r.custom]
     assert performed[-1] == "validate-run", performed
 
 
@@ -146,9 +155,9 @@ def test_a_second_test1_on_host2_is_refused_and_leaves_nothing(lab: Lab) -> None
 def test_running_every_create_again_is_harmless(lab: Lab) -> None:
     """`pulumi up` re-running host steps (e.g. after a partial failure) changes nothing."""
     pids = _daemon_pids(lab)
-    for rec in lab.run.engine.records:
+    for rec in lab.run.records:
         if rec.type == "command:local:Command":
-            inputs = lab.run.engine.inputs[rec.urn]
+            inputs = lab.run.inputs[rec.urn]
             res = subprocess.run(
                 ["/bin/sh", "-c", inputs["create"]],
                 env=_env(inputs),
@@ -230,7 +239,7 @@ def test_validator_says_which_name_does_not_resolve(lab: Lab) -> None:
 
 def test_destroy_removes_everything(lab: Lab) -> None:
     assert leftovers(lab.cfg) != []  # the check can see a running lab at all
-    errors = destroy(lab.run.engine.records)
+    errors = lab.run.destroy()
     assert errors == []
     _wait_gone(lab.cfg)
     assert leftovers(lab.cfg) == []
@@ -241,14 +250,14 @@ def test_create_after_destroy_works_with_three_hosts(tmp_path: Path) -> None:
     become_subreaper()
     raw = lab_config(hosts=3)
     cfg = parsed(raw)
-    run = run_program(raw, stack="e2e", state_file=tmp_path / "e2e.json")
+    run = run_lab(raw, "e2e", tmp_path / "e2e.json")
     try:
         assert run.error is None, f"up failed: {run.error}"
         report = (run.outputs or {})[out.OUT_VALIDATION_REPORT]
         assert "test3 -> test1 by name (across hosts): reply" in report
         assert " 0 failed" in report.splitlines()[-1]
     finally:
-        errors = destroy(run.engine.records)
+        errors = run.destroy()
     assert errors == []
     _wait_gone(cfg)
     assert leftovers(cfg) == []
@@ -264,15 +273,15 @@ def test_stale_etcd_data_dir_is_refused_and_kept(tmp_path: Path) -> None:
     (stale / "etcd-cluster.json").write_text(
         json.dumps({"name": "docker-node1", "token": "old-cluster", "initialCluster": "x=y"})
     )
-    run = run_program(raw, stack="e2e", state_file=tmp_path / "e2e.json")
+    run = run_lab(raw, "e2e", tmp_path / "e2e.json")
     try:
         assert run.error is not None
         assert f"etcd data dir {stale}/etcd belongs to another cluster" in str(run.error)
         assert "token 'old-cluster'" in str(run.error)
         assert (stale / "etcd" / "member").is_dir(), "the refused data dir was touched"
-        assert not any(r.name == "etcd-healthy" for r in run.engine.records)
+        assert not any(r.name == "etcd-healthy" for r in run.records)
     finally:
-        errors = destroy(run.engine.records)
+        errors = run.destroy()
         shutil.rmtree(f"{STATE_DIR}/{cfg.lab_id}", ignore_errors=True)
         with contextlib.suppress(OSError):
             Path(STATE_DIR).rmdir()  # only if no other lab lives there
@@ -285,9 +294,9 @@ def test_invalid_config_creates_nothing_on_the_machine(tmp_path: Path) -> None:
     require_root()
     raw = lab_config(hosts=2)
     raw["containers"][1]["host"] = "docker-node7"
-    run = run_program(raw, stack="e2e", state_file=tmp_path / "e2e.json")
+    run = run_lab(raw, "e2e", tmp_path / "e2e.json")
     assert "unknown host 'docker-node7'" in str(run.error)
-    assert run.engine.records == []
+    assert run.records == []
     assert leftovers(parsed(lab_config(hosts=2))) == []
 
 

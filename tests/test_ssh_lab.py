@@ -25,8 +25,8 @@ from overlaylab import hostops
 from overlaylab import spec as out
 from overlaylab.netrule import RouteGuard
 from tests import vmhosts
-from tests.labtools import require_root, validate_cli
-from tests.standin import SSH_BASE, Run, become_subreaper, destroy, run_program
+from tests.labtools import LabRun, require_root, run_lab, validate_cli
+from tests.standin import SSH_BASE, become_subreaper
 
 pytestmark = pytest.mark.lab
 
@@ -76,11 +76,11 @@ class SshLab:
             ],
         }
 
-    def up(self, state: str, config: dict[str, Any] | None = None) -> Run:
-        return run_program(
+    def up(self, state: str, config: dict[str, Any] | None = None) -> LabRun:
+        return run_lab(
             config or self.config(),
-            stack=LAB_ID,
-            state_file=self.tmp / state,
+            LAB_ID,
+            self.tmp / state,
             guard=self.guard,
             secrets={"sshPrivateKey": self.key.read_text()},
         )
@@ -120,7 +120,7 @@ def vms() -> Iterator[SshLab]:
 
 
 @pytest.fixture(scope="module")
-def deployed(vms: SshLab) -> Iterator[tuple[SshLab, Run, dict[str, str]]]:
+def deployed(vms: SshLab) -> Iterator[tuple[SshLab, LabRun, dict[str, str]]]:
     before = {
         n: vms.ssh(
             n,
@@ -135,10 +135,10 @@ def deployed(vms: SshLab) -> Iterator[tuple[SshLab, Run, dict[str, str]]]:
         assert run.error is None, f"up over SSH failed: {run.error}"
         yield vms, run, before
     finally:
-        destroy(run.engine.records)
+        run.destroy()
 
 
-def test_up_over_ssh_validates(deployed: tuple[SshLab, Run, dict[str, str]]) -> None:
+def test_up_over_ssh_validates(deployed: tuple[SshLab, LabRun, dict[str, str]]) -> None:
     _, run, _ = deployed
     report = (run.outputs or {})[out.OUT_VALIDATION_REPORT]
     assert " 0 failed" in report.splitlines()[-1], report
@@ -147,14 +147,16 @@ def test_up_over_ssh_validates(deployed: tuple[SshLab, Run, dict[str, str]]) -> 
 
 
 def test_validator_cli_reaches_the_daemons_over_ssh(
-    deployed: tuple[SshLab, Run, dict[str, str]],
+    deployed: tuple[SshLab, LabRun, dict[str, str]],
 ) -> None:
     _, run, _ = deployed
     res = validate_cli((run.outputs or {})[out.OUT_VALIDATION_SPEC], 30)
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def test_daemon_json_keeps_the_hosts_own_keys(deployed: tuple[SshLab, Run, dict[str, str]]) -> None:
+def test_daemon_json_keeps_the_hosts_own_keys(
+    deployed: tuple[SshLab, LabRun, dict[str, str]],
+) -> None:
     lab, _, _ = deployed
     conf = json.loads(lab.ssh(NODES[0], "cat /etc/docker/daemon.json"))
     assert conf == {
@@ -169,7 +171,7 @@ def test_daemon_json_keeps_the_hosts_own_keys(deployed: tuple[SshLab, Run, dict[
 
 
 def test_debians_single_member_etcd_was_replaced_by_the_cluster(
-    deployed: tuple[SshLab, Run, dict[str, str]],
+    deployed: tuple[SshLab, LabRun, dict[str, str]],
 ) -> None:
     lab, _, _ = deployed
     lab.guard.check(f"{SEGMENT}.10")
@@ -211,7 +213,7 @@ ETCD_FAILS_ONCE_TEXT = (
 BOTH_ACTIVE = "systemctl is-active docker && systemctl is-active etcd"
 
 
-def test_the_setting_survives_a_reboot(deployed: tuple[SshLab, Run, dict[str, str]]) -> None:
+def test_the_setting_survives_a_reboot(deployed: tuple[SshLab, LabRun, dict[str, str]]) -> None:
     """Unlike the seed's hand-started dockerd: systemd brings etcd and Docker back configured,
     even when etcd's first start at boot fails."""
     lab, run, _ = deployed
@@ -259,10 +261,10 @@ def test_the_setting_survives_a_reboot(deployed: tuple[SshLab, Run, dict[str, st
 
 
 def test_destroy_restores_every_host_as_it_was(
-    deployed: tuple[SshLab, Run, dict[str, str]],
+    deployed: tuple[SshLab, LabRun, dict[str, str]],
 ) -> None:
     lab, run, before = deployed
-    assert destroy(run.engine.records) == []
+    assert run.destroy() == []
     for n in NODES:
         after = lab.ssh(
             n,
@@ -292,10 +294,10 @@ def test_preflight_refuses_docker_24_and_changes_nothing(vms: SshLab) -> None:
     before = vms.ssh(node, "cat /etc/default/etcd; ls /etc/docker; systemctl is-active etcd")
     try:
         run = vms.up("docker24.json")
-        errors = destroy(run.engine.records)
+        errors = run.destroy()
         assert run.error is not None
         assert "Docker 24.0 has no --cluster-store (removed in 23.0)" in str(run.error)
-        assert not any(r.name.startswith("etcd-docker") for r in run.engine.records)
+        assert not any(r.name.startswith("etcd-docker") for r in run.records)
         assert errors == []
         assert (
             vms.ssh(node, "cat /etc/default/etcd; ls /etc/docker; systemctl is-active etcd")
@@ -312,10 +314,10 @@ def test_preflight_refuses_cloned_docker_engine_ids(vms: SshLab) -> None:
     vms.ssh(NODES[1], f"echo {cloned} | base64 -d > /etc/docker/key.json")
     try:
         run = vms.up("cloned.json")
-        errors = destroy(run.engine.records)
+        errors = run.destroy()
         assert "share the Docker engine ID" in str(run.error), run.error
         assert "remove /etc/docker/key.json on one host" in str(run.error)
-        assert not any(r.name.startswith("etcd-docker") for r in run.engine.records)
+        assert not any(r.name.startswith("etcd-docker") for r in run.records)
         assert errors == []
     finally:
         vms.ssh(NODES[1], f"echo {original} | base64 -d > /etc/docker/key.json")
@@ -364,7 +366,7 @@ def test_tls_over_ssh_deploys_validates_and_restores(vms: SshLab) -> None:
         )
         assert '"health":"true"' not in plain
     finally:
-        errors = destroy(run.engine.records)
+        errors = run.destroy()
     assert errors == []
     for n in NODES:
         assert vms.ssh(n, snapshot) == before[n], n
