@@ -86,6 +86,8 @@ ExecStartPre=-/usr/bin/env PYTHONPATH={REMOTE_LIB} python3 -m overlaylab.hostops
     --timeout {STORE_WAIT}
 """
 MARKER = STATE / "etcd-cluster.json"
+ETCD_PACKAGE = "etcd-server"
+INSTALLED_ETCD = STATE / "installed-etcd.json"  # only when this lab installed the package
 
 
 def wait_store(timeout: float) -> None:
@@ -233,7 +235,6 @@ def preflight(*, client_port: int, peer_port: int) -> None:
         )
     for tool, pkg in (
         ("dockerd", "docker.io"),
-        ("etcd", "etcd-server"),
         ("ip", "iproute2"),
         ("ss", "iproute2"),
         ("busybox", "busybox-static"),
@@ -241,7 +242,22 @@ def preflight(*, client_port: int, peer_port: int) -> None:
         if shutil.which(tool) is None:
             raise PreflightError(f"{hostname}: {tool} is missing: apt-get install {pkg}")
     check_docker_version(run(["dockerd", "--version"]).stdout)
-    check_etcd_version(parse_etcd_version(run(["etcd", "--version"]).stdout))
+    if shutil.which("etcd") is not None:
+        etcd = "present"
+        check_etcd_version(parse_etcd_version(run(["etcd", "--version"]).stdout))
+    else:
+        # Installed by etcd-up, from the distribution's package, once every host passed.
+        candidate = apt_candidate(ETCD_PACKAGE)
+        if candidate is None:
+            raise PreflightError(
+                f"{hostname}: etcd is missing and apt offers no {ETCD_PACKAGE} package: "
+                f"install etcd 3.4 or 3.5 (Debian 11/12: apt-get install {ETCD_PACKAGE})"
+            )
+        try:
+            check_etcd_version(parse_etcd_version(candidate))
+        except PreflightError as e:
+            raise PreflightError(f"{hostname}: apt's {ETCD_PACKAGE} {candidate}: {e}") from None
+        etcd = f"to install: {ETCD_PACKAGE} {candidate}"
     probe = "ovlvxlanprobe"
     res = run(
         [
@@ -287,10 +303,62 @@ def preflight(*, client_port: int, peer_port: int) -> None:
                 "engineId": engine_id(),
                 "os": os_name,
                 "kernel": os.uname().release,
+                "etcd": etcd,
             }
         ),
         flush=True,
     )
+
+
+def apt_candidate(package: str) -> str | None:
+    """The version apt would install (``3.4.23-4+b4``), or None (no apt, no such package)."""
+    if shutil.which("apt-cache") is None:
+        return None
+    out = run(["apt-cache", "policy", package], check=False).stdout
+    m = re.search(r"^\s*Candidate:\s*(\S+)", out, re.MULTILINE)
+    if m is None or m.group(1) == "(none)":
+        return None
+    return m.group(1)
+
+
+def _install_etcd() -> None:
+    """Install etcd from the distribution's package; destroy purges it again."""
+    had_data = Path("/var/lib/etcd").exists()
+    res = subprocess.run(
+        ["apt-get", "install", "-y", "--no-install-recommends", ETCD_PACKAGE],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+    if res.returncode != 0:
+        tail = " | ".join((res.stderr or res.stdout).strip().splitlines()[-3:])
+        raise LabError(f"apt-get install {ETCD_PACKAGE} failed: {tail}")
+    STATE.mkdir(parents=True, exist_ok=True)
+    INSTALLED_ETCD.write_text(json.dumps({"package": ETCD_PACKAGE, "hadData": had_data}))
+    log(f"installed {ETCD_PACKAGE} {apt_installed(ETCD_PACKAGE)} (destroy purges it)")
+
+
+def apt_installed(package: str) -> str:
+    out = run(["dpkg-query", "-W", "-f=${Version}", package], check=False)
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def _purge_etcd() -> None:
+    """Undo ``_install_etcd``: purge the package, and its data dir if there was none before."""
+    meta = json.loads(INSTALLED_ETCD.read_text())
+    run(
+        ["apt-get", "purge", "-y", meta["package"]],
+        check=False,
+        timeout=300,
+    )
+    if not meta.get("hadData"):
+        shutil.rmtree("/var/lib/etcd", ignore_errors=True)
+    INSTALLED_ETCD.unlink()
+    with contextlib.suppress(OSError):
+        STATE.rmdir()
+    log(f"purged {meta['package']}, which this lab had installed")
 
 
 def hosts_unique(reports: Sequence[str]) -> None:
@@ -331,6 +399,8 @@ def etcd_up(
 ) -> None:
     identity = {"name": name, "token": token, "initialCluster": initial_cluster}
     refuse_foreign_data_dir(ETCD_DATA, MARKER, identity)
+    if shutil.which("etcd") is None:
+        _install_etcd()  # preflight checked apt's version
     _save_original(ETCD_DEFAULT, "etcd")
     STATE.mkdir(parents=True, exist_ok=True)
     MARKER.write_text(json.dumps(identity))
@@ -394,7 +464,9 @@ def etcd_down(*, name: str) -> None:
     shutil.rmtree(ETCD_DATA, ignore_errors=True)
     MARKER.unlink(missing_ok=True)
     meta = _restore_original(ETCD_DEFAULT, "etcd")
-    if meta is not None:
+    if INSTALLED_ETCD.exists():
+        _purge_etcd()
+    elif meta is not None:
         _unit_back("etcd", meta)
     log(f"etcd {name}: data removed, {ETCD_DEFAULT} and the etcd unit restored")
 

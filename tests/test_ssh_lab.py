@@ -371,3 +371,42 @@ def test_tls_over_ssh_deploys_validates_and_restores(vms: SshLab) -> None:
     for n in NODES:
         assert vms.ssh(n, snapshot) == before[n], n
     assert not (vms.tmp / "identity").exists()
+
+
+def test_a_host_without_etcd_gets_the_distributions_and_loses_it_on_destroy(
+    vms: SshLab,
+) -> None:
+    """etcd missing: preflight checks apt's version, etcd-up installs Debian's etcd-server
+    (from the host's apt cache here: the test hosts have no mirror), destroy purges it.
+    Last in this module: it leaves the host without etcd."""
+    node = NODES[1]
+    vms.ssh(node, "apt-get purge -y etcd-server >/dev/null && rm -rf /var/lib/etcd")
+    snapshot = (
+        "dpkg-query -W -f='${Status}\\n' etcd-server 2>&1; "
+        "ls /etc/default/etcd /var/lib/etcd /etc/systemd/system/etcd.service.d 2>&1; "
+        "cat /etc/docker/daemon.json 2>&1; systemctl is-active docker"
+    )
+    before = vms.ssh(node, snapshot)
+    assert "etcd-server" in before and "install ok installed" not in before, before
+    # apt offering an etcd without the v2 API: refused before any host changes
+    fake = "printf '#!/bin/sh\\necho \"  Candidate: 3.6.5-1\"\\n' > /usr/local/bin/apt-cache"
+    vms.ssh(node, f"{fake} && chmod +x /usr/local/bin/apt-cache")
+    try:
+        refused = vms.up("install36.json")
+        assert refused.destroy() == []
+        assert "apt's etcd-server 3.6.5-1: etcd 3.6 is not supported" in str(refused.error)
+        assert not any(r.name.startswith("etcd-docker") for r in refused.records)
+        assert vms.ssh(node, snapshot) == before
+    finally:
+        vms.ssh(node, "rm -f /usr/local/bin/apt-cache")
+    run = vms.up("install.json")
+    try:
+        assert run.error is None, f"up failed: {run.error}"
+        report = (run.outputs or {})[out.OUT_VALIDATION_REPORT]
+        assert " 0 failed" in report.splitlines()[-1], report
+        status = vms.ssh(node, "dpkg-query -W -f='${Status}' etcd-server")
+        assert status == "install ok installed"
+    finally:
+        errors = run.destroy()
+    assert errors == []
+    assert vms.ssh(node, snapshot) == before
