@@ -176,7 +176,23 @@ def host_down(netns: str, veth: str) -> None:
         run(["ip", "link", "del", veth], check=False)
     if netns_exists(netns):
         run(["ip", "netns", "del", netns])
+    _release_netns_dir()
     log(f"namespace {netns} and link {veth} removed")
+
+
+NETNS_DIR = "/run/netns"
+
+
+def _release_netns_dir() -> None:
+    """`ip netns add` bind-mounts /run/netns on itself and never undoes it; once no namespace
+    is left (ours were the last) unmount it, as `ip netns add` re-creates it on demand."""
+    with contextlib.suppress(OSError):
+        mounted = any(
+            line.split()[4] == NETNS_DIR
+            for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        )
+        if mounted and not os.listdir(NETNS_DIR):
+            run(["umount", NETNS_DIR], check=False)
 
 
 # --- processes -------------------------------------------------------------------------------

@@ -82,6 +82,9 @@ def leftovers(cfg: LabConfig) -> list[str]:
     found += [f"mount {m.split()[4]}" for m in mounts if m.split()[4].startswith(base + "/")]
     if Path(base).exists():
         found.append(f"directory {base}: {sorted(os.listdir(base))}")
+    # `ip netns add` bind-mounts /run/netns on itself; once no namespace is left it is ours
+    if any(m.split()[4] == "/run/netns" for m in mounts) and not os.listdir("/run/netns"):
+        found.append("mount /run/netns (empty)")
     root = Path(cfg.state_dir)
     if root.is_dir() and not any(root.iterdir()):
         found.append(f"empty directory {root}")
