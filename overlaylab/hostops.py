@@ -51,9 +51,20 @@ def log(msg: str) -> None:
 
 
 def run(
-    argv: Sequence[str], check: bool = True, timeout: float = 60
+    argv: Sequence[str],
+    check: bool = True,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+    """Run a command; ``env`` is added to this process's environment."""
+    proc = subprocess.run(
+        list(argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **env} if env else None,
+    )
     if check and proc.returncode != 0:
         raise HostCommandError(f"{argv[0]} failed", argv, proc.returncode, proc.stdout, proc.stderr)
     return proc

@@ -2,7 +2,8 @@
 
 The program copies this package to each host and runs
 ``python3 -m overlaylab.hostops <verb> --systemd`` there through ``pulumi_command.remote``. It needs
-only the host's python3 standard library, Debian's docker.io and etcd-server, and systemd.
+only the host's python3 standard library, Debian's docker.io, systemd, and etcd-server (which
+it installs with apt where etcd is missing, and purges again on destroy).
 
 Everything is idempotent and reversible: before the first change a host's original
 ``/etc/default/etcd`` and ``/etc/docker/daemon.json`` (or their absence) and the services'
@@ -88,6 +89,7 @@ ExecStartPre=-/usr/bin/env PYTHONPATH={REMOTE_LIB} python3 -m overlaylab.hostops
 MARKER = STATE / "etcd-cluster.json"
 ETCD_PACKAGE = "etcd-server"
 INSTALLED_ETCD = STATE / "installed-etcd.json"  # only when this lab installed the package
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 
 
 def wait_store(timeout: float) -> None:
@@ -324,13 +326,11 @@ def apt_candidate(package: str) -> str | None:
 def _install_etcd() -> None:
     """Install etcd from the distribution's package; destroy purges it again."""
     had_data = Path("/var/lib/etcd").exists()
-    res = subprocess.run(
+    res = run(
         ["apt-get", "install", "-y", "--no-install-recommends", ETCD_PACKAGE],
-        capture_output=True,
-        text=True,
-        timeout=600,
         check=False,
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        timeout=600,
+        env=APT_ENV,
     )
     if res.returncode != 0:
         tail = " | ".join((res.stderr or res.stdout).strip().splitlines()[-3:])
@@ -348,11 +348,7 @@ def apt_installed(package: str) -> str:
 def _purge_etcd() -> None:
     """Undo ``_install_etcd``: purge the package, and its data dir if there was none before."""
     meta = json.loads(INSTALLED_ETCD.read_text())
-    run(
-        ["apt-get", "purge", "-y", meta["package"]],
-        check=False,
-        timeout=300,
-    )
+    run(["apt-get", "purge", "-y", meta["package"]], check=False, timeout=300, env=APT_ENV)
     if not meta.get("hadData"):
         shutil.rmtree("/var/lib/etcd", ignore_errors=True)
     INSTALLED_ETCD.unlink()

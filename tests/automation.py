@@ -82,29 +82,26 @@ def records_from_deployment(deployment: dict[str, Any]) -> list[Record]:
 
 @dataclass
 class AutoRun:
-    """One ``pulumi up`` of a test stack; ``destroy()`` takes it down and removes the stack."""
+    """One ``pulumi up`` of a test stack; ``destroy()`` takes it down and removes the stack.
+
+    ``records`` and ``inputs`` are the state as ``up`` left it, like the stand-in's, so they
+    can still be read after ``destroy()``."""
 
     stack: Any
     backend: Path
     outputs: dict[str, Any] | None
     error: BaseException | None
     seconds: float
-    _deployment: dict[str, Any] = field(default_factory=dict)
-
-    def _refresh(self) -> None:
-        self._deployment = dict(self.stack.export_stack().deployment or {})
+    deployment: dict[str, Any] = field(default_factory=dict)
 
     @property
     def records(self) -> list[Record]:
-        if not self._deployment:
-            self._refresh()
-        return records_from_deployment(self._deployment)
+        return records_from_deployment(self.deployment)
 
     @property
     def inputs(self) -> dict[str, dict[str, Any]]:
-        if not self._deployment:
-            self._refresh()
-        return {r["urn"]: dict(r.get("inputs") or {}) for r in self._deployment["resources"]}
+        resources = self.deployment.get("resources") or []
+        return {r["urn"]: dict(r.get("inputs") or {}) for r in resources}
 
     def destroy(self) -> list[str]:
         from pulumi import automation as auto
@@ -146,4 +143,6 @@ def run_program(
         outputs = {k: v.value for k, v in res.outputs.items()}
     except auto.CommandError as e:
         error = e
-    return AutoRun(st, backend, outputs, error, time.monotonic() - start)
+    seconds = time.monotonic() - start
+    deployment = dict(st.export_stack().deployment or {})
+    return AutoRun(st, backend, outputs, error, seconds, deployment)
