@@ -206,6 +206,17 @@ def _release_netns_dir() -> None:
             run(["umount", NETNS_DIR], check=False)
 
 
+SERF_PORT = 7946
+
+
+def serf_listening(netns: str | None = None) -> bool:
+    """Has dockerd started the overlay's gossip (serf on TCP 7946)? It does so only once its
+    store discovery has seen this host, which is when it knows its own advertise address."""
+    prefix = ["nsenter", f"--net=/run/netns/{netns}", "--"] if netns else []
+    out = run([*prefix, "ss", "-Hltn", "sport", "=", f":{SERF_PORT}"], check=False).stdout
+    return bool(out.strip())
+
+
 # --- processes -------------------------------------------------------------------------------
 
 
@@ -709,6 +720,9 @@ def docker_up(
                 f"dockerd {hostname} runs but never registered {key} in etcd at "
                 f"{etcd_endpoint}: {_log_tail(logfile, 3)}"
             ) from None
+        # Registered is not joined: a container started before the daemon's store discovery
+        # has seen this host is announced to the others without a VTEP, for good.
+        wait_for(f"dockerd {hostname} to start serf", lambda: serf_listening(netns), timeout)
     except LabError:
         # A failed create leaves nothing behind: no resource is recorded, so no delete runs.
         docker_down(

@@ -35,6 +35,7 @@ from overlaylab.errors import DockerError, LabError, PreflightError
 from overlaylab.etcd import EtcdClient
 from overlaylab.hostops import (
     CLIENT,
+    SERF_PORT,
     busybox_rootfs,
     check_docker_version,
     check_etcd_version,
@@ -43,6 +44,7 @@ from overlaylab.hostops import (
     parse_etcd_version,
     refuse_foreign_data_dir,
     run,
+    serf_listening,
     wait_for,
 )
 
@@ -508,6 +510,14 @@ def docker_up(
         )
     except LabError:
         raise DockerError(f"dockerd on {hostname} never registered {key} in etcd") from None
+    # registered is not joined (see hostops.docker_up)
+    try:
+        wait_for(f"dockerd on {hostname} to start serf", serf_listening, 60)
+    except LabError:
+        raise DockerError(
+            f"dockerd on {hostname} registered {key} but never started serf (TCP "
+            f"{SERF_PORT}): journalctl -u docker"
+        ) from None
     log(
         f"dockerd on {hostname}: cluster-store {cluster_store}, advertise {advertise} "
         f"(in {DAEMON_JSON}, kept across reboots), joined the store"

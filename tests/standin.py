@@ -512,8 +512,13 @@ def run_local(
         check=False,
     )
     if proc.returncode != 0:
+        # as pulumi-command's error, both streams: stderr's end, and stdout's start (where
+        # the validator puts its failures)
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise ResourceFailed(f"{what} exited {proc.returncode}: {' | '.join(tail) or 'no output'}")
+        msg = f"{what} exited {proc.returncode}: {' | '.join(tail) or 'no output'}"
+        if proc.stderr.strip() and proc.stdout.strip():
+            msg += "\nstdout:\n" + "\n".join(proc.stdout.strip().splitlines()[:12])
+        raise ResourceFailed(msg)
     return proc
 
 
