@@ -1,0 +1,97 @@
+"""The stand-in's command line: test tooling, not a deployment tool.
+
+python -m tests.standin up --stack local     # like `pulumi up` on the local stack
+python -m tests.standin down --stack local   # like `pulumi destroy`
+python -m tests.standin preview --stack local
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from overlaylab.netrule import RouteGuard
+from overlaylab.stackconfig import raw_from_file
+from tests.standin import state
+from tests.standin.commands import KEYS
+from tests.standin.executor import destroy
+from tests.standin.program import Run, run_program
+from tests.standin.reaper import become_subreaper
+from tests.standin.state import DEFAULT_STATE_DIR
+
+DESCRIPTION = (
+    "A test-only stand-in for the Pulumi engine: runs the real program and performs it for real."
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tests.standin", description=DESCRIPTION)
+    p.add_argument("action", choices=["up", "down", "preview"])
+    p.add_argument("--stack", default="local")
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p.add_argument("--ssh-key", type=Path, help="private key of an ssh stack (its sshPrivateKey)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    raw = raw_from_file(args.stack)
+    bridge = (raw.get("lab") or {}).get("bridge")
+    guard = RouteGuard(bridge) if bridge else None
+    secrets = {"sshPrivateKey": args.ssh_key.read_text()} if args.ssh_key else {}
+    for v in secrets.values():
+        KEYS.add(v)
+    state_file = args.state_dir / f"{args.stack}.json"
+    become_subreaper()
+    if args.action == "down":
+        return _down(args.stack, state_file, guard)
+    if args.action == "up" and state.load(state_file):
+        print(
+            f"stack {args.stack} is already up (state in {state_file}): run down first",
+            file=sys.stderr,
+        )
+        return 1
+    run = run_program(
+        raw, args.stack, args.action == "preview", state_file, guard=guard, secrets=secrets
+    )
+    return _report(args.stack, run)
+
+
+def _down(stack: str, state_file: Path, guard: RouteGuard | None) -> int:
+    records = state.load(state_file)
+    errors = destroy(records, guard=guard)
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    if errors:
+        return 1
+    state.forget(state_file)
+    print(f"destroyed {sum(r.custom for r in records)} resources of stack {stack}")
+    return 0
+
+
+def _report(stack: str, run: Run) -> int:
+    """What `up` or `preview` did, the stack's outputs and the validator's report."""
+    preview = run.engine.preview
+    for r in run.engine.records:
+        if r.custom:
+            print(
+                f"{'+ ' if preview else 'created'} {r.type} {r.name}"
+                f"{'' if preview else f' ({r.seconds:.1f}s)'}"
+            )
+    if run.error is not None:
+        print(f"error: {run.error}", file=sys.stderr)
+        print(
+            f"up failed after {run.seconds:.1f}s; `python -m tests.standin down --stack "
+            f"{stack}` removes what was created",
+            file=sys.stderr,
+        )
+        return 1
+    outputs = dict(run.outputs or {})
+    report = outputs.pop("validationReport", None)
+    print(json.dumps(outputs, indent=2, default=str))
+    if isinstance(report, str):
+        print(f"\nvalidation report:\n{report}")
+    print(f"{'preview' if preview else 'up'} done in {run.seconds:.1f}s")
+    return 0

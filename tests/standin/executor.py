@@ -1,0 +1,67 @@
+"""Destroy: every recorded resource's delete, in reverse dependency order.
+
+Dependents (by dependency, parent or provider) go before what they depend on; independent
+deletes run concurrently. A failed delete is reported and the rest goes on, so nothing that
+can be removed is left behind.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+
+from overlaylab.netrule import RouteGuard
+from tests.standin import docker_ops
+from tests.standin.engine import TYPES
+from tests.standin.ops import Context
+from tests.standin.state import Record
+
+
+def delete(ctx: Context, rec: Record) -> None:
+    """One resource's delete, as its type does it (components have none)."""
+    kind = TYPES.get(rec.type)
+    if kind is not None:
+        kind.delete(ctx, rec)
+
+
+def destroy(records: list[Record], workers: int = 8, guard: RouteGuard | None = None) -> list[str]:
+    """Delete in reverse dependency order; returns the errors (empty when all went well).
+
+    ``guard`` checks the route to every lab address a delete contacts (ssh stacks)."""
+    try:
+        return _destroy(records, workers, Context(guard))
+    finally:
+        docker_ops.TUNNELS.close()
+
+
+def dependents_of(records: list[Record]) -> dict[str, set[str]]:
+    """For each URN, the URNs that must be deleted before it."""
+    dependents: dict[str, set[str]] = {r.urn: set() for r in records}
+    for r in records:
+        for d in [*r.deps, r.parent, r.provider.rsplit("::", 1)[0]]:
+            if d in dependents and d != r.urn:
+                dependents[d].add(r.urn)
+    return dependents
+
+
+def _destroy(records: list[Record], workers: int, ctx: Context) -> list[str]:
+    pending = {r.urn: r for r in records}
+    dependents = dependents_of(records)
+    done: set[str] = set()
+    errors: list[str] = []
+    running: dict[cf.Future[None], str] = {}
+    with cf.ThreadPoolExecutor(max_workers=workers) as pool:
+        while pending or running:
+            for urn in [u for u in pending if dependents[u] <= done]:
+                running[pool.submit(delete, ctx, pending.pop(urn))] = urn
+            if not running:
+                errors.append(f"dependency cycle among {sorted(pending)}")
+                break
+            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for f in finished:
+                urn = running.pop(f)
+                if f.exception() is not None:
+                    # Go on: what depends on a failed delete is already gone, and leaving the
+                    # rest (namespaces, processes) behind would be worse than a partial error.
+                    errors.append(f"{urn.rsplit('::', 1)[-1]}: {f.exception()}")
+                done.add(urn)
+    return errors
