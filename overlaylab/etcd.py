@@ -61,12 +61,15 @@ class EtcdClient:
         self.timeout = timeout
         self._ctx: ssl.SSLContext | None = tls
 
-    def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+    def _request(
+        self, method: str, path: str, body: bytes | None = None, form: bool = False
+    ) -> tuple[int, Any]:
         if self.guard is not None:
             self.guard.check_url(self.endpoint)
         req = urllib.request.Request(self.endpoint + path, data=body, method=method)
         if body is not None:
-            req.add_header("Content-Type", "application/json")
+            kind = "application/x-www-form-urlencoded" if form else "application/json"
+            req.add_header("Content-Type", kind)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout, context=self._ctx) as resp:
                 return resp.status, json.loads(resp.read() or b"null")
@@ -109,6 +112,12 @@ class EtcdClient:
         if status != 200 or not isinstance(body, dict):
             raise EtcdError(f"etcd at {self.endpoint} answered GET v2 {key} with {status}: {body}")
         return V2Node.from_json(body["node"])
+
+    def v2_put(self, key: str, value: str, ttl: int | None = None) -> None:
+        body = urllib.parse.urlencode({"value": value, **({"ttl": ttl} if ttl else {})}).encode()
+        status, answer = self._request("PUT", "/v2/keys" + _quote(key), body, form=True)
+        if status not in (200, 201):
+            raise EtcdError(f"etcd at {self.endpoint} refused PUT v2 {key}: {status} {answer}")
 
     def v2_delete(self, key: str, recursive: bool = False) -> bool:
         q = "?recursive=true&dir=true" if recursive else ""

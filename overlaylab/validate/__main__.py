@@ -1,0 +1,5 @@
+import sys
+
+from overlaylab.validate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,236 @@
+"""The layers under the overlay, between hosts: underlay, VXLAN, serf, MTU, the sandbox's tables.
+
+On a local lab the underlay checks run always, between every ordered pair of hosts, from
+inside the source host's namespace: they cost a few milliseconds in all, and a blocked serf port
+breaks nothing visible until gossip times out, so it is caught only if looked for:
+
+- ``underlay.ping``: ICMP echo from host A's namespace to host B's address;
+- ``underlay.vxlan``: a UDP datagram to B:4789 (a VXLAN header the kernel ignores) is
+  delivered in B's namespace, seen by a raw socket there (see :mod:`.probes` for why);
+- ``underlay.serf-udp``: the same to B:7946 (a memberlist message serf ignores);
+- ``underlay.serf-tcp``: a TCP handshake with B:7946;
+- ``underlay.mtu``: each host's underlay interface carries the overlay MTU plus VXLAN's 50
+  bytes.
+
+Every lab address is checked with the route guard (the route from this machine goes through
+the lab's bridge) before any probe is sent to it.
+
+When a cross-host ping fails, :func:`check_sandboxes` looks into the source host's overlay
+sandbox, the namespace Docker 20.10 keeps at ``<exec-root>/netns/<epoch>-<network id[:10]>``
+(beside the containers' ``SandboxKey``), for the VXLAN fdb entry (remote MAC -> remote VTEP) and
+the neighbour entry (remote IP -> MAC) of the unreachable container.
+
+On an ssh stack nothing runs in the hosts' namespaces from here; when a cross-host ping fails
+the validator pings the other host's address over SSH from the source host
+(``underlay.ping``). VXLAN, serf and the sandbox are not probed there.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+from typing import Any
+from urllib.parse import urlsplit
+
+from overlaylab.errors import LabError
+from overlaylab.validate import probes
+from overlaylab.validate.model import ContainerInfo, Lab, Result, _r
+from overlaylab.validate.overlay import VXLAN_OVERHEAD, overlay_mtu
+
+VXLAN_PORT = 4789
+SERF_PORT = 7946
+PROBE_TIMEOUT = 1.0
+DEFAULT_OVERLAY_MTU = 1450
+
+
+def _host_pairs(lab: Lab) -> list[tuple[str, str]]:
+    names = [h["name"] for h in lab.hosts]
+    return [(a, b) for a in names for b in names if a != b]
+
+
+def check_underlay(lab: Lab) -> list[Result]:
+    if not lab.local or len(lab.hosts) < 2:
+        return []
+
+    def pair(ab: tuple[str, str]) -> list[Result]:
+        a, b = ab
+        subject = f"{a} -> {b}"
+        addr = lab.address(b)
+        try:
+            if lab.guard is not None:
+                lab.guard.check(addr)
+        except LabError as e:
+            return [_r("underlay.ping", subject, "reply", str(e), False)]
+        src, dst = lab.host_netns(a), lab.host_netns(b)
+        icmp = probes.icmp_echo(src, addr, timeout=PROBE_TIMEOUT)
+        vxlan = probes.udp_reaches(src, dst, addr, VXLAN_PORT, probes.VXLAN_NOOP, PROBE_TIMEOUT)
+        serf_udp = probes.udp_reaches(src, dst, addr, SERF_PORT, probes.SERF_NOOP, PROBE_TIMEOUT)
+        serf_tcp = probes.tcp_open(src, addr, SERF_PORT, timeout=PROBE_TIMEOUT)
+        return [
+            _r("underlay.ping", subject, "reply", icmp.detail, icmp.ok),
+            _r(
+                "underlay.vxlan",
+                subject,
+                "UDP 4789 delivered",
+                f"UDP 4789 {vxlan.detail}",
+                vxlan.ok,
+            ),
+            _r(
+                "underlay.serf-udp",
+                subject,
+                "UDP 7946 delivered",
+                f"UDP 7946 {serf_udp.detail}",
+                serf_udp.ok,
+            ),
+            _r(
+                "underlay.serf-tcp",
+                subject,
+                "TCP 7946 open",
+                f"TCP 7946 {serf_tcp.detail}",
+                serf_tcp.ok,
+            ),
+        ]
+
+    out = [r for rs in lab.map(pair, _host_pairs(lab)) for r in rs]
+    return out + check_underlay_mtu(lab)
+
+
+def check_underlay_mtu(lab: Lab) -> list[Result]:
+    infos = [i for i in lab.container_infos().values() if i.on_overlay]
+    found = [m for m in lab.map(lambda i: overlay_mtu(lab, i), infos) if m]
+    overlay = max(found, default=DEFAULT_OVERLAY_MTU)
+    need = overlay + VXLAN_OVERHEAD
+
+    def host(name: str) -> Result:
+        expected = f"eth0 MTU >= {need} (overlay MTU {overlay} + {VXLAN_OVERHEAD} for VXLAN)"
+        try:
+            mtu = probes.link_mtu(lab.host_netns(name), "eth0")
+        except OSError as e:
+            return _r("underlay.mtu", name, expected, f"cannot read eth0's MTU: {e}", False)
+        return _r("underlay.mtu", name, expected, f"eth0 MTU {mtu}", mtu >= need)
+
+    return lab.map(host, [h["name"] for h in lab.hosts])
+
+
+# --- on failure ------------------------------------------------------------------------------
+
+
+def overlay_sandbox(lab: Lab, info: ContainerInfo, net_id: str) -> str | None:
+    """The overlay network's sandbox namespace on ``info``'s host (Docker 20.10's layout)."""
+    if not info.netns:
+        return None
+    found = sorted(glob.glob(os.path.join(os.path.dirname(info.netns), f"*-{net_id[:10]}")))
+    return found[-1] if found else None
+
+
+def _json_in(netns: str, argv: list[str]) -> list[dict[str, Any]]:
+    res = subprocess.run(
+        ["nsenter", f"--net={netns}", "--", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=5,
+    )
+    if res.returncode != 0:
+        raise LabError(f"{' '.join(argv)} in {netns} failed: {res.stderr.strip()}")
+    return list(json.loads(res.stdout or "[]"))
+
+
+def check_sandboxes(lab: Lab, failed: list[tuple[str, str]]) -> list[Result]:
+    """For failed cross-host pairs: does the source's overlay sandbox know the target?"""
+    if not lab.local or not failed:
+        return []
+    infos = lab.container_infos()
+    out: list[Result] = []
+    tables: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    for src_name, dst_name in failed:
+        a, b = infos.get(src_name), infos.get(dst_name)
+        if a is None or b is None or not a.on_overlay or not b.on_overlay:
+            continue
+        subject = f"{a.host}'s overlay sandbox knows {b.name}"
+        vtep = lab.address(b.host)
+        try:
+            net_id = lab.network_id(a.host)
+            sandbox = overlay_sandbox(lab, a, net_id or "")
+            if sandbox is None:
+                raise LabError(f"no overlay sandbox for network {net_id} under {a.netns}")
+            if sandbox not in tables:
+                tables[sandbox] = (
+                    _json_in(sandbox, ["bridge", "-j", "fdb", "show"]),
+                    _json_in(sandbox, ["ip", "-j", "neigh", "show"]),
+                )
+        except (LabError, OSError, ValueError, subprocess.SubprocessError) as e:
+            out.append(_r("overlay.sandbox-fdb", subject, "readable sandbox", str(e), False))
+            continue
+        fdb, neigh = tables[sandbox]
+        dsts = sorted(
+            {str(e.get("dst")) for e in fdb if str(e.get("mac")).lower() == b.mac and e.get("dst")}
+        )
+        out.append(
+            _r(
+                "overlay.sandbox-fdb",
+                subject,
+                f"{b.mac} via VTEP {vtep}",
+                f"{b.mac} via VTEP {', '.join(dsts)}" if dsts else f"no fdb entry for {b.mac}",
+                dsts == [vtep],
+            )
+        )
+        macs = sorted(
+            {
+                str(e.get("lladdr")).lower()
+                for e in neigh
+                if e.get("dst") == b.ip and e.get("lladdr")
+            }
+        )
+        out.append(
+            _r(
+                "overlay.sandbox-neigh",
+                subject,
+                f"{b.ip} at {b.mac}",
+                f"{b.ip} at {', '.join(macs)}" if macs else f"no neighbour entry for {b.ip}",
+                macs == [b.mac],
+            )
+        )
+    return out
+
+
+def check_underlay_over_ssh(lab: Lab, failed: list[tuple[str, str]]) -> list[Result]:
+    """ssh stacks, on failure: can the source host ping the target host's address?"""
+    if lab.local:
+        return []
+    hosts = {c["name"]: c["host"] for c in lab.containers}
+    pairs = sorted({(hosts[a], hosts[b]) for a, b in failed if a in hosts and b in hosts})
+    pairs += [(b, a) for a, b in pairs if (b, a) not in pairs]
+
+    def one(ab: tuple[str, str]) -> Result:
+        a, b = ab
+        subject = f"{a} -> {b} (over ssh)"
+        url = urlsplit(next(h["dockerHost"] for h in lab.hosts if h["name"] == a))
+        try:
+            if lab.guard is not None:
+                lab.guard.check(lab.address(a))
+            res = subprocess.run(
+                [
+                    "ssh",
+                    *lab.ssh_opts,
+                    "-p",
+                    str(url.port or 22),
+                    f"{url.username or 'root'}@{url.hostname}",
+                    f"busybox ping -c 1 -W 1 {lab.address(b)}",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=15,
+            )
+        except (LabError, OSError, subprocess.SubprocessError) as e:
+            return _r("underlay.ping", subject, "reply", str(e), False)
+        tail = (res.stdout + res.stderr).strip().splitlines()
+        detail = (
+            "reply" if res.returncode == 0 else (tail[-1] if tail else f"exit {res.returncode}")
+        )
+        return _r("underlay.ping", subject, "reply", detail, res.returncode == 0)
+
+    return lab.map(one, pairs)

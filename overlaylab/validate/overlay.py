@@ -1,0 +1,153 @@
+"""The data-plane checks between containers: pings by IP and by name, and the path MTU.
+
+On a local lab (root, namespaces on this machine) every probe runs in this process from
+inside the source container's network namespace (:mod:`overlaylab.validate.probes`); a name is
+resolved by asking Docker's embedded DNS from there, as the container's own resolver does. On
+an ssh stack the probes run in the containers through ``docker exec`` with busybox's ping,
+which cannot set the don't-fragment bit: there the path-MTU probe sends a full-size ping that
+may be fragmented on the way, so it proves full-size packets arrive, not that they arrive whole.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from overlaylab.validate import probes
+from overlaylab.validate.model import ContainerInfo, Lab, Result, _r
+
+PING_TIMEOUT = 1.0
+VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8
+ICMP_OVERHEAD = 28  # IP 20 + ICMP 8
+
+
+def _exec_ping(
+    lab: Lab, src: ContainerInfo, target: str, size: int | None = None
+) -> probes.Outcome:
+    argv = ["ping", "-c", "1", "-W", "1", *(["-s", str(size)] if size else []), target]
+    try:
+        res = lab.docker(src.host).containers.get(src.name).exec_run(argv)
+    except Exception as e:
+        return probes.Outcome(False, f"exec failed: {e}")
+    text = res.output.decode(errors="replace").strip().splitlines()
+    if res.exit_code == 0:
+        return probes.Outcome(True, "reply")
+    return probes.Outcome(False, text[-1] if text else f"exit {res.exit_code}")
+
+
+def _in_overlay(lab: Lab, ip: str) -> bool:
+    """Probes from containers go only to overlay addresses (the network rule)."""
+    return ipaddress.ip_address(ip) in ipaddress.ip_network(lab.network["subnet"])
+
+
+def ping(lab: Lab, src: ContainerInfo, target: str, by_name: bool) -> probes.Outcome:
+    if not lab.local or src.netns is None:
+        return _exec_ping(lab, src, target)
+    ip = target
+    if by_name:
+        found, why = probes.dns_lookup(src.netns, target, timeout=PING_TIMEOUT)
+        if not found:
+            return probes.Outcome(False, f"ping: bad address '{target}' ({why})")
+        ip = found[0]
+    if not _in_overlay(lab, ip):
+        return probes.Outcome(False, f"{target} is {ip}, outside {lab.network['subnet']}")
+    return probes.icmp_echo(src.netns, ip, timeout=PING_TIMEOUT)
+
+
+def _pairs(lab: Lab, infos: dict[str, ContainerInfo]) -> list[tuple[ContainerInfo, ContainerInfo]]:
+    return [
+        (infos[a["name"]], infos[b["name"]])
+        for a in lab.containers
+        for b in lab.containers
+        if a is not b
+    ]
+
+
+def check_connectivity(lab: Lab) -> list[Result]:
+    infos = lab.container_infos()
+    jobs: list[tuple[str, ContainerInfo, ContainerInfo, bool]] = []
+    for a, b in _pairs(lab, infos):
+        scope = "across hosts" if a.host != b.host else "same host"
+        jobs.append((f"{a.name} -> {b.name} by IP ({scope})", a, b, False))
+        jobs.append((f"{a.name} -> {b.name} by name ({scope})", a, b, True))
+
+    def one(job: tuple[str, ContainerInfo, ContainerInfo, bool]) -> Result:
+        subject, src, dst, by_name = job
+        if not src.on_overlay:
+            return _r("overlay.ping", subject, "reply", "source has no overlay address", False)
+        if not by_name and dst.ip is None:
+            return _r("overlay.ping", subject, "reply", "target has no overlay address", False)
+        res = ping(lab, src, dst.name if by_name else str(dst.ip), by_name)
+        actual = res.detail
+        if not res.ok and "bad address" in actual:
+            actual += (
+                f" ('{dst.name}' does not resolve in {src.name}: Docker's embedded DNS on"
+                f" {src.host} has no record of it)"
+            )
+        return _r("overlay.ping", subject, "reply", actual, res.ok)
+
+    return lab.map(one, jobs)
+
+
+def overlay_mtu(lab: Lab, info: ContainerInfo) -> int | None:
+    """The MTU of a container's overlay interface (eth0: its first and only network)."""
+    if lab.local and info.netns:
+        try:
+            return probes.link_mtu(info.netns, "eth0")
+        except OSError:
+            return None
+    try:
+        res = (
+            lab.docker(info.host)
+            .containers.get(info.name)
+            .exec_run(["cat", "/sys/class/net/eth0/mtu"])
+        )
+        return int(res.output.decode().strip()) if res.exit_code == 0 else None
+    except Exception:
+        return None
+
+
+def check_path_mtu(lab: Lab) -> list[Result]:
+    """A full-size, don't-fragment ping at the overlay MTU between every pair of containers on
+    different hosts: an underlay too small for the overlay black-holes exactly these."""
+    infos = lab.container_infos()
+    pairs = [(a, b) for a, b in _pairs(lab, infos) if a.host != b.host]
+    mtus = dict(
+        zip(infos, lab.map(lambda i: overlay_mtu(lab, i), list(infos.values())), strict=True)
+    )
+
+    known = max((m for m in mtus.values() if m), default="full")
+
+    def one(pair: tuple[ContainerInfo, ContainerInfo]) -> Result:
+        a, b = pair
+        subject = f"{a.name} -> {b.name} (across hosts)"
+        mtu = mtus[a.name]
+        expected = f"reply to a {mtu or known}-byte don't-fragment ping"
+        if a.ip is None or b.ip is None or mtu is None:
+            why = "source" if a.ip is None or mtu is None else "target"
+            return _r("overlay.path-mtu", subject, expected, f"{why} has no overlay address", False)
+        if lab.local and a.netns:
+            res = probes.icmp_echo(
+                a.netns, b.ip, size=mtu - ICMP_OVERHEAD, df=True, timeout=PING_TIMEOUT
+            )
+        else:
+            res = _exec_ping(lab, a, b.ip, size=mtu - ICMP_OVERHEAD)
+        actual = f"reply at {mtu} bytes" if res.ok else f"{res.detail} at {mtu} bytes"
+        return _r("overlay.path-mtu", subject, expected, actual, res.ok)
+
+    return lab.map(one, pairs)
+
+
+def failed_pairs_across(results: list[Result]) -> list[tuple[str, str]]:
+    """(source, target) container names of failed cross-host pings."""
+    out: list[tuple[str, str]] = []
+    for r in results:
+        if (
+            r.check in ("overlay.ping", "overlay.path-mtu")
+            and not r.ok
+            and "across hosts" in r.subject
+        ):
+            src, rest = r.subject.split(" -> ", 1)
+            pair = (src, rest.split(" ", 1)[0])
+            if pair not in out:
+                out.append(pair)
+    return out

@@ -1,0 +1,64 @@
+"""The validator's records as text, JSON and JUnit XML."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import asdict
+from typing import Any
+
+from overlaylab.validate.diagnose import diagnose
+from overlaylab.validate.model import Result
+
+
+def summary(results: Iterable[Result], seconds: float) -> str:
+    """FAIL lines, then the passes, then one diagnosis line per broken layer, then the count
+    (last, so that a caller reading the last line gets the verdict)."""
+    results = list(results)
+    failed = [r for r in results if not r.ok]
+    lines = [r.line() for r in failed] + [r.line() for r in results if r.ok]
+    lines += diagnose(results)
+    lines.append(f"{len(results)} checks, {len(failed)} failed, in {seconds:.1f}s")
+    return "\n".join(lines)
+
+
+def as_json(results: list[Result], seconds: float) -> dict[str, Any]:
+    return {
+        "results": [asdict(r) for r in results],
+        "diagnosis": diagnose(results),
+        "summary": {
+            "count": len(results),
+            "failed": sum(not r.ok for r in results),
+            "seconds": round(seconds, 2),
+        },
+    }
+
+
+def junit(results: list[Result], seconds: float) -> bytes:
+    """One testsuite; a testcase per record (classname = check, name = subject); a failed
+    record carries ``<failure message="expected X, got Y">``; diagnosis lines go to
+    ``<system-out>``."""
+    failed = sum(not r.ok for r in results)
+    suite = ET.Element(
+        "testsuite",
+        name="overlaylab.validate",
+        tests=str(len(results)),
+        failures=str(failed),
+        errors="0",
+        skipped="0",
+        time=f"{seconds:.3f}",
+    )
+    for r in results:
+        case = ET.SubElement(suite, "testcase", classname=r.check, name=r.subject, time="0")
+        if r.ok:
+            ET.SubElement(case, "system-out").text = r.actual
+        else:
+            fail = ET.SubElement(
+                case, "failure", message=f"expected {r.expected}, got {r.actual}", type=r.check
+            )
+            fail.text = r.line()
+    ET.SubElement(suite, "system-out").text = "\n".join(diagnose(results))
+    root = ET.Element("testsuites", tests=str(len(results)), failures=str(failed))
+    root.append(suite)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
