@@ -24,6 +24,7 @@ from typing import Any
 
 from overlaylab.errors import LabError
 from overlaylab.etcd import EtcdClient
+from overlaylab.hosts.pki import client_tls
 from overlaylab.netrule import RouteGuard
 
 NETWORK_PREFIX = "/docker/network/v1.0/network/"
@@ -65,8 +66,6 @@ class Lab:
         self.hosts: list[dict[str, Any]] = spec["hosts"]
         self.network: dict[str, Any] = spec["network"]
         self.containers: list[dict[str, Any]] = spec["containers"]
-        from overlaylab.hostops import client_tls
-
         tls = client_tls(spec["lab"].get("tlsDir"))
         self.etcd = {
             h["name"]: EtcdClient(h["etcdEndpoint"], self.guard, tls=tls) for h in self.hosts
