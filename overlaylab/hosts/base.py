@@ -60,6 +60,11 @@ class Host(Protocol):
     def image_remove(self, *, hostname: str, image: str) -> None:
         """Remove ``image`` if ``image_import`` put it there."""
 
+    # Day two lands here the same way: etcd membership on join and leave (a member-add and a
+    # member-remove method, run against the existing cluster before the new member starts or
+    # after the old one stops), and per-transport MTU, which is placement (a constructor
+    # argument: the veth for a namespace host, daemon.json for a systemd host).
+
 
 def need(verb: str, **placement: str | None) -> list[str]:
     """The placement values a verb needs, in order; one line naming the flags if any is unset."""
