@@ -26,8 +26,8 @@ from typing import Any
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
-from overlaylab import hostops  # noqa: E402
 from overlaylab.config import LabConfig, parse  # noqa: E402
+from overlaylab.hosts import etcdcheck, image, netns, netns_daemons, proc  # noqa: E402
 from overlaylab.spec import OUT_VALIDATION_SPEC  # noqa: E402
 from overlaylab.validate import validate  # noqa: E402
 from tests.labtools import lab_config, leftovers  # noqa: E402
@@ -46,9 +46,9 @@ def baseline(cfg: LabConfig) -> tuple[float, float]:
     import docker
 
     t0 = time.monotonic()
-    hostops.bridge_up(cfg.local_bridge, cfg.bridge_address, cfg.prefixlen)
+    netns.bridge_up(cfg.local_bridge, cfg.bridge_address, cfg.prefixlen)
     for h in cfg.hosts:
-        hostops.host_up(
+        netns.host_up(
             h.netns(cfg.lab_id),
             h.name,
             h.veth(cfg.lab_id),
@@ -57,7 +57,7 @@ def baseline(cfg: LabConfig) -> tuple[float, float]:
             cfg.local_bridge,
         )
     for h in cfg.hosts:
-        hostops.etcd_up(
+        netns_daemons.etcd_up(
             netns=h.netns(cfg.lab_id),
             name=h.name,
             address=h.address,
@@ -68,14 +68,14 @@ def baseline(cfg: LabConfig) -> tuple[float, float]:
             host_dir=cfg.host_dir(h),
             bridge=cfg.local_bridge,
         )
-    hostops.etcd_health(
+    etcdcheck.etcd_health(
         endpoints=[cfg.client_url(h) for h in cfg.hosts],
         names=[h.name for h in cfg.hosts],
         bridge=cfg.local_bridge,
         timeout=60,
     )
     for h in cfg.hosts:
-        hostops.docker_up(
+        netns_daemons.docker_up(
             netns=h.netns(cfg.lab_id),
             hostname=h.name,
             host_dir=cfg.host_dir(h),
@@ -85,7 +85,7 @@ def baseline(cfg: LabConfig) -> tuple[float, float]:
             lab_id=cfg.lab_id,
             bridge=cfg.local_bridge,
         )
-        hostops.image_import(hostname=h.name, socket_path=cfg.docker_socket(h), image=cfg.image)
+        image.image_import(hostname=h.name, socket_path=cfg.docker_socket(h), image=cfg.image)
     clients = {
         h.name: docker.DockerClient(base_url=f"unix://{cfg.docker_socket(h)}", version="1.41")
         for h in cfg.hosts
@@ -114,7 +114,7 @@ def baseline(cfg: LabConfig) -> tuple[float, float]:
         clients[c.host].containers.get(c.name).remove(force=True)
     first.networks.get(cfg.network_name).remove()
     for h in cfg.hosts:
-        hostops.docker_down(
+        netns_daemons.docker_down(
             hostname=h.name,
             host_dir=cfg.host_dir(h),
             advertise=cfg.advertise(h),
@@ -123,10 +123,10 @@ def baseline(cfg: LabConfig) -> tuple[float, float]:
             bridge=cfg.local_bridge,
         )
     for h in cfg.hosts:
-        hostops.etcd_down(name=h.name, host_dir=cfg.host_dir(h))
+        netns_daemons.etcd_down(name=h.name, host_dir=cfg.host_dir(h))
     for h in cfg.hosts:
-        hostops.host_down(h.netns(cfg.lab_id), h.veth(cfg.lab_id))
-    hostops.bridge_down(cfg.local_bridge)
+        netns.host_down(h.netns(cfg.lab_id), h.veth(cfg.lab_id))
+    netns.bridge_down(cfg.local_bridge)
     return up, time.monotonic() - t1
 
 
@@ -157,9 +157,9 @@ def main() -> int:
     p.add_argument("--hosts", type=int, nargs="+", default=[2, 4])
     p.add_argument("--rounds", type=int, default=1)
     args = p.parse_args()
-    hostops.preflight()
+    netns.preflight()
     become_subreaper()
-    hostops.log = lambda msg: None  # keep the table readable
+    proc.set_quiet()  # keep the table readable
     rows = []
     for n in args.hosts:
         raw = bench_config(n, "bench")

@@ -25,7 +25,7 @@ from typing import Protocol
 import pulumi
 from pulumi_command import local, remote
 
-from overlaylab.systemd_host import REMOTE_LIB
+from overlaylab.hosts.systemd_files import REMOTE_LIB
 
 HOSTOPS = "overlaylab.hostops"
 

@@ -15,8 +15,9 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 def package_hash() -> str:
     """A digest of the package copied to remote hosts: a code change copies it again."""
     digest = hashlib.sha256()
-    for f in sorted((PROJECT_DIR / "overlaylab").glob("*.py")):
-        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    package = PROJECT_DIR / "overlaylab"
+    for f in sorted(package.rglob("*.py")):
+        digest.update(f.relative_to(package).as_posix().encode() + b"\0" + f.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from overlaylab import spec as out
 from overlaylab.config import LabConfig
-from overlaylab.hostops import client_tls
+from overlaylab.hosts.pki import client_tls
 from overlaylab.netrule import RouteGuard
 from overlaylab.stackconfig import raw_from_file
 from overlaylab.validate import validate

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from overlaylab import hostops
 from overlaylab.errors import EtcdError, NetworkRuleError, PreflightError
+from overlaylab.hosts import etcdcheck, netns, netns_daemons, versions
 from overlaylab.netrule import RouteGuard
 from tests.labtools import require_root
 
@@ -26,7 +26,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
     "text", ["Docker version 20.10.24+dfsg1, build 5d6db84", "Docker version 17.09.0-ce, build x"]
 )
 def test_docker_before_23_is_accepted(text: str) -> None:
-    hostops.check_docker_version(text)
+    versions.check_docker_version(text)
 
 
 @pytest.mark.parametrize(
@@ -38,23 +38,23 @@ def test_docker_before_23_is_accepted(text: str) -> None:
 )
 def test_docker_23_or_later_is_refused_naming_the_fix(text: str, shown: str) -> None:
     with pytest.raises(PreflightError, match=f"Docker {shown} has no --cluster-store") as info:
-        hostops.check_docker_version(text)
+        versions.check_docker_version(text)
     assert "docker.io 20.10" in str(info.value)
 
 
 @pytest.mark.parametrize("version", ["3.4", "3.5"])
 def test_etcd_with_v2_is_accepted(version: str) -> None:
-    hostops.check_etcd_version(version)
+    versions.check_etcd_version(version)
 
 
 @pytest.mark.parametrize("version", ["3.6", "3.3"])
 def test_etcd_without_v2_support_is_refused(version: str) -> None:
     with pytest.raises(PreflightError, match=f"etcd {version} is not supported"):
-        hostops.check_etcd_version(version)
+        versions.check_etcd_version(version)
 
 
 def test_etcd_version_is_read_from_its_banner() -> None:
-    assert hostops.parse_etcd_version("etcd Version: 3.4.23\nGit SHA: x\n") == "3.4"
+    assert versions.parse_etcd_version("etcd Version: 3.4.23\nGit SHA: x\n") == "3.4"
 
 
 @pytest.fixture
@@ -167,7 +167,7 @@ def test_health_gate_refuses_an_etcd_without_the_v2_api(tmp_path: Path) -> None:
     )
     try:
         with pytest.raises(EtcdError, match=r"does not serve the v2 API .* --enable-v2=true"):
-            hostops.etcd_health(
+            etcdcheck.etcd_health(
                 endpoints=[f"http://127.0.0.1:{client}"],
                 names=["solo"],
                 bridge="unused",
@@ -188,11 +188,11 @@ def test_route_guard_allows_the_lab_only_while_its_bridge_holds_the_address() ->
     guard = RouteGuard(bridge)
     with pytest.raises(NetworkRuleError, match=r"not through the lab.s bridge ovbr-rtest|no route"):
         guard.check(addr)
-    hostops.bridge_up(bridge, "192.168.215.1", 24)
+    netns.bridge_up(bridge, "192.168.215.1", 24)
     try:
         guard.check(addr)  # routed through the bridge now: allowed
     finally:
-        hostops.bridge_down(bridge)
+        netns.bridge_down(bridge)
     time.sleep(0.1)
     with pytest.raises(NetworkRuleError):
         guard.check(addr)
@@ -204,11 +204,11 @@ def test_a_failed_etcd_create_leaves_nothing(tmp_path: Path) -> None:
     require_root()
     bridge, ns, veth = "ovbr-efail", "efail-n1", "ovefail1"
     host_dir = tmp_path / "n1"
-    hostops.bridge_up(bridge, "192.168.219.1", 24)
+    netns.bridge_up(bridge, "192.168.219.1", 24)
     try:
-        hostops.host_up(ns, "n1", veth, "192.168.219.10", 24, bridge)
+        netns.host_up(ns, "n1", veth, "192.168.219.10", 24, bridge)
         with pytest.raises(EtcdError, match="etcd n1 exited at start"):
-            hostops.etcd_up(
+            netns_daemons.etcd_up(
                 netns=ns,
                 name="n1",
                 address="192.168.219.10",
@@ -221,5 +221,5 @@ def test_a_failed_etcd_create_leaves_nothing(tmp_path: Path) -> None:
             )
         assert not host_dir.exists(), sorted(p.name for p in host_dir.iterdir())
     finally:
-        hostops.host_down(ns, veth)
-        hostops.bridge_down(bridge)
+        netns.host_down(ns, veth)
+        netns.bridge_down(bridge)

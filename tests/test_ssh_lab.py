@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from overlaylab import hostops
 from overlaylab import spec as out
+from overlaylab.hosts import netns, proc
 from overlaylab.netrule import RouteGuard
 from tests import vmhosts
 from tests.labtools import LabRun, require_root, run_lab, validate_cli
@@ -93,7 +93,7 @@ def vms() -> Iterator[SshLab]:
     vmhosts.ensure_base()
     tmp = Path(tempfile.mkdtemp(prefix="sshlab-"))
     key, pub = vmhosts.keypair(tmp)
-    hostops.bridge_up(BRIDGE, f"{SEGMENT}.1", 24)
+    netns.bridge_up(BRIDGE, f"{SEGMENT}.1", 24)
     hosts = [
         vmhosts.make_host(n, LAB_ID, f"{SEGMENT}.{10 + i}", 24, pub) for i, n in enumerate(NODES)
     ]
@@ -115,7 +115,7 @@ def vms() -> Iterator[SshLab]:
         for h in hosts:
             vmhosts.remove(h)
         vmhosts.detach_all(BRIDGE)
-        hostops.bridge_down(BRIDGE)
+        netns.bridge_down(BRIDGE)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -228,7 +228,7 @@ def test_the_setting_survives_a_reboot(deployed: tuple[SshLab, LabRun, dict[str,
         def both_active() -> bool:
             return lab.ssh(host.name, BOTH_ACTIVE, check=False).split() == ["active"] * 2
 
-        hostops.wait_for("docker and etcd active after the reboot", both_active, 60, 0.5)
+        proc.wait_for("docker and etcd active after the reboot", both_active, 60, 0.5)
         # the fault happened: etcd's first start at this boot failed and systemd restarted it
         assert lab.ssh(host.name, "systemctl show -P NRestarts etcd").strip() == "1"
         # and Docker held its start until its store answered
@@ -245,7 +245,7 @@ def test_the_setting_survives_a_reboot(deployed: tuple[SshLab, LabRun, dict[str,
 
     # the daemon reads global networks from the store a moment after it starts
     try:
-        hostops.wait_for("the overlay to be listed on the rebooted host", overlay_listed, 60, 0.5)
+        proc.wait_for("the overlay to be listed on the rebooted host", overlay_listed, 60, 0.5)
     except Exception:
         print(overlay_state(lab))
         raise

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from overlaylab import hostops
+from overlaylab.hosts import proc
 from overlaylab.netrule import RouteGuard
 
 CACHE = Path("/var/cache/overlaylab")
@@ -156,7 +156,7 @@ def wait_ssh(host: VmHost, guard: RouteGuard, timeout: float = 90) -> None:
         except OSError:
             return False
 
-    hostops.wait_for(f"sshd on {host.machine} ({host.address})", ready, timeout, interval=0.5)
+    proc.wait_for(f"sshd on {host.machine} ({host.address})", ready, timeout, interval=0.5)
 
 
 def _init_pid(host: VmHost) -> int | None:

@@ -1,5 +1,8 @@
+"""``python -m overlaylab.validate``: see ``overlaylab.validate.cli``."""
+
 import sys
 
 from overlaylab.validate.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -60,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from overlaylab.validate import validate
+    from overlaylab.validate.run import validate
 
     args = parser().parse_args(argv)
     try:

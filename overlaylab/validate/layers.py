@@ -34,8 +34,8 @@ import subprocess
 from typing import Any
 from urllib.parse import urlsplit
 
+import overlaylab.validate.probes as probes
 from overlaylab.errors import LabError
-from overlaylab.validate import probes
 from overlaylab.validate.model import ContainerInfo, Lab, Result, _r
 from overlaylab.validate.overlay import VXLAN_OVERHEAD, overlay_mtu
 

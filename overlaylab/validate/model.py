@@ -9,11 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import overlaylab.validate.probes as probes
 from overlaylab.config import Host
 from overlaylab.errors import LabError
 from overlaylab.etcd import EtcdClient
 from overlaylab.netrule import RouteGuard
-from overlaylab.validate import probes
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -69,7 +69,7 @@ class Lab:
         self.hosts: list[dict[str, Any]] = spec["hosts"]
         self.network: dict[str, Any] = spec["network"]
         self.containers: list[dict[str, Any]] = spec["containers"]
-        from overlaylab.hostops import client_tls  # the TLS context the health gate uses too
+        from overlaylab.hosts.pki import client_tls  # the TLS context the health gate uses too
 
         tls = client_tls(spec["lab"].get("tlsDir"))
         self.etcd = {

@@ -1,0 +1,75 @@
+"""The ``Host`` interface: what the components do on a host, whatever the transport.
+
+A verb's own arguments (names, addresses, ports, the image) are method parameters, the same
+for every transport. Where a host is, and how to reach its daemons, is the implementation's
+constructor: ``NamespaceHost(netns=, host_dir=, lab_id=, bridge=, tls_dir=)`` for a namespace
+on this machine, ``SystemdHost(tls_dir=)`` for the machine the verb runs on. So a new verb is
+one method here and one per transport; a new transport is one new class (a module of its own)
+and a branch in ``overlaylab.hostops.make_host``, which builds a Host from the placement flags.
+
+Every method is idempotent: "up" on something that is up and "down" on something that is gone
+are no-ops, so ``pulumi up`` twice and ``destroy`` after a failed ``up`` are harmless. A failed
+"up" leaves nothing behind (Pulumi records no resource for it, so no "down" would run).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from overlaylab.errors import LabError
+
+
+class Host(Protocol):
+    """One host of the lab: an etcd member, a dockerd in its cluster store, the test image."""
+
+    def preflight(self, *, client_port: int, peer_port: int) -> None:
+        """Refuse a host that cannot run the lab (tools, versions, ports), changing nothing."""
+
+    def pki_install(self, *, name: str) -> None:
+        """Install this host's certificates (a base64 tar on stdin, from ``pki-bundle``)."""
+
+    def pki_remove(self, *, name: str) -> None:
+        """Remove what ``pki_install`` installed."""
+
+    def etcd_up(
+        self,
+        *,
+        name: str,
+        address: str,
+        client_port: int,
+        peer_port: int,
+        token: str,
+        initial_cluster: str,
+    ) -> None:
+        """Start this host's member of a new static cluster; return once it listens."""
+
+    def etcd_down(self, *, name: str) -> None:
+        """Stop the member and remove its data."""
+
+    def docker_up(
+        self, *, hostname: str, cluster_store: str, advertise: str, etcd_endpoint: str
+    ) -> None:
+        """Run dockerd on ``cluster_store``; return once it has joined (registered, serf on)."""
+
+    def docker_down(self, *, hostname: str, advertise: str, etcd_endpoint: str) -> None:
+        """Undo ``docker_up``, and delete the daemon's node key from the store."""
+
+    def image_import(self, *, hostname: str, image: str) -> None:
+        """Make ``image`` (busybox) present in this host's daemon."""
+
+    def image_remove(self, *, hostname: str, image: str) -> None:
+        """Remove ``image`` if ``image_import`` put it there."""
+
+    # Day two lands here the same way: etcd membership on join and leave (a member-add and a
+    # member-remove method, run against the existing cluster before the new member starts or
+    # after the old one stops), and per-transport MTU, which is placement (a constructor
+    # argument: the veth for a namespace host, daemon.json for a systemd host).
+
+
+def need(verb: str, **placement: str | None) -> list[str]:
+    """The placement values a verb needs, in order; one line naming the flags if any is unset."""
+    missing = [k for k, v in placement.items() if v is None]
+    if missing:
+        flags = ", ".join("--" + m.replace("_", "-") for m in missing)
+        raise LabError(f"{verb} on a local namespace host needs {flags}")
+    return [v for v in placement.values() if v is not None]

@@ -1,0 +1,223 @@
+"""Namespace hosts: a lab host as a network namespace on this machine, behind a bridge.
+
+``bridge_up``/``host_up`` and their downs make the bridge and the namespaces (veth ``eth0``
+on the bridge); ``NamespaceHost`` runs the verbs inside one namespace, with etcd and dockerd
+as processes of this machine (``netns_daemons``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+from pathlib import Path
+
+from overlaylab.errors import PreflightError
+from overlaylab.hosts import netns_daemons, pki
+from overlaylab.hosts.base import need
+from overlaylab.hosts.image import image_import, image_remove
+from overlaylab.hosts.proc import kill, log, run
+from overlaylab.hosts.versions import check_docker_version, check_etcd_version, parse_etcd_version
+
+TOOLS = ("ip", "nsenter", "unshare", "dockerd", "etcd", "busybox", "iptables")
+NETNS_DIR = "/run/netns"
+
+
+def preflight() -> None:
+    if os.geteuid() != 0:
+        raise PreflightError("the local lab needs root (namespaces, bridge, dockerd): run as root")
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        raise PreflightError(
+            f"missing tools: {', '.join(missing)}; install Debian's iproute2 util-linux "
+            f"docker.io etcd-server busybox-static iptables"
+        )
+    check_docker_version(run(["dockerd", "--version"]).stdout)
+    check_etcd_version(parse_etcd_version(run(["etcd", "--version"]).stdout))
+    log("preflight ok: root, tools present, Docker < 23, etcd 3.4/3.5")
+
+
+# --- bridge and namespaces ---------------------------------------------------------------------
+
+
+def link_exists(name: str) -> bool:
+    return run(["ip", "link", "show", "dev", name], check=False).returncode == 0
+
+
+def netns_exists(name: str) -> bool:
+    return Path(f"{NETNS_DIR}/{name}").exists()
+
+
+def bridge_up(bridge: str, address: str, prefixlen: int) -> None:
+    if not link_exists(bridge):
+        run(["ip", "link", "add", bridge, "type", "bridge"])
+    cidr = f"{address}/{prefixlen}"
+    addrs = run(["ip", "-j", "addr", "show", "dev", bridge]).stdout
+    if f'"local":"{address}"' not in addrs.replace(" ", ""):
+        run(["ip", "addr", "add", cidr, "dev", bridge])
+    run(["ip", "link", "set", bridge, "up"])
+    log(f"bridge {bridge} up with {cidr}")
+
+
+def bridge_down(bridge: str) -> None:
+    if link_exists(bridge):
+        run(["ip", "link", "del", bridge])
+    log(f"bridge {bridge} removed")
+
+
+def host_up(
+    netns: str, hostname: str, veth: str, address: str, prefixlen: int, bridge: str
+) -> None:
+    if not netns_exists(netns):
+        run(["ip", "netns", "add", netns])
+    ns = ["ip", "-n", netns]
+    if not link_exists(veth):
+        # The peer is created directly inside the namespace, already named eth0.
+        run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns])
+    run(["ip", "link", "set", veth, "master", bridge])
+    run(["ip", "link", "set", veth, "up"])
+    run([*ns, "link", "set", "lo", "up"])
+    if f'"local":"{address}"' not in run([*ns, "-j", "addr", "show", "dev", "eth0"]).stdout.replace(
+        " ", ""
+    ):
+        run([*ns, "addr", "add", f"{address}/{prefixlen}", "dev", "eth0"])
+    run([*ns, "link", "set", "eth0", "up"])
+    log(f"host {hostname}: namespace {netns}, eth0 {address}/{prefixlen} on {bridge} via {veth}")
+
+
+def host_down(netns: str, veth: str) -> None:
+    if netns_exists(netns):
+        pids = run(["ip", "netns", "pids", netns], check=False).stdout.split()
+        for pid in pids:
+            kill(int(pid), signal.SIGKILL)
+    # Deleting the namespace frees its veth only asynchronously; a new link of the same name
+    # would then fail with "File exists". Delete it explicitly.
+    if link_exists(veth):
+        run(["ip", "link", "del", veth], check=False)
+    if netns_exists(netns):
+        run(["ip", "netns", "del", netns])
+    _release_netns_dir()
+    log(f"namespace {netns} and link {veth} removed")
+
+
+def _release_netns_dir() -> None:
+    """`ip netns add` bind-mounts /run/netns on itself and never undoes it; once no namespace
+    is left (ours were the last) unmount it, as `ip netns add` re-creates it on demand."""
+    with contextlib.suppress(OSError):
+        mounted = any(
+            line.split()[4] == NETNS_DIR
+            for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        )
+        if mounted and not os.listdir(NETNS_DIR):
+            run(["umount", NETNS_DIR], check=False)
+
+
+# --- the Host ----------------------------------------------------------------------------------
+
+
+class NamespaceHost:
+    """A host that is the network namespace ``netns`` on this machine, its state in
+    ``host_dir``, its lab's addresses behind ``bridge``. Each verb needs only some of these:
+    one that lacks what it needs says which flags are missing."""
+
+    def __init__(
+        self,
+        *,
+        netns: str | None = None,
+        host_dir: str | None = None,
+        lab_id: str | None = None,
+        bridge: str | None = None,
+        tls_dir: str | None = None,
+    ) -> None:
+        self.netns, self.host_dir, self.lab_id, self.bridge = netns, host_dir, lab_id, bridge
+        self.tls_dir = tls_dir
+
+    def preflight(self, *, client_port: int, peer_port: int) -> None:
+        preflight()  # ports: every namespace has its own
+
+    def pki_install(self, *, name: str) -> None:
+        (directory,) = need("pki-install", tls_dir=self.tls_dir)
+        pki.pki_install(name=name, directory=directory)
+
+    def pki_remove(self, *, name: str) -> None:
+        (directory,) = need("pki-remove", tls_dir=self.tls_dir)
+        pki.pki_remove(name=name, directory=directory)
+
+    def etcd_up(
+        self,
+        *,
+        name: str,
+        address: str,
+        client_port: int,
+        peer_port: int,
+        token: str,
+        initial_cluster: str,
+    ) -> None:
+        netns, host_dir, bridge = need(
+            "etcd-up", netns=self.netns, host_dir=self.host_dir, bridge=self.bridge
+        )
+        netns_daemons.etcd_up(
+            netns=netns,
+            name=name,
+            address=address,
+            client_port=client_port,
+            peer_port=peer_port,
+            token=token,
+            initial_cluster=initial_cluster,
+            host_dir=host_dir,
+            bridge=bridge,
+            tls_dir=self.tls_dir,
+        )
+
+    def etcd_down(self, *, name: str) -> None:
+        (host_dir,) = need("etcd-down", host_dir=self.host_dir)
+        netns_daemons.etcd_down(name=name, host_dir=host_dir)
+
+    def docker_up(
+        self, *, hostname: str, cluster_store: str, advertise: str, etcd_endpoint: str
+    ) -> None:
+        netns, host_dir, lab_id, bridge = need(
+            "docker-up",
+            netns=self.netns,
+            host_dir=self.host_dir,
+            lab_id=self.lab_id,
+            bridge=self.bridge,
+        )
+        netns_daemons.docker_up(
+            netns=netns,
+            hostname=hostname,
+            host_dir=host_dir,
+            cluster_store=cluster_store,
+            advertise=advertise,
+            etcd_endpoint=etcd_endpoint,
+            lab_id=lab_id,
+            bridge=bridge,
+            tls_dir=self.tls_dir,
+        )
+
+    def docker_down(self, *, hostname: str, advertise: str, etcd_endpoint: str) -> None:
+        host_dir, lab_id, bridge = need(
+            "docker-down", host_dir=self.host_dir, lab_id=self.lab_id, bridge=self.bridge
+        )
+        netns_daemons.docker_down(
+            hostname=hostname,
+            host_dir=host_dir,
+            advertise=advertise,
+            etcd_endpoint=etcd_endpoint,
+            lab_id=lab_id,
+            bridge=bridge,
+            tls_dir=self.tls_dir,
+        )
+
+    def image_import(self, *, hostname: str, image: str) -> None:
+        (host_dir,) = need("image-import", host_dir=self.host_dir)
+        image_import(hostname=hostname, socket_path=docker_socket(host_dir), image=image)
+
+    def image_remove(self, *, hostname: str, image: str) -> None:
+        (host_dir,) = need("image-remove", host_dir=self.host_dir)
+        image_remove(hostname=hostname, socket_path=docker_socket(host_dir), image=image)
+
+
+def docker_socket(host_dir: str) -> str:
+    return f"{host_dir}/docker.sock"

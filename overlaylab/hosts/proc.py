@@ -1,0 +1,150 @@
+"""Processes and files on this machine: run, wait, spawn, stop, and the pid checks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from overlaylab.errors import HostCommandError, LabError
+from overlaylab.netrule import RouteGuard
+
+_quiet = False
+
+
+def log(msg: str) -> None:
+    if not _quiet:
+        print(msg, flush=True)
+
+
+def set_quiet(quiet: bool = True) -> None:
+    """Silence ``log`` (the benchmark keeps its table readable)."""
+    global _quiet
+    _quiet = quiet
+
+
+def run(
+    argv: Sequence[str],
+    check: bool = True,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command; ``env`` is added to this process's environment."""
+    proc = subprocess.run(
+        list(argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **env} if env else None,
+    )
+    if check and proc.returncode != 0:
+        raise HostCommandError(f"{argv[0]} failed", argv, proc.returncode, proc.stdout, proc.stderr)
+    return proc
+
+
+def wait_for(what: str, probe: Callable[[], bool], timeout: float, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if probe():
+            return
+        if time.monotonic() > deadline:
+            raise LabError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def kill(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def pid_of(pidfile: Path, marker: str) -> int | None:
+    """The pid in ``pidfile`` if that process is alive and its command line names ``marker``."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if alive(pid) and any(marker in a for a in cmdline(pid)):
+        return pid
+    return None
+
+
+def stop(pid: int, name: str, grace: float) -> None:
+    kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if alive(pid):
+        # etcd may ignore SIGTERM once its peers are gone; dockerd may hang on a dead shim.
+        log(f"{name} (pid {pid}) ignored SIGTERM for {grace:.0f}s: killing it")
+        kill(pid, signal.SIGKILL)
+        wait_for(f"{name} (pid {pid}) to exit", lambda: not alive(pid), 10)
+
+
+def spawn(argv: Sequence[str], logfile: Path, tmpdir: Path | None = None) -> int:
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if tmpdir is not None:
+        # containerd dumps goroutine stacks to $TMPDIR when signalled: keep them in the
+        # host's own dir, which teardown removes, not in this machine's /tmp.
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        env["TMPDIR"] = str(tmpdir)
+    with open(logfile, "ab") as out:
+        proc = subprocess.Popen(
+            list(argv),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    return proc.pid
+
+
+def log_tail(logfile: Path, lines: int = 5) -> str:
+    try:
+        return "\n".join(logfile.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def tcp_open(address: str, port: int, guard: RouteGuard | None) -> bool:
+    """Does ``address:port`` accept a connection? Lab addresses are route-checked first."""
+    if guard is not None:
+        guard.check(address)
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def remove_if_empty(d: Path) -> None:
+    """Remove a host's dir, then its lab's and the state root, as far as they are empty."""
+    for p in (d, d.parent, d.parent.parent):
+        try:
+            p.rmdir()
+        except OSError:
+            return

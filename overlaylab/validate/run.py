@@ -1,0 +1,96 @@
+"""Running every check: the groups side by side, each retried until it converges, then the
+diagnosis of what failed (see the package's doc)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from overlaylab.errors import LabError
+from overlaylab.validate.checks import (
+    check_endpoints,
+    check_etcd,
+    check_name_rule,
+    check_network,
+    check_nodes,
+)
+from overlaylab.validate.layers import check_sandboxes, check_underlay, check_underlay_over_ssh
+from overlaylab.validate.model import Lab, Result, _r
+from overlaylab.validate.overlay import (
+    check_connectivity,
+    check_path_mtu,
+    failed_pairs_across,
+)
+
+__all__ = ["validate"]
+
+Check = Callable[[Lab], list[Result]]
+
+#: The control plane: each group is retried until it passes or time runs out.
+CONTROL: list[tuple[str, Check]] = [
+    ("etcd", check_etcd),
+    ("nodes", check_nodes),
+    ("network", check_network),
+    ("endpoints", check_endpoints),
+]
+#: The data plane, retried the same way.
+DATA: list[tuple[str, Check]] = [
+    ("underlay", check_underlay),
+    ("connectivity", check_connectivity),
+    ("path-mtu", check_path_mtu),
+]
+CONVERGING = CONTROL + DATA
+
+
+def _run_group(lab: Lab, name: str, fn: Check) -> list[Result]:
+    try:
+        return fn(lab)
+    except LabError as e:
+        return [_r(f"{name}", "lab", "reachable", str(e), False)]
+    except Exception as e:
+        return [_r(f"{name}", "lab", "no error", f"{type(e).__name__}: {e}", False)]
+
+
+def _converge(lab: Lab, name: str, fn: Check, deadline: float, interval: float) -> list[Result]:
+    while True:
+        group = _run_group(lab, name, fn)
+        if all(r.ok for r in group) or time.monotonic() >= deadline:
+            return group
+        time.sleep(interval)
+        lab.refresh()
+
+
+def validate(spec: dict[str, Any], timeout: float = 60, interval: float = 1.0) -> list[Result]:
+    """Every check once converged (or timed out), in a fixed order; see the module doc."""
+    lab = Lab(spec)
+    deadline = time.monotonic() + timeout
+    results: list[Result] = []
+    try:
+        lab.connect_all()
+        # The groups only read, so they run side by side, each retried on its own; the report
+        # keeps their fixed order. The name rule's probe (a container create and a refused
+        # start on another host, the slowest single step) runs beside them: it needs only the
+        # endpoint keys, which exist once the containers run, and it never joins the overlay
+        # while the rule holds.
+        with ThreadPoolExecutor(max_workers=len(CONVERGING) + 1) as groups:
+            running = [
+                groups.submit(_converge, lab, name, fn, deadline, interval)
+                for name, fn in CONVERGING
+            ]
+            name_rule = groups.submit(_run_group, lab, "name-rule", check_name_rule)
+            for group in running:
+                results.extend(group.result())
+            results.extend(name_rule.result())
+        pairs = failed_pairs_across(results)
+        if pairs:
+            # Only now, and only for the pairs that failed: the sandbox's tables (and, on an
+            # ssh stack, the underlay over SSH) say which layer under the overlay broke.
+            results.extend(_run_group(lab, "sandbox", lambda lab: check_sandboxes(lab, pairs)))
+            results.extend(
+                _run_group(lab, "underlay", lambda lab: check_underlay_over_ssh(lab, pairs))
+            )
+    finally:
+        lab.close()
+    return results
