@@ -6,12 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
 if TYPE_CHECKING:
+    from overlaylab.etcd import EtcdClient
     from overlaylab.netrule import RouteGuard
     from tests.standin import Record
 
@@ -164,3 +166,20 @@ def run_lab(
     return standin.run_program(
         raw_config, stack=stack, state_file=state_file, guard=guard, secrets=secrets
     )
+
+
+def delete_node_key_after_heartbeat(client: EtcdClient, key: str, timeout: float = 30) -> None:
+    """Delete a daemon's ``/docker/nodes`` key just after Docker refreshed it.
+
+    Docker rewrites the key every discovery heartbeat (20 s, TTL 60 s): a key deleted at a
+    random moment may be back before a check reads it (a test of its absence then fails about
+    one run in fifteen). Deleted while its TTL is fresh, it stays gone for over 15 s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        node = client.v2_get(key, recursive=False)
+        if node is not None and node.ttl is not None and node.ttl >= 57:
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{key} was not refreshed within {timeout:g}s: {node}")
+        time.sleep(0.2)
+    assert client.v2_delete(key), key

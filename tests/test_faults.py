@@ -32,6 +32,7 @@ from overlaylab.netrule import RouteGuard
 from overlaylab.stackconfig import raw_from_file
 from tests.labtools import (
     LabRun,
+    delete_node_key_after_heartbeat,
     lab_config,
     leftovers,
     parsed,
@@ -221,7 +222,7 @@ def test_stale_node_key_of_a_host_not_in_the_stack(two: FaultLab) -> None:
 
 def test_node_key_deleted(two: FaultLab) -> None:
     adv = two.cfg.advertise(two.cfg.host("docker-node2"))
-    assert two.etcd("docker-node1").v2_delete(f"/docker/nodes/{adv}")
+    delete_node_key_after_heartbeat(two.etcd("docker-node1"), f"/docker/nodes/{adv}")
     two.fails(
         "etcd.node-registered",
         "docker-node2",

@@ -26,11 +26,13 @@ import pytest
 
 from overlaylab import spec as out
 from overlaylab.config import LabConfig
+from overlaylab.etcd import EtcdClient
 from overlaylab.netrule import RouteGuard
 from overlaylab.stackconfig import raw_from_file
 from tests.labtools import (
     STATE_DIR,
     LabRun,
+    delete_node_key_after_heartbeat,
     lab_config,
     leftovers,
     parsed,
@@ -211,11 +213,8 @@ def _only_names_lost_in(report: str, source: str) -> bool:
 def test_validator_names_the_host_whose_node_key_is_gone(lab: Lab) -> None:
     adv = lab.cfg.advertise(lab.cfg.host("docker-node2"))
     h1 = lab.cfg.host("docker-node1")
-    RouteGuard(lab.cfg.local_bridge).check(h1.address)
-    req = urllib.request.Request(
-        f"{lab.cfg.client_url(h1)}/v2/keys/docker/nodes/{adv}", method="DELETE"
-    )
-    urllib.request.urlopen(req, timeout=5).close()
+    etcd = EtcdClient(lab.cfg.client_url(h1), RouteGuard(lab.cfg.local_bridge))
+    delete_node_key_after_heartbeat(etcd, f"/docker/nodes/{adv}")
     res = validate_cli(lab.spec, 1)
     assert res.returncode == 1
     failed = [line for line in res.stdout.splitlines() if line.startswith("FAIL")]
