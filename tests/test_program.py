@@ -63,12 +63,18 @@ def test_etcd_members_are_bootstrapped_statically_with_v2(
     g: Graph = record_graph(seed_config)
     from tests.standin import RealEngine  # noqa: F401 - the inputs below are what it would run
 
-    for node, ip in ((NODE1, "192.168.205.10"), (NODE2, "192.168.205.11")):
-        create = _inputs(g, f"etcd-{node}")["create"]
-        assert (
-            "--initial-cluster docker-node1=http://192.168.205.10:2380,docker-node2=http://192.168.205.11:2380"
-            in create
-        )
+    founding = "docker-node1=http://192.168.205.10:2380,docker-node2=http://192.168.205.11:2380"
+    for node, other, ip in (
+        (NODE1, "192.168.205.11", "192.168.205.10"),
+        (NODE2, "192.168.205.10", "192.168.205.11"),
+    ):
+        inputs = _inputs(g, f"etcd-{node}")
+        create = inputs["create"]
+        # The founding membership goes in on stdin, and later changes of it are ignored, so
+        # a host added or removed later leaves this member unchanged.
+        assert inputs["stdin"] == founding and "--initial-cluster-stdin" in create
+        assert other not in create, f"etcd-{node}'s create names another host: {create}"
+        assert g.named(f"etcd-{node}").options["ignoreChanges"] == ["stdin"]
         assert "--token etcd-cluster" in create
         assert f"--address {ip}" in create
         assert f"--host-dir /var/lib/overlaylab/seed/{node}" in create
@@ -240,7 +246,7 @@ def test_ha_stack_makes_certificates_before_any_host(record_graph: Any) -> None:
         assert g.waits_for(f"lab-docker-node{i}", "lab-pki")
         create = _inputs(g, f"etcd-docker-node{i}")["create"]
         assert "--tls-dir /var/lib/overlaylab/ha/pki" in create
-        assert "https://192.168.206.10:2380" in create
+        assert "https://192.168.206.10:2380" in _inputs(g, f"etcd-docker-node{i}")["stdin"]
     assert "--tls-dir /var/lib/overlaylab/ha/pki" in _inputs(g, "etcd-healthy")["create"]
     assert "--endpoint https://192.168.206.12:2379" in _inputs(g, "etcd-healthy")["create"]
     assert "pki-down" in _inputs(g, "lab-pki")["delete"]

@@ -150,7 +150,9 @@ def test_tls_over_ssh_installs_certificates_before_etcd(record_graph: Any) -> No
         assert inputs["stdin"] == f"lab-{h}-pki-bundle done"  # the bundle's stdout
         create = g.run.engine.inputs[g.named(f"etcd-{h}").urn]["create"]
         assert "--systemd --tls-dir /etc/overlaylab/pki" in create
-        assert "https://192.168.205.10:2380" in create
+        assert (
+            "https://192.168.205.10:2380" in g.run.engine.inputs[g.named(f"etcd-{h}").urn]["stdin"]
+        )
     pki = g.run.engine.inputs[g.named("lab-pki").urn]
     assert "pki-up --dir '~/.overlaylab/lab/pki'" in pki["create"]
     spec = (g.run.outputs or {})[out.OUT_VALIDATION_SPEC]

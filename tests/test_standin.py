@@ -29,8 +29,8 @@ def test_an_unknown_resource_type_is_refused() -> None:
 
 
 def test_an_input_it_does_not_implement_is_refused() -> None:
-    with pytest.raises(UnsupportedResource, match=r"declares inputs .* not implement: stdin"):
-        RealEngine().new_resource(_args(COMMAND, {"create": "true", "stdin": "x"}))
+    with pytest.raises(UnsupportedResource, match=r"declares inputs .* not implement: interp"):
+        RealEngine().new_resource(_args(COMMAND, {"create": "true", "interpreter": ["bash"]}))
     with pytest.raises(UnsupportedResource, match="restart"):
         RealEngine().new_resource(_args(CONTAINER, {"name": "c", "image": "i", "restart": "no"}))
 
@@ -50,6 +50,8 @@ def test_a_local_command_really_runs(tmp_path: Path) -> None:
     engine = RealEngine()
     rid, outputs = engine.new_resource(_args(COMMAND, {"create": "echo made; echo err >&2"}))
     assert rid and outputs["stdout"] == "made" and outputs["stderr"] == "err"
+    _, fed = engine.new_resource(_args(COMMAND, {"create": "tr a-z A-Z", "stdin": "fed"}))
+    assert fed["stdout"] == "FED"
     _, provider = engine.new_resource(_args(DOCKER_PROVIDER, {"host": "unix:///nowhere.sock"}))
     assert provider["host"] == "unix:///nowhere.sock"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.standin_diff import (
+from tests.standin.diff import (
     COMMAND,
     CONTAINER,
     COPY_TO_REMOTE,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.standin_diff import COMMAND, CONTAINER, DOCKER_PROVIDER, NETWORK, Options
-from tests.standin_plan import Planner, Step, delete_waves, render, summary
+from tests.standin.diff import COMMAND, CONTAINER, DOCKER_PROVIDER, NETWORK, Options
+from tests.standin.plan import Planner, Step, delete_waves, render, summary
 
 
 @dataclass

@@ -100,6 +100,22 @@ def create_provider(
     return pid, inputs
 
 
+def update_provider(
+    ctx: Context, rec: Record, old: Record, inputs: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """A changed provider keeps its id: what uses it stays, and its later operations
+    (deletes included) go to the new host."""
+    raw_opts = inputs.get("sshOpts") or []
+    opts = json.loads(raw_opts) if isinstance(raw_opts, str) else list(raw_opts)
+    ctx.add_provider(old.id, inputs["host"], opts)
+    rec.state = {"host": inputs["host"], "sshOpts": opts}
+    return old.id, inputs
+
+
+def adopt_provider(ctx: Context, rec: Record) -> None:
+    ctx.add_provider(rec.id, rec.state["host"], list(rec.state.get("sshOpts") or []))
+
+
 # --- RemoteImage ----------------------------------------------------------------------------------
 
 
@@ -199,7 +215,11 @@ def delete_container(ctx: Context, rec: Record) -> None:
 
 TYPES: dict[str, ResourceType] = {
     DOCKER_PROVIDER: ResourceType(
-        DOCKER_PROVIDER, frozenset({"host", "version", "sshOpts"}), create_provider
+        DOCKER_PROVIDER,
+        frozenset({"host", "version", "sshOpts"}),
+        create_provider,
+        update=update_provider,
+        adopt=adopt_provider,
     ),
     REMOTE_IMAGE: ResourceType(
         REMOTE_IMAGE,

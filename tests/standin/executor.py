@@ -11,16 +11,9 @@ import concurrent.futures as cf
 
 from overlaylab.netrule import RouteGuard
 from tests.standin import docker_ops
-from tests.standin.engine import TYPES
+from tests.standin.engine import delete
 from tests.standin.ops import Context
 from tests.standin.state import Record
-
-
-def delete(ctx: Context, rec: Record) -> None:
-    """One resource's delete, as its type does it (components have none)."""
-    kind = TYPES.get(rec.type)
-    if kind is not None:
-        kind.delete(ctx, rec)
 
 
 def destroy(records: list[Record], workers: int = 8, guard: RouteGuard | None = None) -> list[str]:

@@ -147,7 +147,7 @@ def options_from_request(request: Any) -> Options:
         refused.append("protect")
     if request.importId:
         refused.append("import")
-    if list(request.aliasURNs) or list(request.aliasSpecs) or list(request.aliases):
+    if list(request.aliasURNs) or list(request.aliases):
         refused.append("aliases")
     if request.HasField("customTimeouts") and (
         request.customTimeouts.create
@@ -159,7 +159,9 @@ def options_from_request(request: Any) -> Options:
         refused.append("replacement_trigger")
     if list(request.replace_with):
         refused.append("replace_with")
-    if list(request.hooks.before_create) if request.HasField("hooks") else False:
+    if request.HasField("hooks") and any(
+        list(getattr(request.hooks, f.name)) for f in request.hooks.DESCRIPTOR.fields
+    ):
         refused.append("hooks")
     if refused:
         raise UnmodeledChange(

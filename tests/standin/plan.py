@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tests.standin_diff import SYMBOLS, UNKNOWN, Diff, Kind, Options, diff, show
+from tests.standin.diff import SYMBOLS, UNKNOWN, Diff, Kind, Options, diff, show
 
 
 class StateEntry(Protocol):
