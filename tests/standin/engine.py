@@ -143,7 +143,8 @@ class RealEngine(pmocks.Mocks):
         old = self.by_urn.get(rec.urn)
         if step.kind == "same" and old is not None:
             rec.state = dict(old.state)
-            kind.adopt(self.context, old)
+            if self.perform:
+                kind.adopt(self.context, old)
             return old.id, dict(old.outputs)
         if step.kind == "replace" and step.diff is not None and step.diff.delete_before_replace:
             self._delete_first(step, old)
