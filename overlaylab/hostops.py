@@ -42,6 +42,13 @@ def make_host(args: Args) -> Host:
     )
 
 
+def _initial_cluster(a: Args) -> str:
+    text: str = a.initial_cluster or sys.stdin.read().strip()
+    if not text:
+        raise LabError("etcd-up --initial-cluster-stdin: nothing on stdin (name=peer-url,...)")
+    return text
+
+
 #: Verbs that act on one host, whatever its transport.
 HOST_VERBS: dict[str, Callable[[Host, Args], None]] = {
     "preflight": lambda h, a: h.preflight(client_port=a.client_port, peer_port=a.peer_port),
@@ -53,7 +60,7 @@ HOST_VERBS: dict[str, Callable[[Host, Args], None]] = {
         client_port=a.client_port,
         peer_port=a.peer_port,
         token=a.token,
-        initial_cluster=a.initial_cluster,
+        initial_cluster=_initial_cluster(a),
     ),
     "etcd-down": lambda h, a: h.etcd_down(name=a.name),
     "docker-up": lambda h, a: h.docker_up(
@@ -120,7 +127,12 @@ def _host_verbs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     for verb in ("pki-install", "pki-remove"):
         _required(sub.add_parser(verb), "--name")
     e = sub.add_parser("etcd-up")
-    _required(e, "--name", "--address", "--token", "--initial-cluster")
+    _required(e, "--name", "--address", "--token")
+    # The founding membership: on the command line, or (as the program passes it, so that a
+    # change of it is no change of the command) on stdin.
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--initial-cluster")
+    src.add_argument("--initial-cluster-stdin", action="store_true")
     e.add_argument("--client-port", type=int, required=True)
     e.add_argument("--peer-port", type=int, required=True)
     _required(sub.add_parser("etcd-down"), "--name")
