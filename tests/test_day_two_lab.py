@@ -1,8 +1,16 @@
 """Day two on a real lab: `up` changes a running stack, step by step, as the engine would.
 
 One lab for the module, changed in place by each test in file order (each test starts from
-the state the previous one left): a host added, the first host removed, a container moved,
-the overlay's subnet changed; then destroyed, leaving nothing. Every step is checked both by
+the state the previous one left): a host added, containers moved between hosts, the
+overlay's subnet changed, the first host removed; then destroyed, leaving nothing.
+
+The order matters for one known bug of Docker 20.10's overlay driver, outside this program:
+a container that gets the IP address of a container removed from *another* host can be
+unreachable from a third host, whose driver keeps a stale peer entry (a "dummy" entry from a
+peer lookup) and re-installs it when its overlay sandbox is re-created (moby/moby#35401,
+#35807). Seen here as host removal, then a move that reused the removed host's address;
+the validator names it (``overlay.sandbox-fdb``: the MAC via the removed host's VTEP). README,
+Troubleshooting, has the remedy. Every step is checked both by
 the validator (strict, run by hand after `up`, as a person would) and by facts read
 independently from etcd and the daemons.
 """
@@ -99,29 +107,17 @@ def test_adding_a_host_joins_it_at_runtime_and_touches_no_existing_member(lab: L
     lab.validate()
 
 
-def test_removing_the_first_host_removes_its_member_and_keeps_the_overlay(lab: Lab) -> None:
-    net_before = lab.outputs[out.OUT_NETWORK_ID]
-    cfg = copy.deepcopy(lab.cfg)
-    cfg["hosts"] = cfg["hosts"][1:]
-    cfg["containers"] = [c for c in cfg["containers"] if c["host"] != "docker-node1"]
-    steps = lab.up(cfg)
-    assert steps["etcd-docker-node1"].kind == "delete"
-    assert steps["overlay-network"].kind == "same"
-    assert steps["overlay-docker"].kind == "update"
-    assert lab.outputs[out.OUT_NETWORK_ID] == net_before
-    assert members(lab) == ["docker-node2", "docker-node3"]
-    assert node_keys(lab) == [f"{SEGMENT}.11:2375", f"{SEGMENT}.12:2375"]
-    assert not [x for x in leftovers(parsed(lab.ever[0])) if "docker-node1" in x]
-    lab.validate()
-
-
 def test_moving_a_container_replaces_only_it(lab: Lab) -> None:
     cfg = copy.deepcopy(lab.cfg)
-    cfg["containers"] = [{"name": "test2", "host": "docker-node3"},
+    cfg["containers"] = [{"name": "test1", "host": "docker-node1"},
+                         {"name": "test2", "host": "docker-node3"},
                          {"name": "test3", "host": "docker-node2"}]  # fmt: skip
     steps = lab.up(cfg)
     moved = {n for n, s in steps.items() if s.kind == "replace"} - {"validate-run"}
     assert moved == {"test-test2", "test-test3"}
+    assert not {n for n, s in steps.items() if s.kind in ("create", "delete", "update")} - {
+        "validate-run"
+    }
     assert {s.kind for n, s in steps.items() if n.startswith("etcd-")} == {"same"}
     lab.validate()
 
@@ -135,4 +131,20 @@ def test_changing_the_subnet_replaces_the_network_and_its_containers(lab: Lab) -
     key = lab.etcd().v2_get(f"/docker/network/v1.0/network/{lab.outputs[out.OUT_NETWORK_ID]}")
     assert key is not None and key.value is not None
     assert json.loads(key.value)["ipamV4Info"] and "10.9.0.0/24" in key.value
+    lab.validate()
+
+
+def test_removing_the_first_host_removes_its_member_and_keeps_the_overlay(lab: Lab) -> None:
+    net_before = lab.outputs[out.OUT_NETWORK_ID]
+    cfg = copy.deepcopy(lab.cfg)
+    cfg["hosts"] = cfg["hosts"][1:]
+    cfg["containers"] = [c for c in cfg["containers"] if c["host"] != "docker-node1"]
+    steps = lab.up(cfg)
+    assert steps["etcd-docker-node1"].kind == "delete"
+    assert steps["overlay-network"].kind == "same"
+    assert steps["overlay-docker"].kind == "update"
+    assert lab.outputs[out.OUT_NETWORK_ID] == net_before
+    assert members(lab) == ["docker-node2", "docker-node3"]
+    assert node_keys(lab) == [f"{SEGMENT}.11:2375", f"{SEGMENT}.12:2375"]
+    assert not [x for x in leftovers(parsed(lab.ever[0])) if "docker-node1" in x]
     lab.validate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pulumi.runtime.mocks import MockResourceArgs
@@ -11,6 +12,7 @@ from tests.standin import (
     COMMAND,
     CONTAINER,
     DOCKER_PROVIDER,
+    NETWORK,
     REMOTE_COMMAND,
     RealEngine,
     Record,
@@ -80,3 +82,31 @@ def test_destroy_runs_dependents_first_and_goes_on_past_a_failure(tmp_path: Path
     assert len(errors) == 1 and "middle" in errors[0] and "exited 3" in errors[0]
     with open(log) as f:
         assert f.read().split() == ["top", "base"]
+
+
+def test_a_delete_goes_to_where_its_provider_is_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An updated provider keeps its id; a later delete of what uses it goes to its new host."""
+    from tests.standin import docker_ops
+
+    hosts: list[str] = []
+
+    class Nets:
+        def get(self, i: str) -> Any:
+            raise docker_errors.NotFound("gone")
+
+    class Client:
+        networks = Nets()
+
+    def client(host: str, ssh_opts: Any, guard: Any) -> Client:
+        hosts.append(host)
+        return Client()
+
+    import docker.errors as docker_errors
+
+    monkeypatch.setattr(docker_ops, "client", client)
+    prov = Record("p", DOCKER_PROVIDER, "p", [], "", "", True, id="pid",
+                  state={"host": "unix:///now.sock", "sshOpts": []})  # fmt: skip
+    net = Record("n", NETWORK, "n", ["p"], "", "p::pid", True,
+                 state={"id": "netid", "host": "unix:///then.sock"})  # fmt: skip
+    assert destroy([prov, net]) == []
+    assert hosts == ["unix:///now.sock"]

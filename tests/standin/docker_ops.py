@@ -80,7 +80,10 @@ def _delete_by_id(ctx: Context, rec: Record, remove: Callable[[Any, str], Any]) 
         return
     import docker
 
-    c = client(rec.state["host"], rec.state.get("sshOpts"), ctx.guard)
+    # Where its provider is now: an updated provider keeps its id and takes later operations,
+    # deletes included, to its new host.
+    host, ssh_opts = ctx.provider(rec.provider) or (rec.state["host"], rec.state.get("sshOpts"))
+    c = client(host, ssh_opts, ctx.guard)
     with contextlib.suppress(docker.errors.NotFound):
         remove(c, rec.state["id"])
 

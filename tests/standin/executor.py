@@ -21,7 +21,12 @@ def destroy(records: list[Record], workers: int = 8, guard: RouteGuard | None = 
 
     ``guard`` checks the route to every lab address a delete contacts (ssh stacks)."""
     try:
-        return _destroy(records, workers, Context(guard))
+        ctx = Context(guard)
+        for r in records:
+            # The providers as the state has them now (an update may have moved one).
+            if r.type == docker_ops.DOCKER_PROVIDER and r.id and r.state.get("host"):
+                ctx.add_provider(r.id, r.state["host"], list(r.state.get("sshOpts") or []))
+        return _destroy(records, workers, ctx)
     finally:
         docker_ops.TUNNELS.close()
 
