@@ -38,6 +38,8 @@ class EtcdCluster(pulumi.ComponentResource):
     """Gate: completes only when every member is healthy, in one cluster, v2 API on."""
     endpoints: pulumi.Output[list[str]]
     """Client URLs, one per member."""
+    identity: pulumi.CustomResource
+    """The cluster's token and ports; on an update it refuses a change of them."""
     initial_cluster: pulumi.Output[str]
     """The membership as configured now (a member added later joined the one it found)."""
 
@@ -51,6 +53,21 @@ class EtcdCluster(pulumi.ComponentResource):
             f"{m.name}={scheme}://{m.address}:{args.peer_port}" for m in args.members
         )
         endpoints = [f"{scheme}://{m.address}:{args.client_port}" for m in args.members]
+        # Runs before any member: a new token or port is a new cluster, refused here before a
+        # member is touched (each would otherwise refuse its data dir half-way).
+        self.identity = cmd.command(
+            f"{name}-identity",
+            [
+                "etcd-identity",
+                "--token",
+                args.token,
+                "--client-port",
+                str(args.client_port),
+                "--peer-port",
+                str(args.peer_port),
+            ],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         # Members start independently and in parallel: a static cluster only gets a quorum
         # once enough of them run, so no member may wait for its own health.
         #
@@ -81,7 +98,7 @@ class EtcdCluster(pulumi.ComponentResource):
                 stdin=initial,
                 opts=pulumi.ResourceOptions(
                     parent=self,
-                    depends_on=[args.host_ready[m.name]],
+                    depends_on=[args.host_ready[m.name], self.identity],
                     ignore_changes=["stdin"],
                 ),
             )

@@ -18,6 +18,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from overlaylab import membership
 from overlaylab.errors import LabError
 from overlaylab.hosts import identity, netns, pki
 from overlaylab.hosts.base import Host
@@ -91,6 +92,11 @@ PLAIN_VERBS: dict[str, Callable[[Args], None]] = {
         a.netns, a.hostname, a.veth, a.address, a.prefixlen, a.bridge
     ),
     "host-down": lambda a: netns.host_down(a.netns, a.veth),
+    "etcd-identity": lambda a: print(
+        membership.cluster_identity(
+            a.token, a.client_port, a.peer_port, membership.previous_output()
+        )
+    ),
     "etcd-health": lambda a: etcd_health(
         endpoints=a.endpoint, names=a.name, bridge=a.bridge, timeout=a.timeout, tls_dir=a.tls_dir
     ),
@@ -167,6 +173,10 @@ def _plain_verbs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _required(h, "--netns", "--hostname", "--veth", "--address", "--bridge")
     h.add_argument("--prefixlen", type=int, required=True)
     _required(sub.add_parser("host-down"), "--netns", "--veth")
+    i = sub.add_parser("etcd-identity", help="the cluster's token and ports; refuses a change")
+    _required(i, "--token")
+    i.add_argument("--client-port", type=int, required=True)
+    i.add_argument("--peer-port", type=int, required=True)
     e = sub.add_parser("etcd-health")
     e.add_argument("--endpoint", action="append", required=True)
     e.add_argument("--name", action="append", required=True)

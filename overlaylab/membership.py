@@ -24,6 +24,7 @@ Standard library only: this runs on real hosts with their system python3.
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -33,6 +34,13 @@ from overlaylab.errors import EtcdError
 from overlaylab.etcd import EtcdClient
 
 ClientFor = Callable[[str], EtcdClient]  # client URL -> client (route guard, TLS, timeout)
+
+#: What makes a cluster this one: a change of any of them is a new, empty cluster.
+IDENTITY_KEYS = {
+    "token": "etcd.clusterToken",
+    "clientPort": "etcd.clientPort",
+    "peerPort": "etcd.peerPort",
+}
 
 
 @dataclass(frozen=True)
@@ -180,3 +188,31 @@ def leave(*, name: str, own: EtcdClient, client_for: ClientFor, timeout: float =
                 problem = str(e)
         time.sleep(0.5)
     return f"removed from the cluster, but the rest is not healthy after {timeout:.0f}s: {problem}"
+
+
+def cluster_identity(token: str, client_port: int, peer_port: int, previous: str) -> str:
+    """The cluster's identity as JSON, refusing a change of it from ``previous`` (the last
+    run's output: pulumi-command passes it in PULUMI_COMMAND_STDOUT on an update).
+
+    etcd keeps a cluster's token for good and Docker its endpoints: a new token or port means
+    a new, empty cluster, and with it the loss of every key Docker wrote (the network, its
+    endpoints). Members updated in place would instead refuse their data dirs half-way."""
+    now = {"token": token, "clientPort": client_port, "peerPort": peer_port}
+    try:
+        before = json.loads(previous) if previous.strip() else None
+    except ValueError:
+        before = None
+    if isinstance(before, dict):
+        changed = [k for k in IDENTITY_KEYS if k in before and before[k] != now[k]]
+        if changed:
+            what = ", ".join(f"{IDENTITY_KEYS[k]} {before[k]!r} -> {now[k]!r}" for k in changed)
+            raise EtcdError(
+                f"{what}: that is a new etcd cluster, and every key Docker wrote (the network, "
+                f"its endpoints) would be lost; put it back, or destroy the stack and bring it "
+                f"up again with the new value"
+            )
+    return json.dumps(now, sort_keys=True)
+
+
+def previous_output() -> str:
+    return os.environ.get("PULUMI_COMMAND_STDOUT", "")

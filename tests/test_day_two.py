@@ -158,3 +158,15 @@ def test_changing_the_overlay_replaces_it_delete_first_with_its_containers(
     }  # fmt: skip
     for n in ("etcd-docker-node1", "docker-docker-node1-dockerd", "overlay-docker"):
         assert steps[n].kind == "same", n
+
+
+def test_a_new_token_plans_the_identity_check_before_any_member(
+    seed_config: dict[str, Any],
+) -> None:
+    after = changed(seed_config, etcd={**seed_config["etcd"], "clusterToken": "other"})
+    steps = plan(seed_config, after)
+    # The identity command runs first and refuses (tests/test_membership_identity.py); the
+    # members wait for it.
+    assert steps["etcd-identity"].kind == "update"
+    assert steps["etcd-docker-node1"].kind == "update"
+    assert steps["overlay-network"].kind == "same"

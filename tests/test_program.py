@@ -26,7 +26,7 @@ def test_seed_stack_declares_the_whole_lab(record_graph: Any, seed_config: dict[
     }
     # preflight, bridge, 2 namespaces, 2 etcd members, health gate, 2 dockerd, 2 imports, validator
     # a provider per daemon, and the network's own (on the first daemon)
-    assert counts == {COMMAND: 12, DOCKER_PROVIDER: 3, NETWORK: 1, REMOTE_IMAGE: 2, CONTAINER: 2}
+    assert counts == {COMMAND: 13, DOCKER_PROVIDER: 3, NETWORK: 1, REMOTE_IMAGE: 2, CONTAINER: 2}
     components = sorted({r.type for r in g.records if not r.custom})
     assert components == [
         "overlay-etcd:containers:TestContainers",
@@ -80,6 +80,7 @@ def test_etcd_members_are_bootstrapped_statically_with_v2(
         assert f"--address {ip}" in create
         assert f"--host-dir /var/lib/overlaylab/seed/{node}" in create
         assert "etcd-down" in _inputs(g, f"etcd-{node}")["delete"]
+        assert g.waits_for(f"etcd-{node}", "etcd-identity")  # a new token is refused first
 
 
 def test_dockerd_uses_etcd_store_and_no_tcp_listener(
@@ -184,7 +185,7 @@ def test_preview_leaves_computed_outputs_unknown(
 ) -> None:
     g: Graph = record_graph(seed_config, preview=True)
     assert g.run.error is None, g.run.error
-    assert len(g.resources) == 20
+    assert len(g.resources) == 21
     outs = g.run.outputs or {}
     assert isinstance(outs[out.OUT_NETWORK_ID], Unknown)
     assert isinstance(outs[out.OUT_VALIDATION_REPORT], Unknown)

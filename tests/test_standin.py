@@ -110,3 +110,13 @@ def test_a_delete_goes_to_where_its_provider_is_now(monkeypatch: pytest.MonkeyPa
                  state={"id": "netid", "host": "unix:///then.sock"})  # fmt: skip
     assert destroy([prov, net]) == []
     assert hosts == ["unix:///now.sock"]
+
+
+def test_an_update_reruns_create_with_the_previous_stdout_and_keeps_the_id() -> None:
+    first = RealEngine()
+    rid, _ = first.new_resource(_args(COMMAND, {"create": "echo first"}))
+    again = RealEngine(old=first.state())
+    new_create = 'printf "%s-second" "$PULUMI_COMMAND_STDOUT"'
+    rid2, out2 = again.new_resource(_args(COMMAND, {"create": new_create}))
+    assert (rid2, out2["stdout"]) == (rid, "first-second")
+    assert [s.kind for s in again.planner.steps.values()] == ["update"]
