@@ -142,7 +142,6 @@ engines = {
     for h in cfg.hosts
 }
 
-first = engines[cfg.hosts[0].name]
 overlay = OverlayNetwork(
     "overlay",
     OverlayNetworkArgs(
@@ -150,8 +149,10 @@ overlay = OverlayNetwork(
         subnet=str(cfg.subnet),
         gateway=cfg.gateway,
         mtu=cfg.mtu,
-        provider=first.provider,
+        docker_host=cfg.docker_host(cfg.hosts[0]),
         engines_joined=[e.daemon for e in engines.values()],
+        ssh_opts=tuple(cfg.ssh_opts()) if cfg.transport == "ssh" else (),
+        provider_ready=provider_ready,
     ),
 )
 

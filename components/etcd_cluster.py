@@ -38,8 +38,10 @@ class EtcdCluster(pulumi.ComponentResource):
     """Gate: completes only when every member is healthy, in one cluster, v2 API on."""
     endpoints: pulumi.Output[list[str]]
     """Client URLs, one per member."""
+    identity: pulumi.CustomResource
+    """The cluster's token and ports; on an update it refuses a change of them."""
     initial_cluster: pulumi.Output[str]
-    """The --initial-cluster every member was started with."""
+    """The membership as configured now (a member added later joined the one it found)."""
 
     def __init__(
         self, name: str, args: EtcdClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -51,8 +53,28 @@ class EtcdCluster(pulumi.ComponentResource):
             f"{m.name}={scheme}://{m.address}:{args.peer_port}" for m in args.members
         )
         endpoints = [f"{scheme}://{m.address}:{args.client_port}" for m in args.members]
+        # Runs before any member: a new token or port is a new cluster, refused here before a
+        # member is touched (each would otherwise refuse its data dir half-way).
+        self.identity = cmd.command(
+            f"{name}-identity",
+            [
+                "etcd-identity",
+                "--token",
+                args.token,
+                "--client-port",
+                str(args.client_port),
+                "--peer-port",
+                str(args.peer_port),
+            ],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         # Members start independently and in parallel: a static cluster only gets a quorum
         # once enough of them run, so no member may wait for its own health.
+        #
+        # A member's inputs name only itself: a host added or removed later must leave every
+        # other member "same". The membership it founds with (or joins with, when it finds
+        # the cluster running) goes in on stdin, and later changes of it are ignored: etcd
+        # reads --initial-cluster only to bootstrap an empty data dir, never again.
         self.members = {
             m.name: cmd.command(
                 f"{name}-{m.name}",
@@ -68,13 +90,17 @@ class EtcdCluster(pulumi.ComponentResource):
                     str(args.peer_port),
                     "--token",
                     args.token,
-                    "--initial-cluster",
-                    initial,
+                    "--initial-cluster-stdin",
                     *cmd.placement(m.name),
                 ],
                 ["etcd-down", "--name", m.name, *cmd.placement(m.name)],
                 host=m.name,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[args.host_ready[m.name]]),
+                stdin=initial,
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[args.host_ready[m.name], self.identity],
+                    ignore_changes=["stdin"],
+                ),
             )
             for m in args.members
         }

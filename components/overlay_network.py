@@ -15,15 +15,19 @@ class OverlayNetworkArgs:
     subnet: str
     gateway: str
     mtu: int | None
-    provider: docker.Provider
+    docker_host: str  # the daemon the network is managed through (the first host's)
     engines_joined: Sequence[pulumi.Resource]
+    ssh_opts: tuple[str, ...] = ()
+    provider_ready: tuple[pulumi.Resource, ...] = ()  # e.g. the ssh identity file
 
 
 class OverlayNetwork(pulumi.ComponentResource):
     """A Docker overlay network with the configured IPAM."""
 
+    provider: docker.Provider
+    """The network's own provider, on the first host's daemon."""
     network: docker.Network
-    """The network, managed through the first host's daemon."""
+    """The network, managed through that provider."""
     network_id: pulumi.Output[str]
     """Docker's id of the network; every daemon reports the same one."""
 
@@ -32,6 +36,18 @@ class OverlayNetwork(pulumi.ComponentResource):
     ) -> None:
         super().__init__("overlay-etcd:network:OverlayNetwork", name, None, opts)
         options = {"com.docker.network.driver.mtu": str(args.mtu)} if args.mtu else None
+        # A provider of its own, not the first host's: when that host leaves the stack, this
+        # provider is updated to the next host's daemon (a provider keeps its id when its
+        # settings change), and the network, global in etcd, stays as it is. On the first
+        # host's provider it would be replaced, with every container on it.
+        self.provider = docker.Provider(
+            f"{name}-docker",
+            host=args.docker_host,
+            ssh_opts=list(args.ssh_opts) or None,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*args.engines_joined, *args.provider_ready]
+            ),
+        )
         # Created through one daemon only; the others learn it from etcd. Waiting for every
         # daemon to join the store first means none of them misses the network or its keys.
         self.network = docker.Network(
@@ -41,7 +57,7 @@ class OverlayNetwork(pulumi.ComponentResource):
             ipam_configs=[docker.NetworkIpamConfigArgs(subnet=args.subnet, gateway=args.gateway)],
             options=options,
             opts=pulumi.ResourceOptions(
-                parent=self, provider=args.provider, depends_on=list(args.engines_joined)
+                parent=self, provider=self.provider, depends_on=list(args.engines_joined)
             ),
         )
         self.network_id = self.network.id

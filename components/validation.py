@@ -36,7 +36,13 @@ class Validation(pulumi.ComponentResource):
         # Triggers on the ids of what it checks: any replaced container or network re-validates.
         self.run = args.commands.command(
             f"{name}-run",
-            ["--spec-json", json.dumps(args.spec, sort_keys=True), "--timeout", str(args.timeout)],
+            [
+                "--spec-json",
+                json.dumps(args.spec, sort_keys=True),
+                "--timeout",
+                str(args.timeout),
+                "--in-up",
+            ],
             module="overlaylab.validate",
             triggers=args.triggers,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)),

@@ -100,6 +100,19 @@ class EtcdClient:
             raise EtcdError(f"etcd at {self.endpoint} answered member/list with {status}: {body}")
         return str(body.get("header", {}).get("cluster_id", "")), list(body.get("members", []))
 
+    def member_add(self, peer_urls: list[str]) -> None:
+        """Runtime reconfiguration: announce a new member before it starts."""
+        body = json.dumps({"peerURLs": peer_urls}).encode()
+        status, answer = self._request("POST", "/v3/cluster/member/add", body)
+        if status != 200 or not isinstance(answer, dict) or "member" not in answer:
+            raise EtcdError(f"etcd at {self.endpoint} refused member add {peer_urls}: {answer}")
+
+    def member_remove(self, member_id: str) -> None:
+        body = json.dumps({"ID": member_id}).encode()
+        status, answer = self._request("POST", "/v3/cluster/member/remove", body)
+        if status != 200 or not isinstance(answer, dict):
+            raise EtcdError(f"etcd at {self.endpoint} refused member remove {member_id}: {answer}")
+
     def v2_enabled(self) -> bool:
         status, _ = self._request("GET", "/v2/keys/")
         return status == 200

@@ -18,6 +18,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from overlaylab import membership
 from overlaylab.errors import LabError
 from overlaylab.hosts import identity, netns, pki
 from overlaylab.hosts.base import Host
@@ -42,6 +43,13 @@ def make_host(args: Args) -> Host:
     )
 
 
+def _initial_cluster(a: Args) -> str:
+    text: str = a.initial_cluster or sys.stdin.read().strip()
+    if not text:
+        raise LabError("etcd-up --initial-cluster-stdin: nothing on stdin (name=peer-url,...)")
+    return text
+
+
 #: Verbs that act on one host, whatever its transport.
 HOST_VERBS: dict[str, Callable[[Host, Args], None]] = {
     "preflight": lambda h, a: h.preflight(client_port=a.client_port, peer_port=a.peer_port),
@@ -53,7 +61,7 @@ HOST_VERBS: dict[str, Callable[[Host, Args], None]] = {
         client_port=a.client_port,
         peer_port=a.peer_port,
         token=a.token,
-        initial_cluster=a.initial_cluster,
+        initial_cluster=_initial_cluster(a),
     ),
     "etcd-down": lambda h, a: h.etcd_down(name=a.name),
     "docker-up": lambda h, a: h.docker_up(
@@ -84,6 +92,11 @@ PLAIN_VERBS: dict[str, Callable[[Args], None]] = {
         a.netns, a.hostname, a.veth, a.address, a.prefixlen, a.bridge
     ),
     "host-down": lambda a: netns.host_down(a.netns, a.veth),
+    "etcd-identity": lambda a: print(
+        membership.cluster_identity(
+            a.token, a.client_port, a.peer_port, membership.previous_output()
+        )
+    ),
     "etcd-health": lambda a: etcd_health(
         endpoints=a.endpoint, names=a.name, bridge=a.bridge, timeout=a.timeout, tls_dir=a.tls_dir
     ),
@@ -120,7 +133,12 @@ def _host_verbs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     for verb in ("pki-install", "pki-remove"):
         _required(sub.add_parser(verb), "--name")
     e = sub.add_parser("etcd-up")
-    _required(e, "--name", "--address", "--token", "--initial-cluster")
+    _required(e, "--name", "--address", "--token")
+    # The founding membership: on the command line, or (as the program passes it, so that a
+    # change of it is no change of the command) on stdin.
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--initial-cluster")
+    src.add_argument("--initial-cluster-stdin", action="store_true")
     e.add_argument("--client-port", type=int, required=True)
     e.add_argument("--peer-port", type=int, required=True)
     _required(sub.add_parser("etcd-down"), "--name")
@@ -155,6 +173,10 @@ def _plain_verbs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _required(h, "--netns", "--hostname", "--veth", "--address", "--bridge")
     h.add_argument("--prefixlen", type=int, required=True)
     _required(sub.add_parser("host-down"), "--netns", "--veth")
+    i = sub.add_parser("etcd-identity", help="the cluster's token and ports; refuses a change")
+    _required(i, "--token")
+    i.add_argument("--client-port", type=int, required=True)
+    i.add_argument("--peer-port", type=int, required=True)
     e = sub.add_parser("etcd-health")
     e.add_argument("--endpoint", action="append", required=True)
     e.add_argument("--name", action="append", required=True)

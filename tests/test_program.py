@@ -25,7 +25,8 @@ def test_seed_stack_declares_the_whole_lab(record_graph: Any, seed_config: dict[
         t: len(g.of_type(t)) for t in (COMMAND, DOCKER_PROVIDER, NETWORK, REMOTE_IMAGE, CONTAINER)
     }
     # preflight, bridge, 2 namespaces, 2 etcd members, health gate, 2 dockerd, 2 imports, validator
-    assert counts == {COMMAND: 12, DOCKER_PROVIDER: 2, NETWORK: 1, REMOTE_IMAGE: 2, CONTAINER: 2}
+    # a provider per daemon, and the network's own (on the first daemon)
+    assert counts == {COMMAND: 13, DOCKER_PROVIDER: 3, NETWORK: 1, REMOTE_IMAGE: 2, CONTAINER: 2}
     components = sorted({r.type for r in g.records if not r.custom})
     assert components == [
         "overlay-etcd:containers:TestContainers",
@@ -63,16 +64,23 @@ def test_etcd_members_are_bootstrapped_statically_with_v2(
     g: Graph = record_graph(seed_config)
     from tests.standin import RealEngine  # noqa: F401 - the inputs below are what it would run
 
-    for node, ip in ((NODE1, "192.168.205.10"), (NODE2, "192.168.205.11")):
-        create = _inputs(g, f"etcd-{node}")["create"]
-        assert (
-            "--initial-cluster docker-node1=http://192.168.205.10:2380,docker-node2=http://192.168.205.11:2380"
-            in create
-        )
+    founding = "docker-node1=http://192.168.205.10:2380,docker-node2=http://192.168.205.11:2380"
+    for node, other, ip in (
+        (NODE1, "192.168.205.11", "192.168.205.10"),
+        (NODE2, "192.168.205.10", "192.168.205.11"),
+    ):
+        inputs = _inputs(g, f"etcd-{node}")
+        create = inputs["create"]
+        # The founding membership goes in on stdin, and later changes of it are ignored, so
+        # a host added or removed later leaves this member unchanged.
+        assert inputs["stdin"] == founding and "--initial-cluster-stdin" in create
+        assert other not in create, f"etcd-{node}'s create names another host: {create}"
+        assert g.named(f"etcd-{node}").options["ignoreChanges"] == ["stdin"]
         assert "--token etcd-cluster" in create
         assert f"--address {ip}" in create
         assert f"--host-dir /var/lib/overlaylab/seed/{node}" in create
         assert "etcd-down" in _inputs(g, f"etcd-{node}")["delete"]
+        assert g.waits_for(f"etcd-{node}", "etcd-identity")  # a new token is refused first
 
 
 def test_dockerd_uses_etcd_store_and_no_tcp_listener(
@@ -100,7 +108,10 @@ def test_network_waits_for_every_daemon_in_the_store(
         "etcd-healthy", f"etcd-{NODE2}"
     )
     net = g.named("overlay-network")
-    assert net.provider.rsplit("::", 1)[0] == g.named(f"docker-{NODE1}-docker").urn
+    # Its own provider, on the first host's daemon: that host may leave the stack without
+    # the network being replaced.
+    assert net.provider.rsplit("::", 1)[0] == g.named("overlay-docker").urn
+    assert _inputs(g, "overlay-docker")["host"] == _inputs(g, f"docker-{NODE1}-docker")["host"]
     inputs = _inputs(g, "overlay-network")
     assert inputs["driver"] == "overlay"
     assert inputs["name"] == "demo"
@@ -174,7 +185,7 @@ def test_preview_leaves_computed_outputs_unknown(
 ) -> None:
     g: Graph = record_graph(seed_config, preview=True)
     assert g.run.error is None, g.run.error
-    assert len(g.resources) == 19
+    assert len(g.resources) == 21
     outs = g.run.outputs or {}
     assert isinstance(outs[out.OUT_NETWORK_ID], Unknown)
     assert isinstance(outs[out.OUT_VALIDATION_REPORT], Unknown)
@@ -194,7 +205,7 @@ def test_four_hosts_is_a_config_change(record_graph: Any, seed_config: dict[str,
     g: Graph = record_graph(seed_config)
     assert g.run.error is None
     assert len([r for r in g.of_type(COMMAND) if r.name.startswith("etcd-docker-node")]) == 4
-    assert len(g.of_type(DOCKER_PROVIDER)) == 4
+    assert len(g.of_type(DOCKER_PROVIDER)) == 5  # four daemons and the network's
     assert len(g.of_type(NETWORK)) == 1
     assert len(g.of_type(CONTAINER)) == 4
     for i in range(1, 5):
@@ -240,7 +251,7 @@ def test_ha_stack_makes_certificates_before_any_host(record_graph: Any) -> None:
         assert g.waits_for(f"lab-docker-node{i}", "lab-pki")
         create = _inputs(g, f"etcd-docker-node{i}")["create"]
         assert "--tls-dir /var/lib/overlaylab/ha/pki" in create
-        assert "https://192.168.206.10:2380" in create
+        assert "https://192.168.206.10:2380" in _inputs(g, f"etcd-docker-node{i}")["stdin"]
     assert "--tls-dir /var/lib/overlaylab/ha/pki" in _inputs(g, "etcd-healthy")["create"]
     assert "--endpoint https://192.168.206.12:2379" in _inputs(g, "etcd-healthy")["create"]
     assert "pki-down" in _inputs(g, "lab-pki")["delete"]

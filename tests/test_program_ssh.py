@@ -97,7 +97,10 @@ def test_docker_is_reached_over_ssh_with_no_tcp_listener(lab_graph: Graph) -> No
         assert g.waits_for(f"docker-{h}-docker", "lab-identity")
         create = g.run.engine.inputs[g.named(f"docker-{h}-dockerd").urn]["create"]
         assert f"--cluster-store etcd://{ip}:2379" in create and "tcp://" not in create
-    assert len(g.of_type(DOCKER_PROVIDER)) == 2
+    assert len(g.of_type(DOCKER_PROVIDER)) == 3  # two daemons and the network's
+    net = g.run.engine.inputs[g.named("overlay-docker").urn]
+    assert net["host"] == "ssh://root@192.168.205.10:22"
+    assert g.waits_for("overlay-docker", "lab-identity")
 
 
 def test_health_gate_runs_on_the_first_host(lab_graph: Graph) -> None:
@@ -150,7 +153,9 @@ def test_tls_over_ssh_installs_certificates_before_etcd(record_graph: Any) -> No
         assert inputs["stdin"] == f"lab-{h}-pki-bundle done"  # the bundle's stdout
         create = g.run.engine.inputs[g.named(f"etcd-{h}").urn]["create"]
         assert "--systemd --tls-dir /etc/overlaylab/pki" in create
-        assert "https://192.168.205.10:2380" in create
+        assert (
+            "https://192.168.205.10:2380" in g.run.engine.inputs[g.named(f"etcd-{h}").urn]["stdin"]
+        )
     pki = g.run.engine.inputs[g.named("lab-pki").urn]
     assert "pki-up --dir '~/.overlaylab/lab/pki'" in pki["create"]
     spec = (g.run.outputs or {})[out.OUT_VALIDATION_SPEC]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pulumi.runtime.mocks import MockResourceArgs
@@ -11,6 +12,7 @@ from tests.standin import (
     COMMAND,
     CONTAINER,
     DOCKER_PROVIDER,
+    NETWORK,
     REMOTE_COMMAND,
     RealEngine,
     Record,
@@ -29,8 +31,8 @@ def test_an_unknown_resource_type_is_refused() -> None:
 
 
 def test_an_input_it_does_not_implement_is_refused() -> None:
-    with pytest.raises(UnsupportedResource, match=r"declares inputs .* not implement: stdin"):
-        RealEngine().new_resource(_args(COMMAND, {"create": "true", "stdin": "x"}))
+    with pytest.raises(UnsupportedResource, match=r"declares inputs .* not implement: interp"):
+        RealEngine().new_resource(_args(COMMAND, {"create": "true", "interpreter": ["bash"]}))
     with pytest.raises(UnsupportedResource, match="restart"):
         RealEngine().new_resource(_args(CONTAINER, {"name": "c", "image": "i", "restart": "no"}))
 
@@ -50,6 +52,8 @@ def test_a_local_command_really_runs(tmp_path: Path) -> None:
     engine = RealEngine()
     rid, outputs = engine.new_resource(_args(COMMAND, {"create": "echo made; echo err >&2"}))
     assert rid and outputs["stdout"] == "made" and outputs["stderr"] == "err"
+    _, fed = engine.new_resource(_args(COMMAND, {"create": "tr a-z A-Z", "stdin": "fed"}))
+    assert fed["stdout"] == "FED"
     _, provider = engine.new_resource(_args(DOCKER_PROVIDER, {"host": "unix:///nowhere.sock"}))
     assert provider["host"] == "unix:///nowhere.sock"
 
@@ -78,3 +82,41 @@ def test_destroy_runs_dependents_first_and_goes_on_past_a_failure(tmp_path: Path
     assert len(errors) == 1 and "middle" in errors[0] and "exited 3" in errors[0]
     with open(log) as f:
         assert f.read().split() == ["top", "base"]
+
+
+def test_a_delete_goes_to_where_its_provider_is_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An updated provider keeps its id; a later delete of what uses it goes to its new host."""
+    from tests.standin import docker_ops
+
+    hosts: list[str] = []
+
+    class Nets:
+        def get(self, i: str) -> Any:
+            raise docker_errors.NotFound("gone")
+
+    class Client:
+        networks = Nets()
+
+    def client(host: str, ssh_opts: Any, guard: Any) -> Client:
+        hosts.append(host)
+        return Client()
+
+    import docker.errors as docker_errors
+
+    monkeypatch.setattr(docker_ops, "client", client)
+    prov = Record("p", DOCKER_PROVIDER, "p", [], "", "", True, id="pid",
+                  state={"host": "unix:///now.sock", "sshOpts": []})  # fmt: skip
+    net = Record("n", NETWORK, "n", ["p"], "", "p::pid", True,
+                 state={"id": "netid", "host": "unix:///then.sock"})  # fmt: skip
+    assert destroy([prov, net]) == []
+    assert hosts == ["unix:///now.sock"]
+
+
+def test_an_update_reruns_create_with_the_previous_stdout_and_keeps_the_id() -> None:
+    first = RealEngine()
+    rid, _ = first.new_resource(_args(COMMAND, {"create": "echo first"}))
+    again = RealEngine(old=first.state())
+    new_create = 'printf "%s-second" "$PULUMI_COMMAND_STDOUT"'
+    rid2, out2 = again.new_resource(_args(COMMAND, {"create": new_create}))
+    assert (rid2, out2["stdout"]) == (rid, "first-second")
+    assert [s.kind for s in again.planner.steps.values()] == ["update"]

@@ -41,10 +41,13 @@ class Host(Protocol):
         token: str,
         initial_cluster: str,
     ) -> None:
-        """Start this host's member of a new static cluster; return once it listens."""
+        """Start this host's member; return once it listens. It founds the cluster with
+        ``initial_cluster`` (static bootstrap) unless a member of it answers healthy: then it
+        joins the running cluster (``member add``, ``--initial-cluster-state existing``)."""
 
     def etcd_down(self, *, name: str) -> None:
-        """Stop the member and remove its data."""
+        """Remove the member from its cluster while it runs (``member remove``), stop it and
+        remove its data."""
 
     def docker_up(
         self, *, hostname: str, cluster_store: str, advertise: str, etcd_endpoint: str
@@ -60,10 +63,9 @@ class Host(Protocol):
     def image_remove(self, *, hostname: str, image: str) -> None:
         """Remove ``image`` if ``image_import`` put it there."""
 
-    # Day two lands here the same way: etcd membership on join and leave (a member-add and a
-    # member-remove method, run against the existing cluster before the new member starts or
-    # after the old one stops), and per-transport MTU, which is placement (a constructor
-    # argument: the veth for a namespace host, daemon.json for a systemd host).
+    # Runtime reconfiguration (join on etcd_up, leave on etcd_down) is the same logic for
+    # both transports, in ``overlaylab.membership``; each transport supplies only how it
+    # reaches etcd. Per-transport MTU is placement (a constructor argument).
 
 
 def need(verb: str, **placement: str | None) -> list[str]:

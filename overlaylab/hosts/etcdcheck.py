@@ -23,9 +23,12 @@ def refuse_foreign_data_dir(data: Path, marker: Path, identity: dict[str, str]) 
         owner = json.loads(marker.read_text())
     except (OSError, ValueError):
         owner = None
-    if owner != identity:
+    # Only who the member is and which cluster it founded or joined: the membership it
+    # started with is its own business (a member added later started with another one).
+    mine = {k: identity[k] for k in ("name", "token")}
+    if not isinstance(owner, dict) or {k: owner.get(k) for k in mine} != mine:
         was = (
-            f"token {owner.get('token')!r}, members {owner.get('initialCluster')}"
+            f"name {owner.get('name')!r}, token {owner.get('token')!r}"
             if isinstance(owner, dict)
             else "a cluster this project did not create"
         )
@@ -65,7 +68,10 @@ def etcd_health(
                 f"etcd at {c.endpoint} does not serve the v2 API that Docker's cluster store "
                 f"needs: start it with --enable-v2=true"
             )
-    log(f"etcd cluster healthy: {len(clients)} members {', '.join(names)}, v2 API on")
+    _, members = clients[0].members()
+    leaving = sorted({m.get("name", "") for m in members} - set(names))
+    also = f"; {', '.join(leaving)} not in the stack (leaving)" if leaving else ""
+    log(f"etcd cluster healthy: {len(clients)} members {', '.join(names)}, v2 API on{also}")
 
 
 def _cluster_problems(clients: Sequence[EtcdClient], names: Sequence[str]) -> list[str]:
@@ -80,7 +86,11 @@ def _cluster_problems(clients: Sequence[EtcdClient], names: Sequence[str]) -> li
             cid, members = c.members()
             cluster_ids.add(cid)
             got = sorted(m.get("name", "") for m in members)
-            if got != sorted(names):
+            # Every member of the stack, and no unstarted one (a started member has a name).
+            # Members of hosts that left the stack may still be listed: the engine deletes them
+            # only after the program, and each removes itself from the cluster then.
+            missing = sorted(set(names) - set(got))
+            if missing or "" in got:
                 problems.append(f"{c.endpoint} lists members {got}, expected {sorted(names)}")
         except EtcdError as e:
             problems.append(str(e))

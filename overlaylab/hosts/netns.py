@@ -172,7 +172,9 @@ class NamespaceHost:
 
     def etcd_down(self, *, name: str) -> None:
         (host_dir,) = need("etcd-down", host_dir=self.host_dir)
-        netns_daemons.etcd_down(name=name, host_dir=host_dir)
+        netns_daemons.etcd_down(
+            name=name, host_dir=host_dir, bridge=self.bridge, tls_dir=self.tls_dir
+        )
 
     def docker_up(
         self, *, hostname: str, cluster_store: str, advertise: str, etcd_endpoint: str

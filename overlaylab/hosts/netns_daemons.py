@@ -15,6 +15,7 @@ import signal
 import time
 from pathlib import Path
 
+from overlaylab import membership
 from overlaylab.errors import DockerError, EtcdError, LabError
 from overlaylab.etcd import EtcdClient
 from overlaylab.hosts.engine import docker_api, node_key, serf_listening
@@ -55,6 +56,7 @@ def etcd_argv(
     token: str,
     initial_cluster: str,
     tls_dir: str | None,
+    state: str = "new",
 ) -> list[str]:
     return [
         "etcd",
@@ -62,7 +64,7 @@ def etcd_argv(
         *("--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer),
         *("--listen-client-urls", f"{client},{loopback}", "--advertise-client-urls", client),
         *("--initial-cluster-token", token, "--initial-cluster", initial_cluster),
-        *("--initial-cluster-state", "new", "--enable-v2=true"),
+        *("--initial-cluster-state", state, "--enable-v2=true"),
         *etcd_tls_flags(tls_dir, name),
     ]
 
@@ -84,16 +86,24 @@ def etcd_up(
     base = Path(host_dir)
     data, marker = base / "etcd", base / "etcd-cluster.json"
     pidfile, logfile = base / "etcd.pid", base / "etcd.log"
-    identity = {"name": name, "token": token, "initialCluster": initial_cluster}
+    scheme = "https" if tls_dir else "http"
+    client = f"{scheme}://{address}:{client_port}"
+    peer = f"{scheme}://{address}:{peer_port}"
+    identity = {"name": name, "token": token, "client": client}
     refuse_foreign_data_dir(data, marker, identity)
     if pid_of(pidfile, "etcd") is not None:
         log(f"etcd {name} already running")
         return
+    # Found the cluster, or join the one that runs (a host added to a running stack).
+    start = membership.bootstrap(
+        name=name,
+        peer_url=peer,
+        founding=membership.parse_cluster(initial_cluster),
+        client_port=client_port,
+        client_for=lambda url: EtcdClient(url, guard, timeout=2, tls=client_tls(tls_dir)),
+    )
     base.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(identity))
-    scheme = "https" if tls_dir else "http"
-    client = f"{scheme}://{address}:{client_port}"
-    peer = f"{scheme}://{address}:{peer_port}"
     argv = nsenter(netns) + etcd_argv(
         name=name,
         data=data,
@@ -101,8 +111,9 @@ def etcd_up(
         peer=peer,
         loopback=f"{scheme}://127.0.0.1:{client_port}",
         token=token,
-        initial_cluster=initial_cluster,
+        initial_cluster=start.initial_cluster,
         tls_dir=tls_dir,
+        state=start.state,
     )
     pid = spawn(argv, logfile)
     pidfile.write_text(str(pid))
@@ -121,13 +132,17 @@ def etcd_up(
         # and the data dir left behind would be refused as another cluster's next time.
         etcd_down(name=name, host_dir=host_dir)
         raise
-    log(f"etcd {name} started (pid {pid}) on {client}, peers {peer}")
+    log(f"etcd {name} started (pid {pid}) on {client}, peers {peer}: {start.how}")
 
 
-def etcd_down(*, name: str, host_dir: str) -> None:
+def etcd_down(
+    *, name: str, host_dir: str, bridge: str | None = None, tls_dir: str | None = None
+) -> None:
     base = Path(host_dir)
     pid = pid_of(base / "etcd.pid", "etcd")
     if pid is not None:
+        # Leave the cluster while still running, so the others shrink their quorum first.
+        log(f"etcd {name}: {_leave(name, base / 'etcd-cluster.json', bridge, tls_dir)}")
         # Its data is deleted next, so a graceful stop buys nothing; and a leader whose peers
         # are already gone spends seconds trying to hand over leadership before it exits.
         stop(pid, f"etcd {name}", grace=1)
@@ -136,6 +151,20 @@ def etcd_down(*, name: str, host_dir: str) -> None:
         (base / f).unlink(missing_ok=True)
     remove_if_empty(base)
     log(f"etcd {name} stopped, data removed")
+
+
+def _leave(name: str, marker: Path, bridge: str | None, tls_dir: str | None) -> str:
+    try:
+        client = json.loads(marker.read_text())["client"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "not removed from the cluster (no client address recorded)"
+    guard = RouteGuard(bridge) if bridge else None
+    ctx = client_tls(tls_dir)
+    return membership.leave(
+        name=name,
+        own=EtcdClient(client, guard, timeout=2, tls=ctx),
+        client_for=lambda url: EtcdClient(url, guard, timeout=2, tls=ctx),
+    )
 
 
 # --- dockerd ---------------------------------------------------------------------------------

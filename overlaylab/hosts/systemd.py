@@ -19,7 +19,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from overlaylab import daemonjson
+from overlaylab import daemonjson, membership
 from overlaylab.errors import DockerError, LabError, PreflightError
 from overlaylab.etcd import EtcdClient
 from overlaylab.hosts import pki
@@ -94,16 +94,27 @@ class SystemdHost:
         token: str,
         initial_cluster: str,
     ) -> None:
-        identity = {"name": name, "token": token, "initialCluster": initial_cluster}
+        scheme = "https" if self.tls_dir else "http"
+        client, peer = f"{scheme}://{address}:{client_port}", f"{scheme}://{address}:{peer_port}"
+        identity = {"name": name, "token": token, "client": client}
         refuse_foreign_data_dir(files.ETCD_DATA, files.MARKER, identity)
         if shutil.which("etcd") is None:
             files.install_etcd()  # preflight checked apt's version
+        start = membership.Bootstrap("new", initial_cluster, "restarting on its data")
+        if not (files.ETCD_DATA / "member").exists():
+            # Found the cluster, or join the one that runs (a host added to a running stack).
+            ctx = pki.client_tls(self.tls_dir)
+            start = membership.bootstrap(
+                name=name,
+                peer_url=peer,
+                founding=membership.parse_cluster(initial_cluster),
+                client_port=client_port,
+                client_for=lambda url: EtcdClient(url, None, timeout=2, tls=ctx),
+            )
         files.save_original(files.ETCD_DEFAULT, "etcd")
         files.STATE.mkdir(parents=True, exist_ok=True)
         files.MARKER.write_text(json.dumps(identity))
-        scheme = "https" if self.tls_dir else "http"
-        client, peer = f"{scheme}://{address}:{client_port}", f"{scheme}://{address}:{peer_port}"
-        env = _etcd_env(name, client, peer, f"{scheme}://127.0.0.1:{client_port}", identity)
+        env = _etcd_env(name, client, peer, f"{scheme}://127.0.0.1:{client_port}", token, start)
         env.update(_etcd_tls_env(self.tls_dir, name))
         text = "# Written by overlay-etcd; destroy restores the original.\n" + "".join(
             f'{k}="{v}"\n' for k, v in env.items()
@@ -125,13 +136,17 @@ class SystemdHost:
             lambda: tcp_open("127.0.0.1", client_port, None),
             60,
         )
-        log(f"etcd {name}: systemd unit etcd with {default}, data {files.ETCD_DATA}, peers {peer}")
+        log(
+            f"etcd {name}: systemd unit etcd with {default}, data {files.ETCD_DATA}, "
+            f"peers {peer}: {start.how}"
+        )
 
     def etcd_down(self, *, name: str) -> None:
         backup = files.BACKUP / f"{files.ETCD_DEFAULT.name}.json"
         if not files.MARKER.exists() and not backup.exists():
             log(f"etcd {name}: nothing of this lab on the host")
             return  # a second destroy must not stop the host's own etcd
+        log(f"etcd {name}: {self._leave(name)}")
         run(["systemctl", "stop", "etcd"], check=False)
         files.dropin(files.ETCD_DROPIN, None)
         shutil.rmtree(files.ETCD_DATA, ignore_errors=True)
@@ -201,6 +216,19 @@ class SystemdHost:
             self._loopback(_port(etcd_endpoint)).v2_delete(node_key(advertise))
         log(f"dockerd on {hostname}: {files.DAEMON_JSON} restored, docker restarted")
 
+    def _leave(self, name: str) -> str:
+        """Leave the cluster while still running, so the others shrink their quorum first."""
+        try:
+            client = json.loads(files.MARKER.read_text())["client"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return "not removed from the cluster (no client address recorded)"
+        ctx = pki.client_tls(self.tls_dir)
+        return membership.leave(
+            name=name,
+            own=self._loopback(_port(client)),
+            client_for=lambda url: EtcdClient(url, None, timeout=2, tls=ctx),
+        )
+
     def _loopback(self, port: int) -> EtcdClient:
         """This host's own member, on loopback (its certificate covers 127.0.0.1)."""
         scheme = "https" if self.tls_dir else "http"
@@ -245,7 +273,7 @@ def _imported(image: str) -> Path:
 
 
 def _etcd_env(
-    name: str, client: str, peer: str, loopback: str, identity: dict[str, str]
+    name: str, client: str, peer: str, loopback: str, token: str, start: membership.Bootstrap
 ) -> dict[str, str]:
     """The member's settings, as /etc/default/etcd's variables."""
     return {
@@ -255,9 +283,9 @@ def _etcd_env(
         "ETCD_INITIAL_ADVERTISE_PEER_URLS": peer,
         "ETCD_LISTEN_CLIENT_URLS": f"{client},{loopback}",
         "ETCD_ADVERTISE_CLIENT_URLS": client,
-        "ETCD_INITIAL_CLUSTER_TOKEN": identity["token"],
-        "ETCD_INITIAL_CLUSTER": identity["initialCluster"],
-        "ETCD_INITIAL_CLUSTER_STATE": "new",
+        "ETCD_INITIAL_CLUSTER_TOKEN": token,
+        "ETCD_INITIAL_CLUSTER": start.initial_cluster,
+        "ETCD_INITIAL_CLUSTER_STATE": start.state,
         "ETCD_ENABLE_V2": "true",
     }
 

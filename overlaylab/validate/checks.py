@@ -27,9 +27,13 @@ def check_etcd(lab: Lab) -> list[Result]:
         out = [_r("etcd.member-healthy", name, "healthy", "healthy" if healthy else "unhealthy")]
         if healthy:
             _, members = c.members()
-            out.append(
-                _r("etcd.member-list", name, expected, sorted(m.get("name") for m in members))
-            )
+            have = sorted(str(m.get("name", "")) for m in members)
+            leaving = sorted(set(have) - set(expected)) if lab.in_up else []
+            if leaving and set(expected) <= set(have):
+                shown = f"{expected} + {leaving} leaving (deleted after this check by `up`)"
+                out.append(_r("etcd.member-list", name, expected, shown, True))
+            else:
+                out.append(_r("etcd.member-list", name, expected, have))
         return out
 
     return [r for rs in lab.map(member, list(lab.etcd)) for r in rs]
@@ -48,13 +52,14 @@ def check_nodes(lab: Lab) -> list[Result]:
         for h in lab.hosts
     ]
     extra = sorted(have - {h["advertise"] for h in lab.hosts})
+    leaving = f"{extra} leaving (deleted after this check by `up`)"
     out.append(
         _r(
             "etcd.nodes-exact",
             NODES,
             "only the stack's hosts",
-            extra or "only the stack's hosts",
-            not extra,
+            (leaving if lab.in_up else extra) if extra else "only the stack's hosts",
+            not extra or lab.in_up,
         )
     )
     return out

@@ -56,6 +56,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60, help="seconds to wait for convergence")
     p.add_argument("--json", action="store_true", help="print records as JSON")
     p.add_argument("--junit", metavar="FILE", help="also write the records as JUnit XML to FILE")
+    p.add_argument(
+        "--in-up",
+        action="store_true",
+        help="run by `up`: members and node keys of hosts leaving the stack are reported, "
+        "not failed (the engine deletes them after the program)",
+    )
     return p
 
 
@@ -70,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot load the validation spec: {e}", file=sys.stderr)
         return 2
     start = time.monotonic()
-    results = validate(spec, timeout=args.timeout)
+    results = validate(spec, timeout=args.timeout, in_up=args.in_up)
     seconds = time.monotonic() - start
     failed = sum(not r.ok for r in results)
     if args.json:

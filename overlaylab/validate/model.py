@@ -60,8 +60,12 @@ class ContainerInfo:
 class Lab:
     """Clients to the lab's etcd members and daemons, built from a spec."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], in_up: bool = False) -> None:
         self.spec = spec
+        # Run by `up`: hosts that left the stack are deleted only after the program (the
+        # engine's order), so their member and node key may still be there: reported, not
+        # failed. The validator run by hand afterwards is strict.
+        self.in_up = in_up
         bridge = spec["lab"].get("bridge")
         self.guard = RouteGuard(bridge) if bridge else None
         self.ssh_opts: list[str] = list(spec["lab"].get("sshOpts") or [])

@@ -62,9 +62,13 @@ def _converge(lab: Lab, name: str, fn: Check, deadline: float, interval: float) 
         lab.refresh()
 
 
-def validate(spec: dict[str, Any], timeout: float = 60, interval: float = 1.0) -> list[Result]:
-    """Every check once converged (or timed out), in a fixed order; see the module doc."""
-    lab = Lab(spec)
+def validate(
+    spec: dict[str, Any], timeout: float = 60, interval: float = 1.0, in_up: bool = False
+) -> list[Result]:
+    """Every check once converged (or timed out), in a fixed order; see the package doc.
+
+    ``in_up``: run by `up`, where hosts that left the stack still exist (see ``Lab``)."""
+    lab = Lab(spec, in_up=in_up)
     deadline = time.monotonic() + timeout
     results: list[Result] = []
     try:

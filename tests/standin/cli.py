@@ -17,6 +17,7 @@ from overlaylab.stackconfig import raw_from_file
 from tests.standin import state
 from tests.standin.commands import KEYS
 from tests.standin.executor import destroy
+from tests.standin.plan import Step, render, summary
 from tests.standin.program import Run, run_program
 from tests.standin.reaper import become_subreaper
 from tests.standin.state import DEFAULT_STATE_DIR
@@ -32,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stack", default="local")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     p.add_argument("--ssh-key", type=Path, help="private key of an ssh stack (its sshPrivateKey)")
+    p.add_argument("--diff", action="store_true", help="show each changed input: old => new")
     return p
 
 
@@ -47,15 +49,25 @@ def main(argv: list[str] | None = None) -> int:
     become_subreaper()
     if args.action == "down":
         return _down(args.stack, state_file, guard)
-    if args.action == "up" and state.load(state_file):
-        print(
-            f"stack {args.stack} is already up (state in {state_file}): run down first",
-            file=sys.stderr,
-        )
-        return 1
+    old = state.load(state_file)
+    preview = args.action == "preview"
+    print(f"{'Previewing' if preview else 'Updating'} stack {args.stack}"
+          f"{' (new)' if not old else f' ({len(old)} resources in its state)'}")  # fmt: skip
+
+    def show(step: Step) -> None:
+        for line in render([step], show_diff=args.diff):
+            print(
+                line + ("" if preview or line.startswith("      ") else f" ({step.seconds:.1f}s)")
+            )
+
     run = run_program(
-        raw, args.stack, args.action == "preview", state_file, guard=guard, secrets=secrets
-    )
+        raw, args.stack, preview, state_file, guard=guard, secrets=secrets, old=old,
+        on_step=None if preview else show,
+    )  # fmt: skip
+    if preview:
+        for line in render(run.steps, show_diff=args.diff):
+            print(line)
+    print(f"Resources: {summary(run.steps)}")
     return _report(args.stack, run)
 
 
@@ -74,17 +86,12 @@ def _down(stack: str, state_file: Path, guard: RouteGuard | None) -> int:
 def _report(stack: str, run: Run) -> int:
     """What `up` or `preview` did, the stack's outputs and the validator's report."""
     preview = run.engine.preview
-    for r in run.engine.records:
-        if r.custom:
-            print(
-                f"{'+ ' if preview else 'created'} {r.type} {r.name}"
-                f"{'' if preview else f' ({r.seconds:.1f}s)'}"
-            )
     if run.error is not None:
         print(f"error: {run.error}", file=sys.stderr)
         print(
-            f"up failed after {run.seconds:.1f}s; `python -m tests.standin down --stack "
-            f"{stack}` removes what was created",
+            f"{'preview' if preview else 'up'} failed after {run.seconds:.1f}s; the state "
+            f"keeps what exists: fix and run `up` again, or `python -m tests.standin down "
+            f"--stack {stack}` to remove it",
             file=sys.stderr,
         )
         return 1

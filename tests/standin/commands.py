@@ -28,7 +28,7 @@ from tests.standin.ops import (
     UnsupportedResource,
     new_id,
 )
-from tests.standin.state import Record, unwrap
+from tests.standin.state import Record, for_state, unwrap
 
 COMMAND = "command:local:Command"
 REMOTE_COMMAND = "command:remote:Command"
@@ -114,9 +114,15 @@ def ssh_run(
 
 
 def run_local(
-    what: str, script: str, environment: dict[str, str] | None, cwd: str | None, stdout: str = ""
+    what: str,
+    script: str,
+    environment: dict[str, str] | None,
+    cwd: str | None,
+    stdout: str = "",
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """A local Command's script, as pulumi-command runs it: sh -c, its environment, its dir."""
+    """A local Command's script, as pulumi-command runs it: sh -c, its environment, its dir,
+    its stdin; ``stdout`` is the previous run's (an update or a delete sees it)."""
     env = {**os.environ, **(environment or {})}
     if stdout:
         env["PULUMI_COMMAND_STDOUT"] = stdout
@@ -124,6 +130,7 @@ def run_local(
         ["/bin/sh", "-c", script],
         env=env,
         cwd=cwd or None,
+        input=stdin or "",
         capture_output=True,
         text=True,
         check=False,
@@ -148,9 +155,29 @@ def _tail(res: subprocess.CompletedProcess[bytes]) -> str:
 
 
 def create_local(ctx: Context, rec: Record, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return new_id(rec.name), _run_local_command(rec, inputs, inputs["create"], "")
+
+
+def update_local(
+    ctx: Context, rec: Record, old: Record, inputs: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """The new ``update``, or the new ``create`` where ``update`` is unset, with the new
+    inputs; the previous stdout in PULUMI_COMMAND_STDOUT. The id stays."""
+    script = inputs.get("update") or inputs["create"]
+    return old.id, _run_local_command(rec, inputs, script, old.state.get("stdout", ""))
+
+
+def _run_local_command(
+    rec: Record, inputs: dict[str, Any], script: str, previous: str
+) -> dict[str, Any]:
     plain = unwrap(inputs)
     out = run_local(
-        f"command {rec.name}", inputs["create"], plain.get("environment"), plain.get("dir")
+        f"command {rec.name}",
+        script,
+        plain.get("environment"),
+        plain.get("dir"),
+        previous,
+        plain.get("stdin"),
     )
     env = inputs.get("environment") or {}
     rec.state = {
@@ -160,11 +187,7 @@ def create_local(ctx: Context, rec: Record, inputs: dict[str, Any]) -> tuple[str
         "dir": inputs.get("dir"),
         "stdout": out.stdout.rstrip("\n"),
     }
-    return new_id(rec.name), {
-        **inputs,
-        "stdout": out.stdout.rstrip("\n"),
-        "stderr": out.stderr.rstrip("\n"),
-    }
+    return {**inputs, "stdout": out.stdout.rstrip("\n"), "stderr": out.stderr.rstrip("\n")}
 
 
 def delete_local(ctx: Context, rec: Record) -> None:
@@ -182,20 +205,35 @@ def delete_local(ctx: Context, rec: Record) -> None:
 
 
 def create_remote(ctx: Context, rec: Record, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return new_id(rec.name), _run_remote_command(ctx, rec, inputs, inputs["create"], "")
+
+
+def update_remote(
+    ctx: Context, rec: Record, old: Record, inputs: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    script = inputs.get("update") or inputs["create"]
+    return old.id, _run_remote_command(ctx, rec, inputs, script, old.state.get("stdout", ""))
+
+
+def _run_remote_command(
+    ctx: Context, rec: Record, inputs: dict[str, Any], script: str, previous: str
+) -> dict[str, Any]:
     conn = connection(unwrap(inputs["connection"]))
     stdin = unwrap(inputs.get("stdin"))
-    res = ssh_run(conn, inputs["create"], ctx.guard, stdin.encode() if stdin else None)
+    if previous:
+        # as the provider does, through the session's environment
+        script = (
+            f"PULUMI_COMMAND_STDOUT={shlex.quote(previous)}; export PULUMI_COMMAND_STDOUT; {script}"
+        )
+    res = ssh_run(conn, script, ctx.guard, stdin.encode() if stdin else None)
     if res.returncode != 0:
         raise ResourceFailed(
             f"command {rec.name} on {conn['host']} exited {res.returncode}: "
             f"{_tail(res) or 'no output'}"
         )
-    rec.state = {"delete": inputs.get("delete"), "connection": conn}
-    return new_id(rec.name), {
-        **inputs,
-        "stdout": res.stdout.decode(errors="replace").rstrip("\n"),
-        "stderr": res.stderr.decode(errors="replace").rstrip("\n"),
-    }
+    text = res.stdout.decode(errors="replace").rstrip("\n")
+    rec.state = {"delete": inputs.get("delete"), "connection": conn, "stdout": text}
+    return {**inputs, "stdout": text, "stderr": res.stderr.decode(errors="replace").rstrip("\n")}
 
 
 def delete_remote(ctx: Context, rec: Record) -> None:
@@ -226,6 +264,18 @@ def create_copy(ctx: Context, rec: Record, inputs: dict[str, Any]) -> tuple[str,
     return new_id(rec.name), inputs
 
 
+def update_copy(
+    ctx: Context, rec: Record, old: Record, inputs: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """Copies again only when the source's contents or the path changed (a new connection
+    alone copies nothing)."""
+    if for_state(inputs.get("source")) != old.inputs.get("source") or inputs.get(
+        "remotePath"
+    ) != old.inputs.get("remotePath"):
+        create_copy(ctx, rec, inputs)
+    return old.id, inputs
+
+
 def _tar_of_directory(name: str, source: Any) -> bytes:
     path = getattr(source, "path", None)
     if not isinstance(source, pulumi.FileArchive) or not path or not Path(path).is_dir():
@@ -247,23 +297,45 @@ def _command_placeholders(name: str) -> dict[str, Any]:
 TYPES: dict[str, ResourceType] = {
     COMMAND: ResourceType(
         COMMAND,
-        frozenset({"create", "delete", "environment", "dir", "triggers", "addPreviousOutputInEnv"}),
+        frozenset(
+            {
+                "create",
+                "update",
+                "delete",
+                "environment",
+                "dir",
+                "triggers",
+                "stdin",
+                "addPreviousOutputInEnv",
+            }
+        ),
         create_local,
         delete_local,
         _command_placeholders,
+        update_local,
     ),
     REMOTE_COMMAND: ResourceType(
         REMOTE_COMMAND,
         frozenset(
-            {"connection", "create", "delete", "triggers", "addPreviousOutputInEnv", "stdin"}
+            {
+                "connection",
+                "create",
+                "update",
+                "delete",
+                "triggers",
+                "addPreviousOutputInEnv",
+                "stdin",
+            }
         ),
         create_remote,
         delete_remote,
         _command_placeholders,
+        update_remote,
     ),
     COPY_TO_REMOTE: ResourceType(
         COPY_TO_REMOTE,
         frozenset({"connection", "source", "remotePath", "triggers"}),
         create_copy,
+        update=update_copy,
     ),
 }

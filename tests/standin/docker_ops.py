@@ -80,7 +80,10 @@ def _delete_by_id(ctx: Context, rec: Record, remove: Callable[[Any, str], Any]) 
         return
     import docker
 
-    c = client(rec.state["host"], rec.state.get("sshOpts"), ctx.guard)
+    # Where its provider is now: an updated provider keeps its id and takes later operations,
+    # deletes included, to its new host.
+    host, ssh_opts = ctx.provider(rec.provider) or (rec.state["host"], rec.state.get("sshOpts"))
+    c = client(host, ssh_opts, ctx.guard)
     with contextlib.suppress(docker.errors.NotFound):
         remove(c, rec.state["id"])
 
@@ -98,6 +101,22 @@ def create_provider(
     ctx.add_provider(pid, inputs["host"], opts)
     rec.state = {"host": inputs["host"], "sshOpts": opts}
     return pid, inputs
+
+
+def update_provider(
+    ctx: Context, rec: Record, old: Record, inputs: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """A changed provider keeps its id: what uses it stays, and its later operations
+    (deletes included) go to the new host."""
+    raw_opts = inputs.get("sshOpts") or []
+    opts = json.loads(raw_opts) if isinstance(raw_opts, str) else list(raw_opts)
+    ctx.add_provider(old.id, inputs["host"], opts)
+    rec.state = {"host": inputs["host"], "sshOpts": opts}
+    return old.id, inputs
+
+
+def adopt_provider(ctx: Context, rec: Record) -> None:
+    ctx.add_provider(rec.id, rec.state["host"], list(rec.state.get("sshOpts") or []))
 
 
 # --- RemoteImage ----------------------------------------------------------------------------------
@@ -199,7 +218,11 @@ def delete_container(ctx: Context, rec: Record) -> None:
 
 TYPES: dict[str, ResourceType] = {
     DOCKER_PROVIDER: ResourceType(
-        DOCKER_PROVIDER, frozenset({"host", "version", "sshOpts"}), create_provider
+        DOCKER_PROVIDER,
+        frozenset({"host", "version", "sshOpts"}),
+        create_provider,
+        update=update_provider,
+        adopt=adopt_provider,
     ),
     REMOTE_IMAGE: ResourceType(
         REMOTE_IMAGE,

@@ -11,16 +11,9 @@ import concurrent.futures as cf
 
 from overlaylab.netrule import RouteGuard
 from tests.standin import docker_ops
-from tests.standin.engine import TYPES
+from tests.standin.engine import delete
 from tests.standin.ops import Context
 from tests.standin.state import Record
-
-
-def delete(ctx: Context, rec: Record) -> None:
-    """One resource's delete, as its type does it (components have none)."""
-    kind = TYPES.get(rec.type)
-    if kind is not None:
-        kind.delete(ctx, rec)
 
 
 def destroy(records: list[Record], workers: int = 8, guard: RouteGuard | None = None) -> list[str]:
@@ -28,7 +21,12 @@ def destroy(records: list[Record], workers: int = 8, guard: RouteGuard | None = 
 
     ``guard`` checks the route to every lab address a delete contacts (ssh stacks)."""
     try:
-        return _destroy(records, workers, Context(guard))
+        ctx = Context(guard)
+        for r in records:
+            # The providers as the state has them now (an update may have moved one).
+            if r.type == docker_ops.DOCKER_PROVIDER and r.id and r.state.get("host"):
+                ctx.add_provider(r.id, r.state["host"], list(r.state.get("sshOpts") or []))
+        return _destroy(records, workers, ctx)
     finally:
         docker_ops.TUNNELS.close()
 

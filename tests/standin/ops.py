@@ -2,7 +2,9 @@
 
 Each resource type it performs is one ``ResourceType`` in a table (``commands.TYPES``,
 ``docker_ops.TYPES``): the inputs it implements, ``create`` (run while the program registers
-the resource) and ``delete`` (run by destroy, from the Record alone). An operation gets what it
+the resource), ``update`` (run in its place when the diff says update), ``delete`` (run by
+destroy or after an update's program, from the Record alone) and ``adopt`` (what an unchanged
+resource of the last run needs known in this one). An operation gets what it
 needs beyond its resource from a ``Context``.
 """
 
@@ -51,6 +53,10 @@ class Context:
 Create = Callable[[Context, Record, dict[str, Any]], tuple[str, dict[str, Any]]]
 #: Deletes the resource described by its Record (the delete the provider would run).
 Delete = Callable[[Context, Record], None]
+#: Updates in place: the new Record, the old one (its state), the new inputs -> id, outputs.
+Update = Callable[[Context, Record, Record, dict[str, Any]], tuple[str, dict[str, Any]]]
+#: Makes an unchanged resource of an earlier run known to this run (a provider's host).
+Adopt = Callable[[Context, Record], None]
 
 
 def no_delete(ctx: Context, rec: Record) -> None:
@@ -59,6 +65,18 @@ def no_delete(ctx: Context, rec: Record) -> None:
 
 def no_placeholders(name: str) -> dict[str, Any]:
     return {}
+
+
+def update_state_only(
+    ctx: Context, rec: Record, old: Record, inputs: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """An update the provider makes in its state only (e.g. a container's ``mustRun``)."""
+    rec.state = {**old.state}
+    return old.id, {**old.outputs, **inputs}
+
+
+def no_adopt(ctx: Context, rec: Record) -> None:
+    """Most resources need nothing in this run's context to stay as they are."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +89,8 @@ class ResourceType:
     delete: Delete = no_delete
     #: Computed outputs that look plausible when the graph is only recorded (``perform=False``).
     placeholders: Callable[[str], dict[str, Any]] = no_placeholders
+    update: Update = update_state_only
+    adopt: Adopt = no_adopt
 
 
 def new_id(name: str) -> str:

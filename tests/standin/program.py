@@ -7,6 +7,7 @@ import asyncio
 import json
 import runpy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from tests.standin import docker_ops
 from tests.standin.engine import RealEngine, RecordingMonitor
 from tests.standin.executor import destroy
 from tests.standin.ops import ResourceFailed, UnsupportedResource
+from tests.standin.plan import Step
 from tests.standin.state import Record
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -50,8 +52,13 @@ class Run:
         """Each resource's declared inputs, by URN."""
         return self.engine.inputs
 
+    @property
+    def steps(self) -> list[Step]:
+        """The plan: a step per registered resource in registration order, then the deletes."""
+        return list(self.engine.planner.steps.values())
+
     def destroy(self) -> list[str]:
-        return destroy(self.engine.records, guard=self.engine.guard)
+        return destroy(self.engine.state(), guard=self.engine.guard)
 
 
 def run_program(
@@ -62,11 +69,18 @@ def run_program(
     perform: bool = True,
     guard: RouteGuard | None = None,
     secrets: dict[str, str] | None = None,
+    old: list[Record] | None = None,
+    on_step: Callable[[Step], None] | None = None,
 ) -> Run:
     """Run ``__main__.py`` with this config; never raises for the program's own errors.
 
-    ``perform=False`` records the graph without touching the machine (unit tests)."""
-    engine = RealEngine(preview=preview, state_file=state_file, perform=perform, guard=guard)
+    ``old`` is the stack's state from an earlier run: the run is then an update (or, with
+    ``preview``, its plan). ``perform=False`` records the graph without touching the machine
+    (unit tests)."""
+    engine = RealEngine(
+        preview=preview, state_file=state_file, perform=perform, guard=guard, old=old
+    )
+    engine.on_step = on_step
     _fresh_runtime(engine, stack, preview, raw_config, secrets or {})
     holder: dict[str, Any] = {}
 
@@ -79,6 +93,10 @@ def run_program(
     _quiet_reported_failures()
     try:
         _sync_await(run_pulumi_func(body))
+        # The engine deletes what left the program only once the program has finished.
+        errors = engine.finish()
+        if errors:
+            error = ResourceFailed("; ".join(errors))
     except BaseException as e:
         error = e
     finally:

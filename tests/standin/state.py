@@ -9,6 +9,7 @@ values never reach the file; private keys are referred to by id (see ``commands.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,14 @@ class Record:
     delete_before_replace: bool = False
     state: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    # What the engine keeps to diff the next update: the id, the inputs and outputs as
+    # declared (secrets as hashes), the property dependencies and the resource options.
+    id: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    prop_deps: dict[str, list[str]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    pending_delete: bool = False  # an old copy replaced create-first, not deleted yet
 
 
 def load(state_file: Path) -> list[Record]:
@@ -67,3 +76,31 @@ def unwrap(value: Any) -> Any:
     if isinstance(value, list):
         return [unwrap(v) for v in value]
     return value
+
+
+def for_state(value: Any) -> Any:
+    """A value as the state file keeps it and the diff compares it: a secret as a hash of its
+    value (never the value), a file archive as its path and a hash of its contents."""
+    if isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        digest = hashlib.sha256(json.dumps(unwrap(value), sort_keys=True).encode()).hexdigest()
+        return {"secret": digest[:16]}
+    if isinstance(value, dict):
+        return {k: for_state(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [for_state(v) for v in value]
+    path = getattr(value, "path", None)
+    if path is not None and type(value).__name__ in ("FileArchive", "FileAsset"):
+        return {"fileArchive": str(path), "sha256": tree_hash(Path(path))}
+    return value
+
+
+def tree_hash(path: Path) -> str:
+    """Names and contents of a file or directory (``__pycache__`` left out), as a digest."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if "__pycache__" in f.parts:
+            continue
+        h.update(str(f.relative_to(path) if f != path else f.name).encode() + b"\0")
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,218 @@
+"""etcd runtime reconfiguration: how a member founds, joins or leaves the cluster.
+
+A member's resource must not change when other hosts come or go (its inputs may not depend on
+the list of hosts), so a member decides at start, not in the program, how it becomes part of
+the cluster:
+
+- no member it knows of answers healthy: the cluster is being founded; start with
+  ``--initial-cluster-state new`` and the founding membership (static bootstrap, as the seed);
+- a healthy member answers: the cluster runs. If this member is not in its member list it is
+  added (``member add``) first; then it starts with ``--initial-cluster-state existing`` and the
+  membership of that moment. A member listed but never started (a slow founder) does the same.
+
+The founding membership is what the program knew when the member was created; etcd reads
+``--initial-cluster`` only to bootstrap an empty data dir and never again, which is why the
+program tells the engine to ignore later changes of it.
+
+Leaving: the member removes itself (``member remove``) while it still runs, so the remaining
+members shrink their quorum before it stops; a member that is alone, or a cluster without a
+quorum (the whole stack being destroyed), is simply stopped.
+
+Standard library only: this runs on real hosts with their system python3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from overlaylab.errors import EtcdError
+from overlaylab.etcd import EtcdClient
+
+ClientFor = Callable[[str], EtcdClient]  # client URL -> client (route guard, TLS, timeout)
+
+#: What makes a cluster this one: a change of any of them is a new, empty cluster.
+IDENTITY_KEYS = {
+    "token": "etcd.clusterToken",
+    "clientPort": "etcd.clientPort",
+    "peerPort": "etcd.peerPort",
+}
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    state: str  # "new" or "existing"
+    initial_cluster: str
+    how: str  # one line for the log: founded, joined, ...
+
+
+def parse_cluster(text: str) -> list[tuple[str, str]]:
+    """``name=url,name=url`` -> [(name, url)]; also accepts a JSON list of such pairs."""
+    text = text.strip()
+    if text.startswith("["):
+        return [(str(n), str(u)) for n, u in json.loads(text)]
+    pairs = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, url = item.partition("=")
+        if not sep or not name or not url:
+            raise EtcdError(f"initial cluster entry {item!r} is not name=peer-url")
+        pairs.append((name, url))
+    return pairs
+
+
+def client_url(peer_url: str, client_port: int) -> str:
+    """A member's client URL from its peer URL: same scheme and address, the client port."""
+    u = urllib.parse.urlsplit(peer_url)
+    return f"{u.scheme}://{u.hostname}:{client_port}"
+
+
+def find_running(
+    founding: list[tuple[str, str]], me: str, client_port: int, client_for: ClientFor
+) -> EtcdClient | None:
+    """The first other member that answers healthy, or None (the cluster is being founded)."""
+    for name, peer in founding:
+        if name == me:
+            continue
+        client = client_for(client_url(peer, client_port))
+        try:
+            if client.health():
+                return client
+        except EtcdError:
+            continue
+    return None
+
+
+def bootstrap(
+    *,
+    name: str,
+    peer_url: str,
+    founding: list[tuple[str, str]],
+    client_port: int,
+    client_for: ClientFor,
+    timeout: float = 60,
+) -> Bootstrap:
+    """How this member starts: found the cluster, or join the one that runs."""
+    running = find_running(founding, name, client_port, client_for)
+    if running is None:
+        return Bootstrap("new", _join(founding), "founding the cluster")
+    deadline = time.monotonic() + timeout
+    added = False
+    while True:
+        _, members = running.members()
+        if any(peer_url in m.get("peerURLs", []) for m in members):
+            break
+        try:
+            running.member_add([peer_url])
+            added = True
+        except EtcdError as e:
+            # etcd refuses a second unstarted member while it would cost the quorum; that
+            # member is another host joining now: wait for it to start.
+            if time.monotonic() > deadline:
+                raise EtcdError(
+                    f"etcd member {name} could not be added to the running cluster at "
+                    f"{running.endpoint} in {timeout:.0f}s: {e}"
+                ) from None
+            time.sleep(1)
+    current = [(_name(m, name, peer_url), u) for m in members for u in m.get("peerURLs", [])]
+    how = "added to the running cluster" if added else "listed in the running cluster"
+    return Bootstrap("existing", _join(current), f"{how} at {running.endpoint}")
+
+
+def _all_healthy(urls: list[str], client_for: ClientFor) -> bool:
+    try:
+        return bool(urls) and all(client_for(u).health() for u in urls)
+    except EtcdError:
+        return False
+
+
+def _name(member: dict[str, object], me: str, peer_url: str) -> str:
+    """A member's name; one added but not started yet has none: name it by its id."""
+    if member.get("name"):
+        return str(member["name"])
+    if peer_url in (member.get("peerURLs") or []):  # type: ignore[operator]
+        return me
+    return f"unstarted-{member.get('ID', '')}"
+
+
+def _join(pairs: list[tuple[str, str]]) -> str:
+    return ",".join(f"{n}={u}" for n, u in pairs)
+
+
+def leave(*, name: str, own: EtcdClient, client_for: ClientFor, timeout: float = 20) -> str:
+    """Remove this member from its cluster while it runs; returns what happened, one line.
+
+    Never raises for a cluster that cannot take the change (no quorum, last member): the
+    member is stopped and its data removed in any case, as a teardown must."""
+    try:
+        _, members = own.members()
+    except EtcdError as e:
+        return f"not removed from the cluster (its member list is unreadable: {e})"
+    me = [m for m in members if m.get("name") == name]
+    others = [m for m in members if m.get("name") != name]
+    if not me:
+        return "not a member any more"
+    if not others:
+        return "the last member: nothing to remove it from"
+    member_id = str(me[0].get("ID", ""))
+    urls = [u for m in others for u in m.get("clientURLs", [])]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            own.member_remove(member_id)
+            break
+        except EtcdError as e:
+            # etcd refuses a removal until the members that remain have been connected for a
+            # while (its strict reconfiguration check): worth waiting for while they all
+            # answer, pointless once one of them is gone (the whole stack is going down).
+            if time.monotonic() > deadline or not _all_healthy(urls, client_for):
+                return f"not removed from the cluster: {e}"
+            time.sleep(0.5)
+    # The remaining members, through one of them: healthy and without this member.
+    problem = "not asked"
+    while time.monotonic() < deadline:
+        for url in urls:
+            try:
+                peer = client_for(url)
+                _, now = peer.members()
+                if peer.health() and all(m.get("name") != name for m in now):
+                    names = sorted(m.get("name", "") for m in now)
+                    return (
+                        f"removed from the cluster; {len(now)} remain healthy: {', '.join(names)}"
+                    )
+                problem = f"{url} still lists it or is not healthy"
+            except EtcdError as e:
+                problem = str(e)
+        time.sleep(0.5)
+    return f"removed from the cluster, but the rest is not healthy after {timeout:.0f}s: {problem}"
+
+
+def cluster_identity(token: str, client_port: int, peer_port: int, previous: str) -> str:
+    """The cluster's identity as JSON, refusing a change of it from ``previous`` (the last
+    run's output: pulumi-command passes it in PULUMI_COMMAND_STDOUT on an update).
+
+    etcd keeps a cluster's token for good and Docker its endpoints: a new token or port means
+    a new, empty cluster, and with it the loss of every key Docker wrote (the network, its
+    endpoints). Members updated in place would instead refuse their data dirs half-way."""
+    now = {"token": token, "clientPort": client_port, "peerPort": peer_port}
+    try:
+        before = json.loads(previous) if previous.strip() else None
+    except ValueError:
+        before = None
+    if isinstance(before, dict):
+        changed = [k for k in IDENTITY_KEYS if k in before and before[k] != now[k]]
+        if changed:
+            what = ", ".join(f"{IDENTITY_KEYS[k]} {before[k]!r} -> {now[k]!r}" for k in changed)
+            raise EtcdError(
+                f"{what}: that is a new etcd cluster, and every key Docker wrote (the network, "
+                f"its endpoints) would be lost; put it back, or destroy the stack and bring it "
+                f"up again with the new value"
+            )
+    return json.dumps(now, sort_keys=True)
+
+
+def previous_output() -> str:
+    return os.environ.get("PULUMI_COMMAND_STDOUT", "")

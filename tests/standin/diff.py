@@ -1,0 +1,319 @@
+"""The providers' diff rules and the engine's resource options, as ENGINE.md reads them.
+
+For a resource that already exists in the stack's state, the engine asks its provider to diff
+the old inputs against the new ones. The answer is one of three:
+
+- ``same``: nothing runs, the old id and outputs stand;
+- ``update``: the provider updates in place (pulumi-command re-runs ``update``, or ``create``);
+- ``replace``: a new resource is created and the old one deleted, create-before-delete unless
+  the provider or the resource asks for delete-before-replace.
+
+The rules below are per resource type and input name, from pulumi-command 1.2.1 (its ``infer``
+default diff) and pulumi-docker 5.x (the Terraform provider's ForceNew flags). An input the
+table does not name is refused: guessing would make the plan lie.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pulumi.runtime import rpc
+
+COMMAND = "command:local:Command"
+REMOTE_COMMAND = "command:remote:Command"
+COPY_TO_REMOTE = "command:remote:CopyToRemote"
+DOCKER_PROVIDER = "pulumi:providers:docker"
+REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
+NETWORK = "docker:index/network:Network"
+CONTAINER = "docker:index/container:Container"
+
+UNKNOWN = rpc.UNKNOWN  # a value computed later (preview): it always counts as a change
+
+Kind = Literal["create", "same", "update", "replace", "delete"]
+
+
+class UnmodeledChange(Exception):
+    """An input or option whose effect on an existing resource the stand-in does not model."""
+
+
+@dataclass(frozen=True)
+class TypeRules:
+    replaces: frozenset[str] | None  # inputs whose change replaces; None: every input
+    updates: frozenset[str]  # inputs updated in place
+    always_delete_before_replace: bool = False  # the provider asks for it
+
+
+_COMMAND_UPDATES = frozenset(
+    {
+        "create",
+        "update",
+        "delete",
+        "environment",
+        "stdin",
+        "logging",
+        "addPreviousOutputInEnv",
+        "dir",
+        "interpreter",
+    }
+)
+
+RULES: dict[str, TypeRules] = {
+    COMMAND: TypeRules(frozenset({"triggers"}), _COMMAND_UPDATES),
+    REMOTE_COMMAND: TypeRules(frozenset({"triggers"}), _COMMAND_UPDATES | {"connection"}),
+    COPY_TO_REMOTE: TypeRules(
+        frozenset({"triggers"}), frozenset({"source", "remotePath", "connection"})
+    ),
+    # Every provider setting updates the provider in place; it keeps its id.
+    DOCKER_PROVIDER: TypeRules(frozenset(), frozenset({"host", "sshOpts", "version"})),
+    REMOTE_IMAGE: TypeRules(
+        frozenset({"name", "platform", "triggers", "pullTriggers"}),
+        frozenset({"keepLocally", "forceRemove"}),
+    ),
+    NETWORK: TypeRules(None, frozenset()),
+    CONTAINER: TypeRules(
+        frozenset(
+            {
+                "name",
+                "image",
+                "networksAdvanced",
+                "command",
+                "hostname",
+                "labels",
+                "envs",
+                "ports",
+                "volumes",
+                "mounts",
+                "entrypoint",
+                "user",
+            }
+        ),
+        frozenset(
+            {
+                "mustRun",
+                "restart",
+                "memory",
+                "memorySwap",
+                "cpuShares",
+                "rm",
+                "wait",
+                "start",
+                "logs",
+            }
+        ),
+        always_delete_before_replace=True,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    """The resource options that change what the engine does with an existing resource."""
+
+    delete_before_replace: bool = False
+    replace_on_changes: tuple[str, ...] = ()
+    ignore_changes: tuple[str, ...] = ()
+    retain_on_delete: bool = False
+    deleted_with: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "deleteBeforeReplace": self.delete_before_replace,
+            "replaceOnChanges": list(self.replace_on_changes),
+            "ignoreChanges": list(self.ignore_changes),
+            "retainOnDelete": self.retain_on_delete,
+            "deletedWith": self.deleted_with,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any] | None) -> Options:
+        d = d or {}
+        return cls(
+            delete_before_replace=bool(d.get("deleteBeforeReplace")),
+            replace_on_changes=tuple(d.get("replaceOnChanges") or ()),
+            ignore_changes=tuple(d.get("ignoreChanges") or ()),
+            retain_on_delete=bool(d.get("retainOnDelete")),
+            deleted_with=d.get("deletedWith") or "",
+        )
+
+
+def options_from_request(request: Any) -> Options:
+    """The options of a RegisterResource request; refuses the ones the stand-in does not model
+    (``MockResourceArgs`` carries none, so they are read from the request itself)."""
+    refused = []
+    if request.protect:
+        refused.append("protect")
+    if request.importId:
+        refused.append("import")
+    if list(request.aliasURNs) or list(request.aliases):
+        refused.append("aliases")
+    if request.HasField("customTimeouts") and (
+        request.customTimeouts.create
+        or request.customTimeouts.update
+        or request.customTimeouts.delete
+    ):
+        refused.append("custom_timeouts")
+    if request.HasField("replacement_trigger"):
+        refused.append("replacement_trigger")
+    if list(request.replace_with):
+        refused.append("replace_with")
+    if request.HasField("hooks") and any(
+        list(getattr(request.hooks, f.name)) for f in request.hooks.DESCRIPTOR.fields
+    ):
+        refused.append("hooks")
+    if refused:
+        raise UnmodeledChange(
+            f"{request.type} ({request.name}) uses resource options the stand-in does not "
+            f"model: {', '.join(refused)}"
+        )
+    return Options(
+        delete_before_replace=bool(request.deleteBeforeReplace),
+        replace_on_changes=tuple(request.replaceOnChanges),
+        ignore_changes=tuple(request.ignoreChanges),
+        retain_on_delete=bool(request.retainOnDelete),
+        deleted_with=request.deletedWith or "",
+    )
+
+
+@dataclass(frozen=True)
+class Diff:
+    kind: Kind
+    changed: tuple[str, ...] = ()  # input names whose value differs (sorted)
+    replace_reasons: tuple[str, ...] = ()  # the subset (or "provider") that forces replace
+    delete_before_replace: bool = False
+    inputs: dict[str, Any] = field(default_factory=dict)  # new inputs after ignore_changes
+
+    @property
+    def symbol(self) -> str:
+        return SYMBOLS[self.kind]
+
+
+SYMBOLS: dict[Kind, str] = {
+    "create": "+",
+    "same": " ",
+    "update": "~",
+    "replace": "+-",
+    "delete": "-",
+}
+
+
+def has_unknown(value: Any) -> bool:
+    if isinstance(value, str):
+        return value == UNKNOWN
+    if isinstance(value, Mapping):
+        return any(has_unknown(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(has_unknown(v) for v in value)
+    return False
+
+
+def _path(path: str) -> list[str]:
+    """``environment.FOO`` or ``environment["FOO"]`` -> ["environment", "FOO"]."""
+    parts: list[str] = []
+    for chunk in path.replace('"]', "").replace("']", "").replace("[", ".").split("."):
+        chunk = chunk.strip("\"'")
+        if chunk:
+            parts.append(chunk)
+    return parts
+
+
+def apply_ignore_changes(
+    old: Mapping[str, Any], new: Mapping[str, Any], paths: Iterable[str]
+) -> dict[str, Any]:
+    """The new inputs with each ignored path holding its old value, as the engine does."""
+    result = json.loads(json.dumps(dict(new), default=str))
+    for path in paths:
+        keys = _path(path)
+        if not keys:
+            continue
+        src: Any = old
+        for k in keys:
+            src = src.get(k, _MISSING) if isinstance(src, Mapping) else _MISSING
+            if src is _MISSING:
+                break
+        dst: Any = result
+        for k in keys[:-1]:
+            if not isinstance(dst, dict):
+                dst = None
+                break
+            dst = dst.setdefault(k, {})
+        if not isinstance(dst, dict):
+            continue
+        if src is _MISSING:
+            dst.pop(keys[-1], None)
+        else:
+            dst[keys[-1]] = json.loads(json.dumps(src, default=str))
+    return result
+
+
+_MISSING = object()
+
+
+def _norm(value: Any) -> Any:
+    """Values as the provider compares them: unset, None and empty collections are alike."""
+    if value in (None, [], {}, ""):
+        return None
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def changed_inputs(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    keys = set(old) | set(new)
+    return sorted(
+        k for k in keys if has_unknown(new.get(k)) or _norm(old.get(k)) != _norm(new.get(k))
+    )
+
+
+def diff(
+    typ: str,
+    old_inputs: Mapping[str, Any],
+    new_inputs: Mapping[str, Any],
+    options: Options,
+    *,
+    provider_changed: bool = False,
+    name: str = "",
+) -> Diff:
+    """The engine's step for an existing custom resource: same, update or replace."""
+    rules = RULES.get(typ)
+    if rules is None:
+        raise UnmodeledChange(f"{typ} ({name}): the stand-in has no diff rules for this type")
+    inputs = apply_ignore_changes(old_inputs, new_inputs, options.ignore_changes)
+    changed = changed_inputs(old_inputs, inputs)
+    unknown = [
+        k
+        for k in changed
+        if rules.replaces is not None and k not in rules.replaces and k not in rules.updates
+    ]
+    if unknown:
+        raise UnmodeledChange(
+            f"{typ} ({name}): a change of {', '.join(unknown)} is not modelled by the stand-in"
+        )
+    forced = set(options.replace_on_changes)
+    reasons = [
+        k
+        for k in changed
+        if rules.replaces is None or k in rules.replaces or k in forced or "*" in forced
+    ]
+    if provider_changed:
+        reasons.append("provider")
+    dbr = (
+        rules.always_delete_before_replace
+        or options.delete_before_replace
+        # The Terraform bridge marks a Network with an explicit name delete-before-replace:
+        # two networks of one name cannot exist at once.
+        or (typ == NETWORK and bool(inputs.get("name")))
+    )
+    if reasons:
+        kind: Kind = "replace"
+    elif changed:
+        kind = "update"
+    else:
+        kind = "same"
+    return Diff(kind, tuple(changed), tuple(reasons), dbr, inputs)
+
+
+def show(value: Any, width: int = 90) -> str:
+    """A value as the plan prints it: compact JSON, unknowns as ``output<string>``."""
+    text = json.dumps(value, sort_keys=True, default=str).replace(f'"{UNKNOWN}"', "output<string>")
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -1,0 +1,129 @@
+"""Runtime reconfiguration against real etcd members on loopback addresses (127.0.0.x).
+
+Each member gets its own loopback address with the stack's ports, as hosts do on the lab's
+segment: found a cluster of two, add a third while it runs, remove one, and a removal from a
+cluster without quorum that must not hang.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from overlaylab.errors import EtcdError
+from overlaylab.etcd import EtcdClient
+from overlaylab.membership import Bootstrap, bootstrap, client_url, leave, parse_cluster
+
+CLIENT, PEER = 23790, 23800
+pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd is not installed")
+
+
+def addr(i: int) -> str:
+    return f"127.0.0.{20 + i}"
+
+
+def peer(i: int) -> str:
+    return f"http://{addr(i)}:{PEER}"
+
+
+def client(url: str) -> EtcdClient:
+    return EtcdClient(url, None, timeout=2)
+
+
+class Members:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, i: int, b: Bootstrap) -> None:
+        name = f"m{i}"
+        log = (self.root / f"{name}.log").open("wb")
+        self.procs[name] = subprocess.Popen(
+            ["etcd", "--name", name, "--data-dir", str(self.root / name),
+             "--listen-peer-urls", peer(i), "--initial-advertise-peer-urls", peer(i),
+             "--listen-client-urls", f"http://{addr(i)}:{CLIENT}",
+             "--advertise-client-urls", f"http://{addr(i)}:{CLIENT}",
+             "--initial-cluster-token", "t", "--initial-cluster", b.initial_cluster,
+             "--initial-cluster-state", b.state, "--enable-v2=true"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def healthy(self, i: int, timeout: float = 30) -> list[str]:
+        c = client(f"http://{addr(i)}:{CLIENT}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if c.health():
+                    return sorted(m.get("name", "") for m in c.members()[1])
+            except EtcdError:
+                pass
+            time.sleep(0.2)
+        logs = {n: (self.root / f"{n}.log").read_text()[-600:] for n in self.procs}
+        raise AssertionError(f"m{i} not healthy after {timeout}s: {logs}")
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            p.kill()
+            p.wait()
+
+
+@pytest.fixture
+def members() -> Iterator[Members]:
+    root = Path(tempfile.mkdtemp(prefix="membership-"))
+    m = Members(root)
+    try:
+        yield m
+    finally:
+        m.stop_all()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_founders_start_new_a_late_host_is_added_and_a_leaver_removes_itself(
+    members: Members,
+) -> None:
+    founding = [("m1", peer(1)), ("m2", peer(2))]
+    plans = [
+        bootstrap(name=f"m{i}", peer_url=peer(i), founding=founding, client_port=CLIENT,
+                  client_for=client)
+        for i in (1, 2)
+    ]  # fmt: skip
+    assert [p.state for p in plans] == ["new", "new"]
+    for i, p in zip((1, 2), plans, strict=True):
+        members.start(i, p)
+    assert members.healthy(1) == ["m1", "m2"]
+
+    # Day two: the program knows three hosts; the new one finds the running cluster.
+    plan = bootstrap(
+        name="m3", peer_url=peer(3), founding=[*founding, ("m3", peer(3))],
+        client_port=CLIENT, client_for=client,
+    )  # fmt: skip
+    assert plan.state == "existing" and "added" in plan.how
+    assert sorted(parse_cluster(plan.initial_cluster)) == [
+        ("m1", peer(1)), ("m2", peer(2)), ("m3", peer(3))
+    ]  # fmt: skip
+    members.start(3, plan)
+    assert members.healthy(3) == ["m1", "m2", "m3"]
+
+    # The first host leaves: it removes itself while it runs; two remain healthy.
+    said = leave(name="m1", own=client(client_url(peer(1), CLIENT)), client_for=client)
+    assert said.startswith("removed from the cluster; 2 remain healthy"), said
+    assert members.healthy(2) == ["m2", "m3"]
+
+
+def test_leaving_a_cluster_without_quorum_stops_without_hanging(members: Members) -> None:
+    founding = [("m1", peer(1)), ("m2", peer(2))]
+    for i in (1, 2):
+        members.start(i, Bootstrap("new", ",".join(f"{n}={u}" for n, u in founding), ""))
+    assert members.healthy(1) == ["m1", "m2"]
+    members.procs["m2"].kill()
+    members.procs["m2"].wait()
+    start = time.monotonic()
+    said = leave(name="m1", own=client(client_url(peer(1), CLIENT)), client_for=client)
+    assert said.startswith("not removed from the cluster"), said
+    assert time.monotonic() - start < 30
