@@ -82,7 +82,11 @@ class FaultLab:
         inputs = self.run.inputs[rec.urn]
         env = {**os.environ, **(inputs.get("environment") or {})}
         res = subprocess.run(
-            ["/bin/sh", "-c", inputs["create"]], env=env, capture_output=True, text=True
+            ["/bin/sh", "-c", inputs["create"]],
+            env=env,
+            input=inputs.get("stdin") or "",  # as pulumi-command passes it
+            capture_output=True,
+            text=True,
         )
         assert res.returncode == 0, f"{resource} again: {res.stderr}"
 

@@ -163,6 +163,7 @@ def test_running_every_create_again_is_harmless(lab: Lab) -> None:
             res = subprocess.run(
                 ["/bin/sh", "-c", inputs["create"]],
                 env=_env(inputs),
+                input=inputs.get("stdin") or "",  # as pulumi-command passes it
                 capture_output=True,
                 text=True,
                 check=False,
