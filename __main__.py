@@ -28,6 +28,8 @@ from components import (
     RemoteHostCommands,
     RemoteHosts,
     RemoteHostsArgs,
+    SerfMesh,
+    SerfMeshArgs,
     TestContainers,
     TestContainersArgs,
     Validation,
@@ -124,23 +126,31 @@ etcd = EtcdCluster(
     ),
 )
 
-engines = {
-    h.name: DockerEngine(
-        f"docker-{h.name}",
-        DockerEngineArgs(
-            hostname=h.name,
-            cluster_store=cfg.cluster_store(h),
-            advertise=cfg.advertise(h),
-            etcd_endpoint=cfg.client_url(h),
-            docker_host=cfg.docker_host(h),
-            commands=commands,
-            store_ready=etcd.healthy,
-            ssh_opts=tuple(cfg.ssh_opts()) if cfg.transport == "ssh" else (),
-            provider_ready=provider_ready,
-        ),
+engine_args = {
+    h.name: DockerEngineArgs(
+        hostname=h.name,
+        cluster_store=cfg.cluster_store(h),
+        advertise=cfg.advertise(h),
+        etcd_endpoint=cfg.client_url(h),
+        docker_host=cfg.docker_host(h),
+        commands=commands,
+        store_ready=etcd.healthy,
+        ssh_opts=tuple(cfg.ssh_opts()) if cfg.transport == "ssh" else (),
+        provider_ready=provider_ready,
     )
     for h in cfg.hosts
 }
+engines = {n: DockerEngine(f"docker-{n}", a) for n, a in engine_args.items()}
+# Joined the store is not joined to each other: serf between the daemons must be whole before
+# any container is announced (see SerfMesh).
+serf = SerfMesh(
+    "serf",
+    SerfMeshArgs(
+        engines=tuple(engine_args.values()),
+        daemons=tuple(e.daemon for e in engines.values()),
+        commands=commands,
+    ),
+)
 
 overlay = OverlayNetwork(
     "overlay",
@@ -150,7 +160,7 @@ overlay = OverlayNetwork(
         gateway=cfg.gateway,
         mtu=cfg.mtu,
         docker_host=cfg.docker_host(cfg.hosts[0]),
-        engines_joined=[e.daemon for e in engines.values()],
+        engines_joined=[*(e.daemon for e in engines.values()), *serf.checks.values()],
         ssh_opts=tuple(cfg.ssh_opts()) if cfg.transport == "ssh" else (),
         provider_ready=provider_ready,
     ),

@@ -1,6 +1,6 @@
 """Pulumi component resources of the overlay lab, one family per module."""
 
-from components.docker_engine import DockerEngine, DockerEngineArgs
+from components.docker_engine import DockerEngine, DockerEngineArgs, SerfMesh, SerfMeshArgs
 from components.etcd_cluster import EtcdCluster, EtcdClusterArgs, EtcdMemberSpec
 from components.host_commands import HostCommands, LocalHostCommands, RemoteHostCommands
 from components.local_hosts import LocalHosts, LocalHostsArgs, LocalHostSpec
@@ -32,6 +32,8 @@ __all__ = [
     "RemoteHostCommands",
     "RemoteHosts",
     "RemoteHostsArgs",
+    "SerfMesh",
+    "SerfMeshArgs",
     "TestContainers",
     "TestContainersArgs",
     "Validation",

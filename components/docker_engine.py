@@ -69,3 +69,51 @@ class DockerEngine(pulumi.ComponentResource):
         self.docker_host = pulumi.Output.from_input(args.docker_host)
         self.advertise = pulumi.Output.from_input(args.advertise)
         self.register_outputs({"dockerHost": self.docker_host, "advertise": self.advertise})
+
+
+@dataclass(frozen=True)
+class SerfMeshArgs:
+    engines: tuple[DockerEngineArgs, ...]
+    """Every host's engine: its name, advertise address and etcd endpoint."""
+    daemons: tuple[pulumi.Resource, ...]
+    """Every host's dockerd: the check starts once all of them have joined the store."""
+    commands: HostCommands
+
+
+class SerfMesh(pulumi.ComponentResource):
+    """Every daemon's serf knows every host, before any network or container exists.
+
+    Docker 20.10 learns remote containers only through serf, and each daemon joins serf once,
+    to one neighbour, without retry; daemons started together can leave one of them alone
+    for good (see overlaylab.hosts.serf). Each host's check waits for its serf to have seen every
+    other host and re-announces the host in the store until it has."""
+
+    checks: dict[str, pulumi.CustomResource]
+    """Per host: completes once that daemon's serf has seen every other host join."""
+
+    def __init__(
+        self, name: str, args: SerfMeshArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("overlay-etcd:docker:SerfMesh", name, None, opts)
+        cmd = args.commands
+        peers = [arg for e in args.engines for arg in ("--peer", e.advertise.rsplit(":", 1)[0])]
+        self.checks = {
+            e.hostname: cmd.command(
+                f"{name}-{e.hostname}",
+                [
+                    "serf-mesh",
+                    "--hostname",
+                    e.hostname,
+                    "--advertise",
+                    e.advertise,
+                    "--etcd-endpoint",
+                    e.etcd_endpoint,
+                    *peers,
+                    *cmd.placement(e.hostname),
+                ],
+                host=e.hostname,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.daemons)),
+            )
+            for e in args.engines
+        }
+        self.register_outputs({})

@@ -154,14 +154,35 @@ class LabConfig:
 
 
 def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConfig:
-    """Validate a stack's raw config (keys of :data:`KEYS`) and return the lab's plain values."""
+    """Validate a stack's raw config (keys of :data:`KEYS`) and return the lab's plain values.
+
+    One small function per section, called in the order their errors are reported."""
     where = f"in {stack_file}"
     lab = _mapping(raw.get("lab") or {}, "lab", where)
     etcd = _mapping(raw.get("etcd") or {}, "etcd", where)
     docker = _mapping(raw.get("docker") or {}, "docker", where)
     network = _mapping(raw.get("network") or {}, "network", where)
     image = _mapping(raw.get("image") or {}, "image", where)
+    fields: dict[str, Any] = _lab_identity(lab, where)
+    fields |= _ssh(raw, fields["lab_id"], fields["transport"], where)
+    segment = _network(lab.get("segment", "192.168.205.0/24"), "lab.segment", where)
+    hosts = _hosts(raw.get("hosts"), segment, where)
+    fields |= _lab_bridge(lab, fields["lab_id"], fields["transport"], segment, hosts, where)
+    fields |= _etcd(etcd, where)
+    fields |= _docker(docker, etcd, where)
+    fields |= _overlay(network, segment, where)
+    containers = _containers(raw.get("containers") or [], hosts, where)
+    fields |= _image(image, where)
+    return LabConfig(
+        segment=segment,
+        hosts=tuple(hosts),
+        containers=tuple(containers),
+        warnings=tuple(_warnings(hosts)),
+        **fields,
+    )
 
+
+def _lab_identity(lab: Mapping[str, Any], where: str) -> dict[str, Any]:
     lab_id = str(lab.get("id", "seed"))
     if not _LAB_ID.match(lab_id):
         raise ConfigError(
@@ -172,6 +193,10 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
         raise ConfigError(
             f"lab.transport {transport!r} is not supported: use 'local' or 'ssh' ({where})"
         )
+    return {"lab_id": lab_id, "transport": transport}
+
+
+def _ssh(raw: Mapping[str, Any], lab_id: str, transport: str, where: str) -> dict[str, Any]:
     ssh = _mapping(raw.get("ssh") or {}, "ssh", where)
     ssh_user = str(ssh.get("user", "root"))
     if not re.match(r"^[a-z_][a-z0-9_-]*$", ssh_user):
@@ -190,9 +215,10 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
                 f"sshPrivateKey does not look like a private key (no 'PRIVATE KEY' armour): set "
                 f"it from the key file itself, e.g. < ~/.ssh/id_ed25519 ({where})"
             )
-    segment = _network(lab.get("segment", "192.168.205.0/24"), "lab.segment", where)
+    return {"ssh_user": ssh_user, "ssh_port": ssh_port, "identity_file": identity_file}
 
-    hosts_raw = raw.get("hosts")
+
+def _hosts(hosts_raw: Any, segment: ipaddress.IPv4Network, where: str) -> list[Host]:
     if not isinstance(hosts_raw, Sequence) or isinstance(hosts_raw, str) or not hosts_raw:
         raise ConfigError(
             f"hosts is empty: list at least one host as {{name, address}} under hosts ({where})"
@@ -215,7 +241,17 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
         hosts.append(Host(name, str(addr)))
     _unique([h.name for h in hosts], "host name", "hosts[].name", where)
     _unique([h.address for h in hosts], "host address", "hosts[].address", where)
+    return hosts
 
+
+def _lab_bridge(
+    lab: Mapping[str, Any],
+    lab_id: str,
+    transport: str,
+    segment: ipaddress.IPv4Network,
+    hosts: list[Host],
+    where: str,
+) -> dict[str, Any]:
     bridge_address = _address(
         lab.get("bridgeAddress", str(next(segment.hosts()))), "lab.bridgeAddress", where
     )
@@ -245,12 +281,24 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
             f"lab.stateDir {state_dir!r} must be an absolute path of at most 40 characters "
             f"(sockets below it have a 108-byte limit) ({where})"
         )
+    return {
+        "bridge": bridge,
+        "bridge_address": str(bridge_address),
+        "state_dir": state_dir.rstrip("/"),
+    }
 
+
+def _etcd(etcd: Mapping[str, Any], where: str) -> dict[str, Any]:
     token = str(etcd.get("clusterToken", "etcd-cluster"))
     client_port = _port(etcd.get("clientPort", 2379), "etcd.clientPort", where)
     peer_port = _port(etcd.get("peerPort", 2380), "etcd.peerPort", where)
     if client_port == peer_port:
         raise ConfigError(f"etcd.clientPort and etcd.peerPort are both {client_port} ({where})")
+    return {"etcd_token": token, "etcd_client_port": client_port, "etcd_peer_port": peer_port}
+
+
+def _docker(docker: Mapping[str, Any], etcd: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The daemons' side of the store: their advertise port, TLS to etcd, which members."""
     advertise_port = _port(docker.get("advertisePort", 2375), "docker.advertisePort", where)
     etcd_tls = etcd.get("tls", False)
     if not isinstance(etcd_tls, bool):
@@ -261,7 +309,16 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
             f"docker.storeEndpoints {store_endpoints!r} must be 'own' (each daemon uses its "
             f"host's member, as in the seed) or 'all' (every member, for HA) ({where})"
         )
+    return {
+        "advertise_port": advertise_port,
+        "etcd_tls": etcd_tls,
+        "store_all": store_endpoints == "all",
+    }
 
+
+def _overlay(
+    network: Mapping[str, Any], segment: ipaddress.IPv4Network, where: str
+) -> dict[str, Any]:
     net_name = str(network.get("name", "demo"))
     if not _CONTAINER.match(net_name):
         raise ConfigError(f"network.name {net_name!r} is not a valid Docker network name ({where})")
@@ -288,9 +345,12 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
         mtu = _int(mtu_raw, "network.mtu", where)
         if not 576 <= mtu <= 9000:
             raise ConfigError(f"network.mtu {mtu} must be between 576 and 9000 ({where})")
+    return {"network_name": net_name, "subnet": subnet, "gateway": str(gateway), "mtu": mtu}
 
+
+def _containers(items: Any, hosts: list[Host], where: str) -> list[Container]:
     containers: list[Container] = []
-    for i, item in enumerate(raw.get("containers") or []):
+    for i, item in enumerate(items):
         c = _mapping(item, f"containers[{i}]", where)
         name = str(c.get("name", ""))
         if not _CONTAINER.match(name):
@@ -308,50 +368,29 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
         "containers[].name (a name is unique across the whole overlay)",
         where,
     )
+    return containers
 
+
+def _image(image: Mapping[str, Any], where: str) -> dict[str, Any]:
     image_name = str(image.get("name", "busybox:latest"))
     image_source = str(image.get("source", "import"))
     if image_source not in ("import", "pull"):
         raise ConfigError(f"image.source {image_source!r} must be 'import' or 'pull' ({where})")
+    return {"image": image_name, "image_source": image_source}
 
-    warnings: list[str] = []
+
+def _warnings(hosts: list[Host]) -> list[str]:
     if len(hosts) == 2:
-        warnings.append(
+        return [
             "a 2-member etcd cluster tolerates no member failure (quorum is 2 of 2); "
             "use 3 hosts to tolerate one"
-        )
-    elif len(hosts) % 2 == 0:
-        warnings.append(
+        ]
+    if len(hosts) % 2 == 0:
+        return [
             f"an etcd cluster of {len(hosts)} members tolerates no more failures than one of "
             f"{len(hosts) - 1}"
-        )
-
-    return LabConfig(
-        lab_id=lab_id,
-        transport=transport,
-        segment=segment,
-        bridge=bridge,
-        bridge_address=str(bridge_address),
-        state_dir=state_dir.rstrip("/"),
-        hosts=tuple(hosts),
-        etcd_token=token,
-        etcd_client_port=client_port,
-        etcd_peer_port=peer_port,
-        advertise_port=advertise_port,
-        network_name=net_name,
-        subnet=subnet,
-        gateway=str(gateway),
-        mtu=mtu,
-        containers=tuple(containers),
-        image=image_name,
-        image_source=image_source,
-        etcd_tls=etcd_tls,
-        store_all=store_endpoints == "all",
-        ssh_user=ssh_user,
-        ssh_port=ssh_port,
-        identity_file=identity_file,
-        warnings=tuple(warnings),
-    )
+        ]
+    return []
 
 
 def _mapping(value: Any, what: str, where: str) -> Mapping[str, Any]:

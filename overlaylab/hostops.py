@@ -73,6 +73,13 @@ HOST_VERBS: dict[str, Callable[[Host, Args], None]] = {
     "docker-down": lambda h, a: h.docker_down(
         hostname=a.hostname, advertise=a.advertise, etcd_endpoint=a.etcd_endpoint
     ),
+    "serf-mesh": lambda h, a: h.serf_mesh(
+        hostname=a.hostname,
+        advertise=a.advertise,
+        etcd_endpoint=a.etcd_endpoint,
+        peers=a.peer,
+        timeout=a.timeout,
+    ),
     "image-import": lambda h, a: h.image_import(hostname=a.hostname, image=a.image),
     "image-remove": lambda h, a: h.image_remove(hostname=a.hostname, image=a.image),
 }
@@ -147,6 +154,10 @@ def _host_verbs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         _required(d, "--hostname", "--advertise", "--etcd-endpoint")
         if verb == "docker-up":
             d.add_argument("--cluster-store", required=True)
+    m = sub.add_parser("serf-mesh", help="wait until dockerd's serf knows every host")
+    _required(m, "--hostname", "--advertise", "--etcd-endpoint")
+    m.add_argument("--peer", action="append", required=True, help="every host's address")
+    m.add_argument("--timeout", type=float, default=60)
     for verb in ("image-import", "image-remove"):
         _required(sub.add_parser(verb), "--hostname", "--image")
     for verb, p in sub.choices.items():

@@ -59,6 +59,7 @@ def test_adding_a_host_creates_it_and_leaves_every_member_daemon_network_contain
         "test-docker-node3-import",
         "test-docker-node3-image",
         "test-test3",
+        "serf-docker-node3",
     }
     for name in (
         "lab-docker-node1", "lab-docker-node2", "etcd-docker-node1", "etcd-docker-node2",
@@ -70,6 +71,7 @@ def test_adding_a_host_creates_it_and_leaves_every_member_daemon_network_contain
     # What checks the whole lab re-runs with the new membership: the gate and the validator.
     assert steps["etcd-healthy"].kind == "update"
     assert steps["validate-run"].kind in ("update", "replace")
+    assert steps["serf-docker-node1"].kind == "update"  # the serf check lists every host
     assert kinds(steps, "delete") == set()
 
 
@@ -98,6 +100,7 @@ def test_removing_a_host_deletes_what_was_on_it_and_keeps_the_network(
         f"test-{gone}-import",
         f"test-{gone}-image",
         f"test-{gone_container}",
+        f"serf-{gone}",
     }
     # The first host managed the network: its provider moves to the next daemon in place.
     assert steps["overlay-docker"].kind == ("update" if leaving == 0 else "same")

@@ -26,11 +26,12 @@ def test_seed_stack_declares_the_whole_lab(record_graph: Any, seed_config: dict[
     }
     # preflight, bridge, 2 namespaces, 2 etcd members, health gate, 2 dockerd, 2 imports, validator
     # a provider per daemon, and the network's own (on the first daemon)
-    assert counts == {COMMAND: 13, DOCKER_PROVIDER: 3, NETWORK: 1, REMOTE_IMAGE: 2, CONTAINER: 2}
+    assert counts == {COMMAND: 15, DOCKER_PROVIDER: 3, NETWORK: 1, REMOTE_IMAGE: 2, CONTAINER: 2}
     components = sorted({r.type for r in g.records if not r.custom})
     assert components == [
         "overlay-etcd:containers:TestContainers",
         "overlay-etcd:docker:DockerEngine",
+        "overlay-etcd:docker:SerfMesh",
         "overlay-etcd:etcd:EtcdCluster",
         "overlay-etcd:hosts:LocalHosts",
         "overlay-etcd:network:OverlayNetwork",
@@ -103,6 +104,12 @@ def test_network_waits_for_every_daemon_in_the_store(
     g: Graph = record_graph(seed_config)
     for node in (NODE1, NODE2):
         assert g.waits_for("overlay-network", f"docker-{node}-dockerd"), node
+        # and for every daemon's serf to know every host (overlaylab/hosts/serf.py)
+        assert g.waits_for("overlay-network", f"serf-{node}"), node
+        serf = _inputs(g, f"serf-{node}")["create"]
+        assert "--peer 192.168.205.10 --peer 192.168.205.11" in serf
+        for other in (NODE1, NODE2):
+            assert g.waits_for(f"serf-{node}", f"docker-{other}-dockerd")
         assert g.waits_for(f"docker-{node}-dockerd", "etcd-healthy"), node
     assert g.waits_for("etcd-healthy", f"etcd-{NODE1}") and g.waits_for(
         "etcd-healthy", f"etcd-{NODE2}"
@@ -185,7 +192,7 @@ def test_preview_leaves_computed_outputs_unknown(
 ) -> None:
     g: Graph = record_graph(seed_config, preview=True)
     assert g.run.error is None, g.run.error
-    assert len(g.resources) == 21
+    assert len(g.resources) == 23
     outs = g.run.outputs or {}
     assert isinstance(outs[out.OUT_NETWORK_ID], Unknown)
     assert isinstance(outs[out.OUT_VALIDATION_REPORT], Unknown)

@@ -47,7 +47,7 @@ def test_the_private_key_is_only_ever_a_secret(lab_graph: Graph) -> None:
     g = lab_graph
     remote = [r for r in g.resources if r.type in (REMOTE_COMMAND, COPY_TO_REMOTE)]
     # per host: copy, lib, preflight, etcd, dockerd, image import; and the health gate on host 1
-    assert len(remote) == 2 * 6 + 1
+    assert len(remote) == 2 * 7 + 1
     for r in remote:
         conn = g.run.engine.inputs[r.urn]["connection"]
         assert is_secret(conn) or is_secret(conn.get("privateKey")), f"{r.urn}: key not secret"

@@ -57,6 +57,12 @@ class Host(Protocol):
     def docker_down(self, *, hostname: str, advertise: str, etcd_endpoint: str) -> None:
         """Undo ``docker_up``, and delete the daemon's node key from the store."""
 
+    def serf_mesh(
+        self, *, hostname: str, advertise: str, etcd_endpoint: str, peers: list[str], timeout: float
+    ) -> None:
+        """Wait until this dockerd's serf has seen every peer join, re-announcing the host in
+        the store while it has not (``overlaylab.hosts.serf``)."""
+
     def image_import(self, *, hostname: str, image: str) -> None:
         """Make ``image`` (busybox) present in this host's daemon."""
 

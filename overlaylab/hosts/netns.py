@@ -14,11 +14,13 @@ import signal
 from pathlib import Path
 
 from overlaylab.errors import PreflightError
-from overlaylab.hosts import netns_daemons, pki
+from overlaylab.etcd import EtcdClient
+from overlaylab.hosts import netns_daemons, pki, serf
 from overlaylab.hosts.base import need
 from overlaylab.hosts.image import image_import, image_remove
 from overlaylab.hosts.proc import kill, log, run
 from overlaylab.hosts.versions import check_docker_version, check_etcd_version, parse_etcd_version
+from overlaylab.netrule import RouteGuard
 
 TOOLS = ("ip", "nsenter", "unshare", "dockerd", "etcd", "busybox", "iptables")
 NETNS_DIR = "/run/netns"
@@ -168,6 +170,20 @@ class NamespaceHost:
             host_dir=host_dir,
             bridge=bridge,
             tls_dir=self.tls_dir,
+        )
+
+    def serf_mesh(
+        self, *, hostname: str, advertise: str, etcd_endpoint: str, peers: list[str], timeout: float
+    ) -> None:
+        host_dir, bridge = need("serf-mesh", host_dir=self.host_dir, bridge=self.bridge)
+        logfile = Path(host_dir) / "docker.log"
+        serf.serf_mesh(
+            hostname=hostname,
+            advertise=advertise,
+            peers=peers,
+            etcd=EtcdClient(etcd_endpoint, RouteGuard(bridge), tls=pki.client_tls(self.tls_dir)),
+            read_log=lambda: logfile.read_text(errors="replace") if logfile.exists() else "",
+            timeout=timeout,
         )
 
     def etcd_down(self, *, name: str) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from overlaylab import daemonjson, membership
 from overlaylab.errors import DockerError, LabError, PreflightError
 from overlaylab.etcd import EtcdClient
-from overlaylab.hosts import pki
+from overlaylab.hosts import pki, serf
 from overlaylab.hosts import systemd_files as files
 from overlaylab.hosts.base import need
 from overlaylab.hosts.engine import SERF_PORT, node_key, serf_listening
@@ -229,6 +229,18 @@ class SystemdHost:
             client_for=lambda url: EtcdClient(url, None, timeout=2, tls=ctx),
         )
 
+    def serf_mesh(
+        self, *, hostname: str, advertise: str, etcd_endpoint: str, peers: list[str], timeout: float
+    ) -> None:
+        serf.serf_mesh(
+            hostname=hostname,
+            advertise=advertise,
+            peers=peers,
+            etcd=self._loopback(_port(etcd_endpoint)),
+            read_log=_docker_journal,
+            timeout=timeout,
+        )
+
     def _loopback(self, port: int) -> EtcdClient:
         """This host's own member, on loopback (its certificate covers 127.0.0.1)."""
         scheme = "https" if self.tls_dir else "http"
@@ -410,3 +422,13 @@ def hosts_unique(reports: Sequence[str]) -> None:
                 )
             seen[key][value] = rep["hostname"]
     log(f"preflight ok on {len(reports)} hosts: hostnames and Docker engine IDs unique")
+
+
+def _docker_journal() -> str:
+    """docker.service's journal since its current start (one invocation of the unit)."""
+    show = ["systemctl", "show", "-p", "InvocationID", "--value", "docker.service"]
+    inv = run(show, check=False).stdout.strip()
+    if not inv:
+        return ""
+    journal = ["journalctl", "-o", "cat", "--no-pager", f"_SYSTEMD_INVOCATION_ID={inv}"]
+    return run(journal, check=False).stdout
