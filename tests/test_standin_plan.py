@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.standin.diff import COMMAND, CONTAINER, DOCKER_PROVIDER, NETWORK, Options
-from tests.standin.plan import Planner, Step, delete_waves, render, summary
+from tests.standin.plan import Planner, Step, delete_waves, render, summary, timeline
 
 
 @dataclass
@@ -102,3 +102,12 @@ def test_the_plan_reads_like_pulumis() -> None:
     assert lines[1] == '      ~ create: "etcd-up 1" => "etcd-up 2"'
     assert lines[2].startswith("+  command:local:Command") and " new " in lines[2]
     assert summary(steps) == "1 to create, 1 to update, 0 to replace, 0 to delete, 1 unchanged"
+
+
+def test_the_timeline_orders_what_ran_by_start_and_leaves_out_what_did_not() -> None:
+    a = Step("a", COMMAND, "late", "create", seconds=1.0, started=2.0)
+    b = Step("b", COMMAND, "early", "update", seconds=0.5, started=0.25)
+    c = Step("c", COMMAND, "kept", "same", started=0.0)
+    lines = timeline([a, b, c])
+    assert [x.split()[-1] for x in lines] == ["early", "late"]
+    assert lines[1].split()[:3] == ["2.00", "3.00", "1.00s"]

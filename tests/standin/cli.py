@@ -17,7 +17,7 @@ from overlaylab.stackconfig import raw_from_file
 from tests.standin import state
 from tests.standin.commands import KEYS
 from tests.standin.executor import destroy
-from tests.standin.plan import Step, render, summary
+from tests.standin.plan import Step, render, summary, timeline
 from tests.standin.program import Run, run_program
 from tests.standin.reaper import become_subreaper
 from tests.standin.state import DEFAULT_STATE_DIR
@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     p.add_argument("--ssh-key", type=Path, help="private key of an ssh stack (its sshPrivateKey)")
     p.add_argument("--diff", action="store_true", help="show each changed input: old => new")
+    p.add_argument(
+        "--timeline", action="store_true", help="after up: when each resource started and ended"
+    )
     return p
 
 
@@ -68,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         for line in render(run.steps, show_diff=args.diff):
             print(line)
     print(f"Resources: {summary(run.steps)}")
+    if args.timeline and not preview:
+        print("\n  start     end   took  step     type           resource")
+        for line in timeline(run.steps):
+            print(line)
     return _report(args.stack, run)
 
 

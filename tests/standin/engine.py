@@ -94,6 +94,7 @@ class RealEngine(pmocks.Mocks):
         self.gone: set[str] = set()  # urns of old resources deleted in this run
         self.replaced: list[Record] = []  # old copies of create-first replacements
         self.on_step: Callable[[Step], None] | None = None  # `up` prints as it goes
+        self.t0 = time.monotonic()
 
     def call(
         self, args: pmocks.MockCallArgs
@@ -123,6 +124,7 @@ class RealEngine(pmocks.Mocks):
             rec.urn, rec.type, rec.name, rec.custom, rec.inputs, reg.options, rec.provider
         )
         start = time.monotonic()
+        step.started = start - self.t0
         if step.kind != "create" and step.diff is not None:
             rec.inputs = step.diff.inputs  # ignore_changes keeps old values in the state
         rid, outputs = self._perform(step, kind, rec, args) if kind else ("", {})
@@ -216,9 +218,10 @@ class RealEngine(pmocks.Mocks):
                 self.gone.add(r.urn)
             self._save()
         st = self.planner.steps.get(r.urn)
-        if st is not None and st.kind == "delete" and self.on_step is not None:
-            st.seconds = time.monotonic() - start
-            self.on_step(st)
+        if st is not None and st.kind == "delete":
+            st.started, st.seconds = start - self.t0, time.monotonic() - start
+            if self.on_step is not None:
+                self.on_step(st)
         return ""
 
     def state(self) -> list[Record]:

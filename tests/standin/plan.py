@@ -39,6 +39,7 @@ class Step:
     diff: Diff | None = None
     old_inputs: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    started: float = 0.0  # seconds after the run started (the timeline)
     replaced_with: tuple[str, ...] = ()  # dependents deleted first with a delete-first replace
 
     @property
@@ -244,3 +245,14 @@ def render(steps: Sequence[Step], show_diff: bool = False, show_same: bool = Fal
                 lines.append(f"      {'~' if k not in s.diff.replace_reasons else '+-'} {k}: "
                              f"{show(old)} => {show(new)}")  # fmt: skip
     return lines
+
+
+def timeline(steps: Sequence[Step]) -> list[str]:
+    """When each step that ran started and ended, from the run's start, earliest first: where
+    the time of an `up` goes (independent hosts overlap; the critical path does not)."""
+    ran = sorted((s for s in steps if s.kind != "same"), key=lambda s: s.started)
+    return [
+        f"{s.started:7.2f} {s.started + s.seconds:7.2f} {s.seconds:6.2f}s  {s.kind:<8} "
+        f"{s.type.rsplit(':', 1)[-1]:<14} {s.name}"
+        for s in ran
+    ]
