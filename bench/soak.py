@@ -44,7 +44,14 @@ def cycle(n: int, cfg: dict[str, Any], state: Path, keep: Path) -> tuple[bool, s
     up = time.monotonic() - start
     ok, why = run.error is None, "" if run.error is None else str(run.error).splitlines()[0]
     if not ok:
-        keep.write_text(dump(parsed(cfg)))
+        lab = parsed(cfg)
+        logs = []
+        for h in lab.hosts:
+            for name in ("etcd.log", "docker.log"):
+                f = Path(lab.host_dir(h)) / name
+                tail = f.read_text(errors="replace").splitlines()[-40:] if f.exists() else []
+                logs.append(f"--- {h.name} {name}\n" + "\n".join(tail))
+        keep.write_text(dump(lab) + "\n\n" + "\n".join(logs))
         why += f" (capture in {keep})"
     errors = run.destroy()
     left = leftovers(parsed(cfg))

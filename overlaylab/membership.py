@@ -117,6 +117,13 @@ def bootstrap(
                     f"{running.endpoint} in {timeout:.0f}s: {e}"
                 ) from None
             time.sleep(1)
+    urls = {u for m in members for u in m.get("peerURLs", [])}
+    if not added and urls == {u for _, u in founding}:
+        # A founder starting late: the static bootstrap it belongs to is still the cluster's
+        # whole membership, and joining it as a founder is etcd's well-trodden path.
+        return Bootstrap(
+            "new", _join(founding), f"a late founder of the cluster at {running.endpoint}"
+        )
     current = [(_name(m, name, peer_url), u) for m in members for u in m.get("peerURLs", [])]
     how = "added to the running cluster" if added else "listed in the running cluster"
     return Bootstrap("existing", _join(current), f"{how} at {running.endpoint}")

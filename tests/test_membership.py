@@ -127,3 +127,16 @@ def test_leaving_a_cluster_without_quorum_stops_without_hanging(members: Members
     said = leave(name="m1", own=client(client_url(peer(1), CLIENT)), client_for=client)
     assert said.startswith("not removed from the cluster"), said
     assert time.monotonic() - start < 30
+
+
+def test_a_founder_that_starts_late_joins_as_a_founder(members: Members) -> None:
+    founding = [("m1", peer(1)), ("m2", peer(2)), ("m3", peer(3))]
+    for i in (1, 2):
+        members.start(i, Bootstrap("new", ",".join(f"{n}={u}" for n, u in founding), ""))
+    assert members.healthy(1) == ["m1", "m2", "m3"]  # m3 listed (static), not started
+    plan = bootstrap(
+        name="m3", peer_url=peer(3), founding=founding, client_port=CLIENT, client_for=client
+    )
+    assert plan.state == "new" and "late founder" in plan.how
+    members.start(3, plan)
+    assert members.healthy(3) == ["m1", "m2", "m3"]
