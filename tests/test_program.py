@@ -202,6 +202,7 @@ def test_four_hosts_is_a_config_change(record_graph: Any, seed_config: dict[str,
 
 
 def test_mtu_option_reaches_the_network(record_graph: Any, seed_config: dict[str, Any]) -> None:
+    seed_config["lab"]["mtu"] = 9000  # an overlay MTU of 8950 needs a jumbo underlay
     seed_config["network"]["mtu"] = 8950
     g: Graph = record_graph(seed_config)
     assert _inputs(g, "overlay-network")["options"] == {"com.docker.network.driver.mtu": "8950"}

@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 #: Config keys, under the project's namespace (``overlay-etcd:<key>``).
 KEYS = ("lab", "hosts", "etcd", "docker", "network", "containers", "image", "ssh")
 
+#: What VXLAN adds to a container's IP packet on the underlay: the inner Ethernet header 14,
+#: VXLAN 8, UDP 8 and the outer IPv4 header 20.
+#: Docker's overlay driver subtracts the same 50 (libnetwork's ``vxlanEncap``).
+VXLAN_OVERHEAD = 50
+
 
 @dataclass(frozen=True)
 class Host:
@@ -49,6 +54,7 @@ class LabConfig:
     network_name: str
     subnet: ipaddress.IPv4Network
     gateway: str
+    #: ``network.mtu`` as written in the stack, or None; see :attr:`overlay_mtu`.
     mtu: int | None
     containers: tuple[Container, ...]
     image: str
@@ -58,11 +64,36 @@ class LabConfig:
     ssh_user: str = "root"
     ssh_port: int = 22
     identity_file: str = "~/.overlaylab/seed/id_ssh"
+    #: ``lab.mtu``: the MTU of the hosts' own interfaces on the segment (the underlay).
+    underlay_mtu: int = 1500
     warnings: tuple[str, ...] = field(default=())
 
     @property
     def prefixlen(self) -> int:
         return self.segment.prefixlen
+
+    @property
+    def overlay_mtu(self) -> int:
+        """The MTU of the containers' interfaces on the overlay (``eth0`` in each container).
+
+        ``network.mtu`` when set (parse refuses one above ``underlay_mtu - 50``), else derived:
+        ``underlay_mtu - 50``, so a VXLAN frame of a full-size container packet still fits the
+        underlay (1500 gives 1450, 9000 gives 8950).
+        """
+        return self.mtu if self.mtu is not None else self.underlay_mtu - VXLAN_OVERHEAD
+
+    @property
+    def docker_mtu_option(self) -> int:
+        """The value that gives the containers :attr:`overlay_mtu` through Docker's option.
+
+        ``com.docker.network.driver.mtu`` on an ``overlay`` network is *not* the containers'
+        MTU: libnetwork's overlay driver reads it as the MTU its VXLAN packets may use (1500 when
+        unset) and gives the vxlan device and every container interface that value minus 50
+        (``maxMTU()`` in drivers/overlay). LAB.md saw it here: option 8950, container 8900. So
+        the option is ``overlay_mtu + 50``, which is ``underlay_mtu`` when the overlay MTU is
+        derived.
+        """
+        return self.overlay_mtu + VXLAN_OVERHEAD
 
     @property
     def local_bridge(self) -> str:

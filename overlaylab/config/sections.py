@@ -2,8 +2,8 @@
 
 :func:`parse` reads the sections in this order: lab, ssh, hosts, etcd, docker, network,
 containers, image; a config with several mistakes reports the first one met. A section that
-depends on another gets that one's parsed values (hosts need the lab's segment, containers
-need the hosts), never its raw mapping.
+depends on another gets that one's parsed values (hosts need the lab's segment, the network
+needs the underlay MTU, containers need the hosts), never its raw mapping.
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from overlaylab.config import values as v
-from overlaylab.config.model import Container, Host, LabConfig
+from overlaylab.config.model import VXLAN_OVERHEAD, Container, Host, LabConfig
 from overlaylab.errors import ConfigError
+
+#: The underlay MTUs ``lab.mtu`` accepts: IPv6's minimum link MTU up to common jumbo frames.
+UNDERLAY_MTU_RANGE = (1280, 9000)
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class _Lab:
     bridge: str | None
     bridge_address: str
     state_dir: str
+    underlay_mtu: int
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
         ssh_user=ssh.user,
         ssh_port=ssh.port,
         identity_file=ssh.identity_file,
+        underlay_mtu=lab.underlay_mtu,
         warnings=_quorum_warnings(len(hosts)),
     )
 
@@ -141,7 +146,19 @@ def _parse_lab(lab: Mapping[str, Any], where: str) -> _Lab:
         bridge=bridge,
         bridge_address=str(bridge_address),
         state_dir=state_dir.rstrip("/"),
+        underlay_mtu=_parse_underlay_mtu(lab, where),
     )
+
+
+def _parse_underlay_mtu(lab: Mapping[str, Any], where: str) -> int:
+    mtu = v.integer(lab.get("mtu", 1500), "lab.mtu", where)
+    low, high = UNDERLAY_MTU_RANGE
+    if not low <= mtu <= high:
+        raise ConfigError(
+            f"lab.mtu {mtu} is outside {low}-{high}: set the MTU of the hosts' interfaces on "
+            f"the segment, e.g. 1500 or 9000 ({where})"
+        )
+    return mtu
 
 
 def _parse_ssh(raw: Mapping[str, Any], lab: _Lab, where: str) -> _Ssh:
@@ -242,16 +259,23 @@ def _parse_network(network: Mapping[str, Any], lab: _Lab, where: str) -> _Networ
             f"network.gateway {gateway} is outside network.subnet {subnet}: pick a usable "
             f"address inside it, e.g. {next(subnet.hosts())} ({where})"
         )
-    return _Network(name, subnet, str(gateway), _parse_mtu(network, where))
+    return _Network(name, subnet, str(gateway), _parse_overlay_mtu(network, lab, where))
 
 
-def _parse_mtu(network: Mapping[str, Any], where: str) -> int | None:
-    """``network.mtu`` if set (None leaves Docker's default)."""
+def _parse_overlay_mtu(network: Mapping[str, Any], lab: _Lab, where: str) -> int | None:
+    """``network.mtu`` if set (None derives it from the underlay: see LabConfig.overlay_mtu)."""
     if network.get("mtu") is None:
         return None
     mtu = v.integer(network["mtu"], "network.mtu", where)
     if not 576 <= mtu <= 9000:
         raise ConfigError(f"network.mtu {mtu} must be between 576 and 9000 ({where})")
+    carried = lab.underlay_mtu - VXLAN_OVERHEAD
+    if mtu > carried:
+        raise ConfigError(
+            f"network.mtu {mtu} is above what the underlay carries: lab.mtu {lab.underlay_mtu} "
+            f"minus VXLAN's {VXLAN_OVERHEAD} bytes is {carried}; lower network.mtu or raise "
+            f"lab.mtu ({where})"
+        )
     return mtu
 
 
