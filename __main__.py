@@ -76,6 +76,7 @@ if cfg.transport == "local":
             commands=here,
             pki=tuple(f"{h.name}={h.address}" for h in cfg.hosts) if cfg.pki_dir else (),
             pki_dir=cfg.pki_dir,
+            mtu=cfg.underlay_mtu if cfg.underlay_mtu != 1500 else None,
         ),
     )
     host_ready: dict[str, pulumi.Resource] = dict(local_hosts.hosts)
@@ -158,7 +159,9 @@ overlay = OverlayNetwork(
         name=cfg.network_name,
         subnet=str(cfg.subnet),
         gateway=cfg.gateway,
-        mtu=cfg.mtu,
+        # Docker's option is the VXLAN packets' MTU, the containers get 50 less; left unset
+        # where Docker's own default (1500) gives the overlay MTU, as on a 1500 underlay.
+        mtu=cfg.docker_mtu_option if cfg.docker_mtu_option != 1500 else None,
         docker_host=cfg.docker_host(cfg.hosts[0]),
         engines_joined=[*(e.daemon for e in engines.values()), *serf.checks.values()],
         ssh_opts=tuple(cfg.ssh_opts()) if cfg.transport == "ssh" else (),

@@ -27,6 +27,7 @@ class LocalHostsArgs:
     commands: LocalHostCommands
     pki: tuple[str, ...] = ()  # NAME=IP per etcd member, for a TLS lab
     pki_dir: str | None = None
+    mtu: int | None = None  # lab.mtu where it is not the kernel's 1500
 
 
 class LocalHosts(pulumi.ComponentResource):
@@ -48,6 +49,8 @@ class LocalHosts(pulumi.ComponentResource):
     ) -> None:
         super().__init__("overlay-etcd:hosts:LocalHosts", name, None, opts)
         cmd = args.commands
+        # Only where lab.mtu is set off the default: a running stack's commands stay the same.
+        mtu_flag = ["--mtu", str(args.mtu)] if args.mtu else []
         self.preflight = cmd.command(
             f"{name}-preflight", ["preflight"], opts=pulumi.ResourceOptions(parent=self)
         )
@@ -61,6 +64,7 @@ class LocalHosts(pulumi.ComponentResource):
                 args.bridge_address,
                 "--prefixlen",
                 str(args.prefixlen),
+                *mtu_flag,
             ],
             ["bridge-down", "--bridge", args.bridge],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
@@ -93,6 +97,7 @@ class LocalHosts(pulumi.ComponentResource):
                     str(args.prefixlen),
                     "--bridge",
                     args.bridge,
+                    *mtu_flag,
                 ],
                 ["host-down", "--netns", h.netns, "--veth", h.veth],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=before_hosts),

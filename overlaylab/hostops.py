@@ -93,10 +93,10 @@ PLAIN_VERBS: dict[str, Callable[[Args], None]] = {
     "ssh-identity": lambda a: identity.ssh_identity(a.file),
     "ssh-identity-remove": lambda a: identity.ssh_identity_remove(a.file),
     "wait-store": lambda a: wait_store(a.timeout),
-    "bridge-up": lambda a: netns.bridge_up(a.bridge, a.address, a.prefixlen),
+    "bridge-up": lambda a: netns.bridge_up(a.bridge, a.address, a.prefixlen, a.mtu),
     "bridge-down": lambda a: netns.bridge_down(a.bridge),
     "host-up": lambda a: netns.host_up(
-        a.netns, a.hostname, a.veth, a.address, a.prefixlen, a.bridge
+        a.netns, a.hostname, a.veth, a.address, a.prefixlen, a.bridge, a.mtu
     ),
     "host-down": lambda a: netns.host_down(a.netns, a.veth),
     "etcd-identity": lambda a: print(
@@ -179,10 +179,12 @@ def _plain_verbs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     b = sub.add_parser("bridge-up")
     _required(b, "--bridge", "--address")
     b.add_argument("--prefixlen", type=int, required=True)
+    b.add_argument("--mtu", type=int, help="the underlay's MTU (lab.mtu); the kernel's if unset")
     _required(sub.add_parser("bridge-down"), "--bridge")
     h = sub.add_parser("host-up")
     _required(h, "--netns", "--hostname", "--veth", "--address", "--bridge")
     h.add_argument("--prefixlen", type=int, required=True)
+    h.add_argument("--mtu", type=int, help="the underlay's MTU (lab.mtu); the kernel's if unset")
     _required(sub.add_parser("host-down"), "--netns", "--veth")
     i = sub.add_parser("etcd-identity", help="the cluster's token and ports; refuses a change")
     _required(i, "--token")

@@ -85,6 +85,10 @@ BAD: list[tuple[str, str, Any, str]] = [
     ("bad ssh port", "ssh.port", 0, "ssh.port 0 is not a TCP port"),
     ("tls not a bool", "etcd.tls", "yes", "etcd.tls must be true or false"),
     ("bad store endpoints", "docker.storeEndpoints", "some", "must be 'own'"),
+    ("underlay MTU too small", "lab.mtu", 1279, "lab.mtu 1279 is outside 1280-9000"),
+    ("underlay MTU too large", "lab.mtu", 9001, "lab.mtu 9001 is outside 1280-9000"),
+    ("underlay MTU not a number", "lab.mtu", "jumbo", "lab.mtu 'jumbo' is not a number"),
+    ("overlay MTU above the underlay's", "network.mtu", 1451, "network.mtu 1451 is above what"),
 ]
 
 
@@ -124,3 +128,54 @@ def test_ha_stack_speaks_tls_and_gives_every_daemon_every_member() -> None:
     assert cfg.cluster_store(cfg.hosts[1]) == (
         "etcd://192.168.206.11:2379,192.168.206.10:2379,192.168.206.12:2379"
     )
+
+
+def test_overlay_mtu_is_derived_from_the_underlay_by_default(seed_config: dict[str, Any]) -> None:
+    cfg = parse(seed_config)
+    assert (cfg.underlay_mtu, cfg.mtu, cfg.overlay_mtu) == (1500, None, 1450)
+    assert cfg.docker_mtu_option == 1500
+
+
+def test_jumbo_underlay_gives_a_jumbo_overlay(seed_config: dict[str, Any]) -> None:
+    cfg = parse(mutate(seed_config, "lab.mtu", 9000))
+    assert (cfg.underlay_mtu, cfg.mtu, cfg.overlay_mtu) == (9000, None, 8950)
+    # Docker's overlay driver gives containers its option minus 50 (LAB.md: 8950 showed 8900).
+    assert cfg.docker_mtu_option == 9000
+
+
+@pytest.mark.parametrize(("underlay", "overlay"), [(1500, 1400), (1500, 1450), (9000, 8950)])
+def test_explicit_overlay_mtu_is_kept(
+    seed_config: dict[str, Any], underlay: int, overlay: int
+) -> None:
+    raw = mutate(mutate(seed_config, "lab.mtu", underlay), "network.mtu", overlay)
+    cfg = parse(raw)
+    assert (cfg.underlay_mtu, cfg.mtu, cfg.overlay_mtu) == (underlay, overlay, overlay)
+    assert cfg.docker_mtu_option == overlay + 50
+
+
+@pytest.mark.parametrize("value", [1280, "9000"])
+def test_underlay_mtu_range_is_inclusive(seed_config: dict[str, Any], value: Any) -> None:
+    assert parse(mutate(seed_config, "lab.mtu", value)).underlay_mtu == int(value)
+
+
+def test_underlay_mtu_error_names_key_value_range_and_stack(seed_config: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(mutate(seed_config, "lab.mtu", 576), "stacks/Pulumi.local.yaml")
+    assert str(info.value) == (
+        "lab.mtu 576 is outside 1280-9000: set the MTU of the hosts' interfaces on the segment, "
+        "e.g. 1500 or 9000 (in stacks/Pulumi.local.yaml)"
+    )
+
+
+def test_overlay_mtu_above_what_the_underlay_carries_is_refused(
+    seed_config: dict[str, Any],
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(mutate(seed_config, "network.mtu", 1500), "stacks/Pulumi.local.yaml")
+    assert str(info.value) == (
+        "network.mtu 1500 is above what the underlay carries: lab.mtu 1500 minus VXLAN's 50 "
+        "bytes is 1450; lower network.mtu or raise lab.mtu (in stacks/Pulumi.local.yaml)"
+    )
+    raw = mutate(mutate(seed_config, "lab.mtu", 9000), "network.mtu", 8951)
+    with pytest.raises(ConfigError, match=r"lab\.mtu 9000 minus VXLAN's 50 bytes is 8950;"):
+        parse(raw)

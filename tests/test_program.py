@@ -220,9 +220,25 @@ def test_four_hosts_is_a_config_change(record_graph: Any, seed_config: dict[str,
 
 
 def test_mtu_option_reaches_the_network(record_graph: Any, seed_config: dict[str, Any]) -> None:
+    seed_config["lab"]["mtu"] = 9000  # an overlay MTU of 8950 needs a jumbo underlay
     seed_config["network"]["mtu"] = 8950
     g: Graph = record_graph(seed_config)
-    assert _inputs(g, "overlay-network")["options"] == {"com.docker.network.driver.mtu": "8950"}
+    # Docker's overlay option is the VXLAN packets' MTU; the containers get 50 less: 8950.
+    assert _inputs(g, "overlay-network")["options"] == {"com.docker.network.driver.mtu": "9000"}
+    # the underlay itself: the bridge and every veth at lab.mtu
+    assert _inputs(g, "lab-bridge")["create"].endswith("--mtu 9000")
+    assert _inputs(g, f"lab-{NODE1}")["create"].endswith("--mtu 9000")
+
+
+def test_the_default_mtu_changes_no_command(record_graph: Any, seed_config: dict[str, Any]) -> None:
+    """A running stack written before lab.mtu existed plans no change for it."""
+    g: Graph = record_graph(seed_config)
+    assert (
+        "options" not in _inputs(g, "overlay-network")
+        or not _inputs(g, "overlay-network")["options"]
+    )
+    assert "--mtu" not in _inputs(g, "lab-bridge")["create"]
+    assert "--mtu" not in _inputs(g, f"lab-{NODE1}")["create"]
 
 
 def test_invalid_config_registers_nothing(record_graph: Any, seed_config: dict[str, Any]) -> None:

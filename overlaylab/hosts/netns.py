@@ -51,9 +51,11 @@ def netns_exists(name: str) -> bool:
     return Path(f"{NETNS_DIR}/{name}").exists()
 
 
-def bridge_up(bridge: str, address: str, prefixlen: int) -> None:
+def bridge_up(bridge: str, address: str, prefixlen: int, mtu: int | None = None) -> None:
     if not link_exists(bridge):
         run(["ip", "link", "add", bridge, "type", "bridge"])
+    if mtu is not None:
+        run(["ip", "link", "set", bridge, "mtu", str(mtu)])
     cidr = f"{address}/{prefixlen}"
     addrs = run(["ip", "-j", "addr", "show", "dev", bridge]).stdout
     if f'"local":"{address}"' not in addrs.replace(" ", ""):
@@ -69,7 +71,13 @@ def bridge_down(bridge: str) -> None:
 
 
 def host_up(
-    netns: str, hostname: str, veth: str, address: str, prefixlen: int, bridge: str
+    netns: str,
+    hostname: str,
+    veth: str,
+    address: str,
+    prefixlen: int,
+    bridge: str,
+    mtu: int | None = None,
 ) -> None:
     if not netns_exists(netns):
         run(["ip", "netns", "add", netns])
@@ -77,6 +85,10 @@ def host_up(
     if not link_exists(veth):
         # The peer is created directly inside the namespace, already named eth0.
         run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns])
+    if mtu is not None:
+        # Both ends: the host's eth0 and the bridge port (lab.mtu, the underlay's MTU).
+        run(["ip", "link", "set", veth, "mtu", str(mtu)])
+        run(["ip", "-n", netns, "link", "set", "eth0", "mtu", str(mtu)])
     run(["ip", "link", "set", veth, "master", bridge])
     run(["ip", "link", "set", veth, "up"])
     run([*ns, "link", "set", "lo", "up"])

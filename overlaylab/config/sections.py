@@ -1,0 +1,327 @@
+"""Parsing a stack's raw config, one function per section.
+
+:func:`parse` reads the sections in this order: lab, ssh, hosts, etcd, docker, network,
+containers, image; a config with several mistakes reports the first one met. A section that
+depends on another gets that one's parsed values (hosts need the lab's segment, the network
+needs the underlay MTU, containers need the hosts), never its raw mapping.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from overlaylab.config import values as v
+from overlaylab.config.model import VXLAN_OVERHEAD, Container, Host, LabConfig
+from overlaylab.errors import ConfigError
+
+#: The underlay MTUs ``lab.mtu`` accepts: IPv6's minimum link MTU up to common jumbo frames.
+UNDERLAY_MTU_RANGE = (1280, 9000)
+
+
+@dataclass(frozen=True)
+class _Lab:
+    lab_id: str
+    transport: str
+    segment: ipaddress.IPv4Network
+    bridge: str | None
+    bridge_address: str
+    state_dir: str
+    underlay_mtu: int
+
+
+@dataclass(frozen=True)
+class _Ssh:
+    user: str
+    port: int
+    identity_file: str
+
+
+@dataclass(frozen=True)
+class _Etcd:
+    token: str
+    client_port: int
+    peer_port: int
+    tls: bool
+
+
+@dataclass(frozen=True)
+class _Docker:
+    advertise_port: int
+    store_all: bool
+
+
+@dataclass(frozen=True)
+class _Network:
+    name: str
+    subnet: ipaddress.IPv4Network
+    gateway: str
+    mtu: int | None
+
+
+def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConfig:
+    """Validate a stack's raw config (keys of :data:`KEYS`) and return the lab's plain values."""
+    where = f"in {stack_file}"
+    section = {
+        key: v.mapping(raw.get(key) or {}, key, where)
+        for key in ("lab", "etcd", "docker", "network", "image")
+    }
+    lab = _parse_lab(section["lab"], where)
+    ssh = _parse_ssh(raw, lab, where)
+    hosts = _parse_hosts(raw.get("hosts"), lab, where)
+    etcd = _parse_etcd(section["etcd"], where)
+    docker = _parse_docker(section["docker"], where)
+    net = _parse_network(section["network"], lab, where)
+    containers = _parse_containers(raw.get("containers"), hosts, where)
+    image_name, image_source = _parse_image(section["image"], where)
+    return LabConfig(
+        lab_id=lab.lab_id,
+        transport=lab.transport,
+        segment=lab.segment,
+        bridge=lab.bridge,
+        bridge_address=lab.bridge_address,
+        state_dir=lab.state_dir,
+        hosts=hosts,
+        etcd_token=etcd.token,
+        etcd_client_port=etcd.client_port,
+        etcd_peer_port=etcd.peer_port,
+        advertise_port=docker.advertise_port,
+        network_name=net.name,
+        subnet=net.subnet,
+        gateway=net.gateway,
+        mtu=net.mtu,
+        containers=containers,
+        image=image_name,
+        image_source=image_source,
+        etcd_tls=etcd.tls,
+        store_all=docker.store_all,
+        ssh_user=ssh.user,
+        ssh_port=ssh.port,
+        identity_file=ssh.identity_file,
+        underlay_mtu=lab.underlay_mtu,
+        warnings=_quorum_warnings(len(hosts)),
+    )
+
+
+def _parse_lab(lab: Mapping[str, Any], where: str) -> _Lab:
+    lab_id = str(lab.get("id", "seed"))
+    if not v.LAB_ID.match(lab_id):
+        raise ConfigError(
+            f"lab.id {lab_id!r} is invalid: use 1-16 lowercase letters, digits or '-' ({where})"
+        )
+    transport = str(lab.get("transport", "local"))
+    if transport not in ("local", "ssh"):
+        raise ConfigError(
+            f"lab.transport {transport!r} is not supported: use 'local' or 'ssh' ({where})"
+        )
+    segment = v.network(lab.get("segment", "192.168.205.0/24"), "lab.segment", where)
+    bridge_address = v.address(
+        lab.get("bridgeAddress", str(next(segment.hosts()))), "lab.bridgeAddress", where
+    )
+    if bridge_address not in segment:
+        raise ConfigError(
+            f"lab.bridgeAddress {bridge_address} is outside lab.segment {segment}: the lab's "
+            f"bridge needs an address in the hosts' segment ({where})"
+        )
+    # On real hosts there is no lab bridge unless one is named (the tests' VM hosts have one).
+    bridge_raw = lab.get("bridge", f"ovbr-{lab_id}" if transport == "local" else None)
+    bridge = None if bridge_raw is None else str(bridge_raw)
+    if bridge is not None and (len(bridge) > v.IFNAME_MAX or not v.IFNAME.match(bridge)):
+        raise ConfigError(
+            f"lab.bridge {bridge!r} is not a valid interface name (at most 15 letters, digits, "
+            f"'-', '_' or '.') ({where})"
+        )
+    state_dir = str(lab.get("stateDir", "/var/lib/overlaylab"))
+    if not state_dir.startswith("/") or len(state_dir) > 40:
+        raise ConfigError(
+            f"lab.stateDir {state_dir!r} must be an absolute path of at most 40 characters "
+            f"(sockets below it have a 108-byte limit) ({where})"
+        )
+    return _Lab(
+        lab_id=lab_id,
+        transport=transport,
+        segment=segment,
+        bridge=bridge,
+        bridge_address=str(bridge_address),
+        state_dir=state_dir.rstrip("/"),
+        underlay_mtu=_parse_underlay_mtu(lab, where),
+    )
+
+
+def _parse_underlay_mtu(lab: Mapping[str, Any], where: str) -> int:
+    mtu = v.integer(lab.get("mtu", 1500), "lab.mtu", where)
+    low, high = UNDERLAY_MTU_RANGE
+    if not low <= mtu <= high:
+        raise ConfigError(
+            f"lab.mtu {mtu} is outside {low}-{high}: set the MTU of the hosts' interfaces on "
+            f"the segment, e.g. 1500 or 9000 ({where})"
+        )
+    return mtu
+
+
+def _parse_ssh(raw: Mapping[str, Any], lab: _Lab, where: str) -> _Ssh:
+    ssh = v.mapping(raw.get("ssh") or {}, "ssh", where)
+    user = str(ssh.get("user", "root"))
+    if not v.USER.match(user):
+        raise ConfigError(f"ssh.user {user!r} is not a valid user name ({where})")
+    port = v.port(ssh.get("port", 22), "ssh.port", where)
+    identity_file = str(ssh.get("identityFile", f"~/.overlaylab/{lab.lab_id}/id_ssh"))
+    if lab.transport == "ssh":
+        key = raw.get("sshPrivateKey")
+        if not key:
+            raise ConfigError(
+                "sshPrivateKey is not set: pulumi config set --secret overlay-etcd:sshPrivateKey "
+                f"< ~/.ssh/id_ed25519 ({where})"
+            )
+        if "PRIVATE KEY-----" not in str(key):
+            raise ConfigError(
+                f"sshPrivateKey does not look like a private key (no 'PRIVATE KEY' armour): set "
+                f"it from the key file itself, e.g. < ~/.ssh/id_ed25519 ({where})"
+            )
+    return _Ssh(user, port, identity_file)
+
+
+def _parse_hosts(hosts_raw: Any, lab: _Lab, where: str) -> tuple[Host, ...]:
+    if not isinstance(hosts_raw, Sequence) or isinstance(hosts_raw, str) or not hosts_raw:
+        raise ConfigError(
+            f"hosts is empty: list at least one host as {{name, address}} under hosts ({where})"
+        )
+    segment = lab.segment
+    hosts: list[Host] = []
+    for i, item in enumerate(hosts_raw):
+        h = v.mapping(item, f"hosts[{i}]", where)
+        name = str(h.get("name", ""))
+        if not v.HOSTNAME.match(name):
+            raise ConfigError(
+                f"hosts[{i}].name {name!r} is not a valid hostname: use lowercase letters, "
+                f"digits and '-' ({where})"
+            )
+        addr = v.address(h.get("address"), f"hosts[{i}].address", where)
+        if addr not in segment or addr in (segment.network_address, segment.broadcast_address):
+            raise ConfigError(
+                f"hosts[{i}].address {addr} is not a usable address of lab.segment {segment}: "
+                f"pick one inside it ({where})"
+            )
+        hosts.append(Host(name, str(addr)))
+    v.unique([h.name for h in hosts], "host name", "hosts[].name", where)
+    v.unique([h.address for h in hosts], "host address", "hosts[].address", where)
+    if lab.bridge_address in {h.address for h in hosts}:
+        raise ConfigError(
+            f"lab.bridgeAddress {lab.bridge_address} is also a host's address: give the bridge "
+            f"its own address ({where})"
+        )
+    return tuple(hosts)
+
+
+def _parse_etcd(etcd: Mapping[str, Any], where: str) -> _Etcd:
+    token = str(etcd.get("clusterToken", "etcd-cluster"))
+    client_port = v.port(etcd.get("clientPort", 2379), "etcd.clientPort", where)
+    peer_port = v.port(etcd.get("peerPort", 2380), "etcd.peerPort", where)
+    if client_port == peer_port:
+        raise ConfigError(f"etcd.clientPort and etcd.peerPort are both {client_port} ({where})")
+    tls = etcd.get("tls", False)
+    if not isinstance(tls, bool):
+        raise ConfigError(f"etcd.tls must be true or false, got {tls!r} ({where})")
+    return _Etcd(token, client_port, peer_port, tls)
+
+
+def _parse_docker(docker: Mapping[str, Any], where: str) -> _Docker:
+    advertise_port = v.port(docker.get("advertisePort", 2375), "docker.advertisePort", where)
+    store_endpoints = str(docker.get("storeEndpoints", "own"))
+    if store_endpoints not in ("own", "all"):
+        raise ConfigError(
+            f"docker.storeEndpoints {store_endpoints!r} must be 'own' (each daemon uses its "
+            f"host's member, as in the seed) or 'all' (every member, for HA) ({where})"
+        )
+    return _Docker(advertise_port, store_all=store_endpoints == "all")
+
+
+def _parse_network(network: Mapping[str, Any], lab: _Lab, where: str) -> _Network:
+    name = str(network.get("name", "demo"))
+    if not v.CONTAINER.match(name):
+        raise ConfigError(f"network.name {name!r} is not a valid Docker network name ({where})")
+    subnet = v.network(network.get("subnet", "10.0.0.0/24"), "network.subnet", where)
+    if subnet.prefixlen > 29:
+        raise ConfigError(
+            f"network.subnet {subnet} is too small for a gateway and containers: use /29 or "
+            f"larger ({where})"
+        )
+    if subnet.overlaps(lab.segment):
+        raise ConfigError(
+            f"network.subnet {subnet} overlaps the hosts' segment lab.segment {lab.segment}: "
+            f"the overlay must use its own range ({where})"
+        )
+    gateway = v.address(network.get("gateway", str(next(subnet.hosts()))), "network.gateway", where)
+    if gateway not in subnet or gateway in (subnet.network_address, subnet.broadcast_address):
+        raise ConfigError(
+            f"network.gateway {gateway} is outside network.subnet {subnet}: pick a usable "
+            f"address inside it, e.g. {next(subnet.hosts())} ({where})"
+        )
+    return _Network(name, subnet, str(gateway), _parse_overlay_mtu(network, lab, where))
+
+
+def _parse_overlay_mtu(network: Mapping[str, Any], lab: _Lab, where: str) -> int | None:
+    """``network.mtu`` if set (None derives it from the underlay: see LabConfig.overlay_mtu)."""
+    if network.get("mtu") is None:
+        return None
+    mtu = v.integer(network["mtu"], "network.mtu", where)
+    if not 576 <= mtu <= 9000:
+        raise ConfigError(f"network.mtu {mtu} must be between 576 and 9000 ({where})")
+    carried = lab.underlay_mtu - VXLAN_OVERHEAD
+    if mtu > carried:
+        raise ConfigError(
+            f"network.mtu {mtu} is above what the underlay carries: lab.mtu {lab.underlay_mtu} "
+            f"minus VXLAN's {VXLAN_OVERHEAD} bytes is {carried}; lower network.mtu or raise "
+            f"lab.mtu ({where})"
+        )
+    return mtu
+
+
+def _parse_containers(
+    containers_raw: Any, hosts: tuple[Host, ...], where: str
+) -> tuple[Container, ...]:
+    names = {h.name for h in hosts}
+    containers: list[Container] = []
+    for i, item in enumerate(containers_raw or []):
+        c = v.mapping(item, f"containers[{i}]", where)
+        name = str(c.get("name", ""))
+        if not v.CONTAINER.match(name):
+            raise ConfigError(f"containers[{i}].name {name!r} is not a valid name ({where})")
+        on = str(c.get("host", ""))
+        if on not in names:
+            raise ConfigError(
+                f"containers[{i}] {name!r} is placed on unknown host {on!r}: use one of "
+                f"{', '.join(h.name for h in hosts)} ({where})"
+            )
+        containers.append(Container(name, on))
+    v.unique(
+        [c.name for c in containers],
+        "container name",
+        "containers[].name (a name is unique across the whole overlay)",
+        where,
+    )
+    return tuple(containers)
+
+
+def _parse_image(image: Mapping[str, Any], where: str) -> tuple[str, str]:
+    name = str(image.get("name", "busybox:latest"))
+    source = str(image.get("source", "import"))
+    if source not in ("import", "pull"):
+        raise ConfigError(f"image.source {source!r} must be 'import' or 'pull' ({where})")
+    return name, source
+
+
+def _quorum_warnings(members: int) -> tuple[str, ...]:
+    if members == 2:
+        return (
+            "a 2-member etcd cluster tolerates no member failure (quorum is 2 of 2); "
+            "use 3 hosts to tolerate one",
+        )
+    if members % 2 == 0:
+        return (
+            f"an etcd cluster of {members} members tolerates no more failures than one of "
+            f"{members - 1}",
+        )
+    return ()
