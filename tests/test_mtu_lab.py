@@ -1,0 +1,52 @@
+"""Jumbo frames: with `lab.mtu: 9000` the bridge and every veth carry 9000 bytes, the
+containers' overlay interface gets 8950 (VXLAN's 50 bytes less), a full-size don't-fragment
+probe passes between hosts (the validator's overlay.path-mtu), and nothing is left."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import docker
+import pytest
+
+from overlaylab import spec as out
+from overlaylab.netrule import RouteGuard
+from tests.labtools import lab_config, leftovers, parsed, require_root, run_lab
+from tests.standin import become_subreaper
+
+pytestmark = pytest.mark.lab
+
+
+def _mtu(*argv: str) -> int:
+    res = subprocess.run(["ip", "-j", *argv], capture_output=True, text=True, check=True)
+    return int(json.loads(res.stdout)[0]["mtu"])
+
+
+def test_a_jumbo_underlay_gives_the_overlay_8950(tmp_path: Path) -> None:
+    require_root()
+    become_subreaper()
+    raw = lab_config(2, lab_id="mtu", segment="192.168.216")
+    raw["lab"]["mtu"] = 9000
+    cfg = parsed(raw)
+    assert cfg.overlay_mtu == 8950
+    run = run_lab(raw, "mtu", tmp_path / "mtu.json", guard=RouteGuard(cfg.local_bridge))
+    try:
+        assert run.error is None, f"up failed: {run.error}"
+        assert _mtu("link", "show", "dev", cfg.local_bridge) == 9000
+        for h in cfg.hosts:
+            assert _mtu("link", "show", "dev", h.veth(cfg.lab_id)) == 9000
+            assert _mtu("-n", h.netns(cfg.lab_id), "link", "show", "dev", "eth0") == 9000
+        client = docker.DockerClient(
+            base_url=f"unix://{cfg.host_dir(cfg.hosts[0])}/docker.sock", version="1.41"
+        )
+        res = client.containers.get("test1").exec_run(["cat", "/sys/class/net/eth0/mtu"])
+        assert res.output.decode().strip() == "8950"
+        report = (run.outputs or {})[out.OUT_VALIDATION_REPORT]
+        assert " 0 failed" in report.splitlines()[-1], report
+        assert "overlay.path-mtu" in report and "8950" in report, report
+    finally:
+        errors = run.destroy()
+    assert not errors, errors
+    assert not leftovers(cfg), leftovers(cfg)
