@@ -68,42 +68,7 @@ class EtcdCluster(pulumi.ComponentResource):
             ],
             opts=pulumi.ResourceOptions(parent=self),
         )
-        # Members start independently and in parallel: a static cluster only gets a quorum
-        # once enough of them run, so no member may wait for its own health.
-        #
-        # A member's inputs name only itself: a host added or removed later must leave every
-        # other member "same". The membership it founds with (or joins with, when it finds
-        # the cluster running) goes in on stdin, and later changes of it are ignored: etcd
-        # reads --initial-cluster only to bootstrap an empty data dir, never again.
-        self.members = {
-            m.name: cmd.command(
-                f"{name}-{m.name}",
-                [
-                    "etcd-up",
-                    "--name",
-                    m.name,
-                    "--address",
-                    m.address,
-                    "--client-port",
-                    str(args.client_port),
-                    "--peer-port",
-                    str(args.peer_port),
-                    "--token",
-                    args.token,
-                    "--initial-cluster-stdin",
-                    *cmd.placement(m.name),
-                ],
-                ["etcd-down", "--name", m.name, *cmd.placement(m.name)],
-                host=m.name,
-                stdin=initial,
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    depends_on=[args.host_ready[m.name], self.identity],
-                    ignore_changes=["stdin"],
-                ),
-            )
-            for m in args.members
-        }
+        self.members = {m.name: self._member(name, m, args, initial) for m in args.members}
         health = ["etcd-health", "--timeout", str(args.health_timeout)]
         if args.bridge:
             health += ["--bridge", args.bridge]
@@ -120,3 +85,33 @@ class EtcdCluster(pulumi.ComponentResource):
         self.endpoints = pulumi.Output.from_input(endpoints)
         self.initial_cluster = pulumi.Output.from_input(initial)
         self.register_outputs({"endpoints": self.endpoints, "initialCluster": self.initial_cluster})
+
+    def _member(
+        self, name: str, m: EtcdMemberSpec, args: EtcdClusterArgs, initial: str
+    ) -> pulumi.CustomResource:
+        """One member. Members start independently and in parallel: a static cluster only
+        gets a quorum once enough of them run, so no member may wait for its own health.
+
+        A member's inputs name only itself: a host added or removed later must leave every
+        other member "same". The membership it founds with (or joins with, when it finds the
+        cluster running) goes in on stdin, and later changes of it are ignored: etcd reads
+        --initial-cluster only to bootstrap an empty data dir, never again."""
+        cmd = args.commands
+        return cmd.command(
+            f"{name}-{m.name}",
+            [
+                "etcd-up",
+                *("--name", m.name, "--address", m.address, "--token", args.token),
+                *("--client-port", str(args.client_port), "--peer-port", str(args.peer_port)),
+                "--initial-cluster-stdin",
+                *cmd.placement(m.name),
+            ],
+            ["etcd-down", "--name", m.name, *cmd.placement(m.name)],
+            host=m.name,
+            stdin=initial,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[args.host_ready[m.name], self.identity],
+                ignore_changes=["stdin"],
+            ),
+        )
