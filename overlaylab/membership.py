@@ -48,6 +48,7 @@ class Bootstrap:
     state: str  # "new" or "existing"
     initial_cluster: str
     how: str  # one line for the log: founded, joined, ...
+    added_via: str = ""  # the running member that added this one (``member add``), if any
 
 
 def parse_cluster(text: str) -> list[tuple[str, str]]:
@@ -126,7 +127,25 @@ def bootstrap(
         )
     current = [(_name(m, name, peer_url), u) for m in members for u in m.get("peerURLs", [])]
     how = "added to the running cluster" if added else "listed in the running cluster"
-    return Bootstrap("existing", _join(current), f"{how} at {running.endpoint}")
+    via = running.endpoint if added else ""
+    return Bootstrap("existing", _join(current), f"{how} at {running.endpoint}", via)
+
+
+def withdraw(start: Bootstrap, peer_url: str, client_for: ClientFor) -> str:
+    """Undo the ``member add`` of a member that then failed to start: an added member that
+    never runs counts in the quorum and holds the cluster hostage. Returns one line."""
+    if not start.added_via:
+        return "nothing to withdraw"
+    try:
+        client = client_for(start.added_via)
+        _, members = client.members()
+        for m in members:
+            if peer_url in m.get("peerURLs", []):
+                client.member_remove(str(m.get("ID", "")))
+                return f"its member add was withdrawn at {start.added_via}"
+        return "it was not in the member list any more"
+    except EtcdError as e:
+        return f"its member add could not be withdrawn: {e}"
 
 
 def _all_healthy(urls: list[str], client_for: ClientFor) -> bool:

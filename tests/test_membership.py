@@ -18,7 +18,14 @@ import pytest
 
 from overlaylab.errors import EtcdError
 from overlaylab.etcd import EtcdClient
-from overlaylab.membership import Bootstrap, bootstrap, client_url, leave, parse_cluster
+from overlaylab.membership import (
+    Bootstrap,
+    bootstrap,
+    client_url,
+    leave,
+    parse_cluster,
+    withdraw,
+)
 
 CLIENT, PEER = 23790, 23800
 pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd is not installed")
@@ -140,3 +147,20 @@ def test_a_founder_that_starts_late_joins_as_a_founder(members: Members) -> None
     assert plan.state == "new" and "late founder" in plan.how
     members.start(3, plan)
     assert members.healthy(3) == ["m1", "m2", "m3"]
+
+
+def test_a_member_added_that_never_starts_is_withdrawn(members: Members) -> None:
+    """An added member that never runs would count in the quorum: its add is undone."""
+    founding = [("m1", peer(1)), ("m2", peer(2))]
+    for i in (1, 2):
+        members.start(i, Bootstrap("new", ",".join(f"{n}={u}" for n, u in founding), ""))
+    assert members.healthy(1) == ["m1", "m2"]
+    plan = bootstrap(
+        name="m3", peer_url=peer(3), founding=[*founding, ("m3", peer(3))],
+        client_port=CLIENT, client_for=client,
+    )  # fmt: skip
+    assert plan.added_via  # m3 is now a member that does not run: 2 of 3 is the quorum
+    said = withdraw(plan, peer(3), client)
+    assert said.startswith("its member add was withdrawn"), said
+    assert members.healthy(1) == ["m1", "m2"]
+    assert len(client(f"http://{addr(1)}:{CLIENT}").members()[1]) == 2

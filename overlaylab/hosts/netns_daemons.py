@@ -100,7 +100,7 @@ def etcd_up(
         peer_url=peer,
         founding=membership.parse_cluster(initial_cluster),
         client_port=client_port,
-        client_for=lambda url: EtcdClient(url, guard, timeout=2, tls=client_tls(tls_dir)),
+        client_for=_client_for(guard, tls_dir),
     )
     base.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(identity))
@@ -130,6 +130,8 @@ def etcd_up(
     except LabError:
         # A failed create leaves nothing: Pulumi records no resource, so no delete would run,
         # and the data dir left behind would be refused as another cluster's next time.
+        client_for = _client_for(guard, tls_dir)
+        log(f"etcd {name} did not start: {membership.withdraw(start, peer, client_for)}")
         etcd_down(name=name, host_dir=host_dir)
         raise
     log(f"etcd {name} started (pid {pid}) on {client}, peers {peer}: {start.how}")
@@ -151,6 +153,11 @@ def etcd_down(
         (base / f).unlink(missing_ok=True)
     remove_if_empty(base)
     log(f"etcd {name} stopped, data removed")
+
+
+def _client_for(guard: RouteGuard | None, tls_dir: str | None) -> membership.ClientFor:
+    ctx = client_tls(tls_dir)
+    return lambda url: EtcdClient(url, guard, timeout=2, tls=ctx)
 
 
 def _leave(name: str, marker: Path, bridge: str | None, tls_dir: str | None) -> str:

@@ -131,11 +131,17 @@ class SystemdHost:
             # /var/lib/etcd/default) stops here; its data is left alone and comes back on
             # destroy.
             run(["systemctl", "restart", "--no-block", "etcd"])
-        wait_for(
-            f"etcd {name} to listen on {client}",
-            lambda: tcp_open("127.0.0.1", client_port, None),
-            60,
-        )
+        try:
+            wait_for(
+                f"etcd {name} to listen on {client}",
+                lambda: tcp_open("127.0.0.1", client_port, None),
+                60,
+            )
+        except LabError:
+            ctx = pki.client_tls(self.tls_dir)
+            said = membership.withdraw(start, peer, lambda u: EtcdClient(u, None, 2, tls=ctx))
+            log(f"etcd {name} did not start: {said}")
+            raise
         log(
             f"etcd {name}: systemd unit etcd with {default}, data {files.ETCD_DATA}, "
             f"peers {peer}: {start.how}"
