@@ -6,6 +6,7 @@ This file only turns the stack's validated config into components and exports ou
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import pulumi
 from pulumi_command import remote
@@ -141,7 +142,12 @@ engine_args = {
     )
     for h in cfg.hosts
 }
-engines = {n: DockerEngine(f"docker-{n}", a) for n, a in engine_args.items()}
+engines: dict[str, DockerEngine] = {}
+for n, a in engine_args.items():
+    before = list(engines.values())[-1:]
+    engines[n] = DockerEngine(
+        f"docker-{n}", replace(a, start_after=tuple(e.daemon for e in before))
+    )
 # Joined the store is not joined to each other: serf between the daemons must be whole before
 # any container is announced (see SerfMesh).
 serf = SerfMesh(

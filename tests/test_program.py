@@ -127,11 +127,18 @@ def test_network_waits_for_every_daemon_in_the_store(
 
 def test_hosts_are_provisioned_in_parallel(record_graph: Any, seed_config: dict[str, Any]) -> None:
     g: Graph = record_graph(seed_config)
-    for a, b in (
-        (f"etcd-{NODE1}", f"etcd-{NODE2}"),
-        (f"docker-{NODE1}-dockerd", f"docker-{NODE2}-dockerd"),
-    ):
+    for a, b in ((f"etcd-{NODE1}", f"etcd-{NODE2}"), (f"lab-{NODE1}", f"lab-{NODE2}")):
         assert not g.waits_for(a, b) and not g.waits_for(b, a), f"{a} and {b} are serialised"
+
+
+def test_daemons_start_one_after_another(record_graph: Any, seed_config: dict[str, Any]) -> None:
+    """Started together, Docker 20.10's daemons can split serf into groups that never merge
+    (each joins one neighbour, once): each daemon starts after the one before it."""
+    seed_config["hosts"].append({"name": "docker-node3", "address": "192.168.205.12"})
+    g: Graph = record_graph(seed_config)
+    assert g.waits_for(f"docker-{NODE2}-dockerd", f"docker-{NODE1}-dockerd")
+    assert g.waits_for("docker-docker-node3-dockerd", f"docker-{NODE2}-dockerd")
+    assert not g.waits_for(f"docker-{NODE1}-dockerd", f"docker-{NODE2}-dockerd")
 
 
 def test_containers_wait_for_network_and_their_hosts_image(
