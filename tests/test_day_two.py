@@ -173,3 +173,27 @@ def test_a_new_token_plans_the_identity_check_before_any_member(
     assert steps["etcd-identity"].kind == "update"
     assert steps["etcd-docker-node1"].kind == "update"
     assert steps["overlay-network"].kind == "same"
+
+
+def test_on_an_ssh_stack_adding_a_host_reruns_only_the_checks() -> None:
+    from overlaylab.stackconfig import raw_from_file
+    from tests.test_program_ssh import KEY
+
+    before = raw_from_file("lab")
+    after = changed(
+        before,
+        hosts=[*before["hosts"], NODE3],
+        containers=[*before["containers"], {"name": "test3", "host": "docker-node3"}],
+    )
+    secrets = {"sshPrivateKey": KEY}
+    first = run_program(before, "lab", perform=False, secrets=secrets)
+    second = run_program(after, "lab", preview=True, old=first.engine.state(), secrets=secrets)
+    assert second.error is None, second.error
+    steps = {s.name: s for s in second.steps}
+    # the cross-host checks list every host; nothing that runs on an existing host changes
+    assert kinds(steps, "update") == {
+        "lab-unique", "etcd-healthy", "serf-docker-node1", "serf-docker-node2"
+    }  # fmt: skip
+    assert kinds(steps, "replace") == {"validate-run"}
+    assert kinds(steps, "delete") == set()
+    assert "etcd-docker-node3" in kinds(steps, "create")
