@@ -36,7 +36,7 @@ from overlaylab.validate import validate  # noqa: E402
 from tests.labtools import lab_config, leftovers  # noqa: E402
 from tests.standin import become_subreaper, destroy, run_program  # noqa: E402
 
-SEGMENT = "192.168.214"
+SEGMENT = "192.168.223"  # no test uses it
 
 
 def bench_config(hosts: int, lab_id: str) -> dict[str, Any]:

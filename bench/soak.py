@@ -29,7 +29,7 @@ from tests import standin
 from tests.labdump import dump
 from tests.labtools import lab_config, leftovers, parsed
 
-SEGMENT = "192.168.219"
+SEGMENT = "192.168.222"  # no test uses it: a soak may run beside them
 
 
 def _busy() -> None:

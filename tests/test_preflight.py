@@ -182,6 +182,7 @@ def test_health_gate_refuses_an_etcd_without_the_v2_api(tmp_path: Path) -> None:
             proc.wait()
 
 
+@pytest.mark.lab  # a bridge and an address of its own on this machine
 def test_route_guard_allows_the_lab_only_while_its_bridge_holds_the_address() -> None:
     require_root()
     bridge, addr = "ovbr-rtest", "192.168.215.10"
@@ -199,6 +200,7 @@ def test_route_guard_allows_the_lab_only_while_its_bridge_holds_the_address() ->
     guard.check("127.0.0.1")
 
 
+@pytest.mark.lab  # a namespace and an etcd of its own on this machine
 def test_a_failed_etcd_create_leaves_nothing(tmp_path: Path) -> None:
     """No resource is recorded for a failed create, so no delete would ever clean it up."""
     require_root()
