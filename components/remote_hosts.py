@@ -22,7 +22,8 @@ class RemoteHostsArgs:
     private_key: pulumi.Input[str]
     commands: RemoteHostCommands
     pki_dir: str | None = None  # TLS: certificates are made here ...
-    addresses: tuple[str, ...] = ()  # ... for these member addresses (same order as hosts)
+    addresses: tuple[str, ...] = ()  # each host's lab address (same order as hosts)
+    mtu: int = 1500  # lab.mtu: what each host's interface on the segment must carry
 
 
 class RemoteHosts(pulumi.ComponentResource):
@@ -47,6 +48,7 @@ class RemoteHosts(pulumi.ComponentResource):
         super().__init__("overlay-etcd:hosts:RemoteHosts", name, None, opts)
         cmd = args.commands
         self.copies, self.libs, self.preflights = {}, {}, {}
+        address = dict(zip(args.hosts, args.addresses, strict=False))
         for h in args.hosts:
             self.copies[h] = remote.CopyToRemote(
                 f"{name}-{h}-copy",
@@ -77,16 +79,20 @@ class RemoteHosts(pulumi.ComponentResource):
                     str(args.client_port),
                     "--peer-port",
                     str(args.peer_port),
+                    # The MTU of the interface holding this address goes into the report.
+                    *(["--address", address[h]] if h in address else []),
                 ],
                 host=h,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.libs[h]]),
             )
         reports = pulumi.Output.all(*(_stdout(p) for p in self.preflights.values()))
-        # Unique hostnames and engine IDs can only be judged across hosts: one step here,
-        # on every host's preflight report, before any host is changed.
+        # Unique hostnames and engine IDs, and one underlay MTU of at least lab.mtu, can only be
+        # judged across hosts: one step here, on every host's preflight report, before any host
+        # is changed. --mtu only where lab.mtu is not the verb's default, 1500.
+        mtu_flag = ["--mtu", str(args.mtu)] if args.mtu != 1500 else []
         self.gate = cmd.local.command(
             f"{name}-unique",
-            reports.apply(lambda rs: ["hosts-unique", *rs]),
+            reports.apply(lambda rs: ["hosts-unique", *rs, *mtu_flag]),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.preflights.values())),
         )
         self.identity = cmd.local.command(
