@@ -50,26 +50,7 @@ class RemoteHosts(pulumi.ComponentResource):
         self.copies, self.libs, self.preflights = {}, {}, {}
         address = dict(zip(args.hosts, args.addresses, strict=False))
         for h in args.hosts:
-            self.copies[h] = remote.CopyToRemote(
-                f"{name}-{h}-copy",
-                connection=cmd.connections[h],
-                source=pulumi.FileArchive(args.package_dir),
-                remote_path=f"{REMOTE_LIB}/overlaylab",
-                triggers=[args.package_hash],
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            # CopyToRemote deletes nothing on destroy; this command's delete removes the package,
-            # and since every later step on the host depends on it, it is deleted last.
-            self.libs[h] = remote.Command(
-                f"{name}-{h}-lib",
-                connection=cmd.connections[h],
-                create=f"PYTHONPATH={REMOTE_LIB} python3 -c 'import overlaylab.hostops'",
-                delete=f"rm -rf {shlex.quote(REMOTE_LIB)}",
-                triggers=[args.package_hash],
-                opts=pulumi.ResourceOptions(
-                    parent=self, depends_on=[self.copies[h]], delete_before_replace=True
-                ),
-            )
+            self._package(name, args, h)
             self.preflights[h] = cmd.command(
                 f"{name}-{h}-preflight",
                 [
@@ -104,35 +85,64 @@ class RemoteHosts(pulumi.ComponentResource):
         )
         self.ready = {h: self.gate for h in args.hosts}
         if args.pki_dir and args.commands.tls_dir:
-            members = [
-                a
-                for h, ip in zip(args.hosts, args.addresses, strict=True)
-                for a in ("--member", f"{h}={ip}")
-            ]
-            pki = cmd.local.command(
-                f"{name}-pki",
-                ["pki-up", "--dir", args.pki_dir, *members],
-                ["pki-down", "--dir", args.pki_dir],
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            for h in args.hosts:
-                # The bundle holds private keys: its stdout stays a secret in state.
-                bundle = cmd.local.command(
-                    f"{name}-{h}-pki-bundle",
-                    ["pki-bundle", "--dir", args.pki_dir, "--member", h],
-                    opts=pulumi.ResourceOptions(
-                        parent=self, depends_on=[pki], additional_secret_outputs=["stdout"]
-                    ),
-                )
-                self.ready[h] = cmd.command(
-                    f"{name}-{h}-pki",
-                    ["pki-install", "--name", h, *cmd.placement(h)],
-                    ["pki-remove", "--name", h, *cmd.placement(h)],
-                    host=h,
-                    stdin=_stdout(bundle),
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gate]),
-                )
+            self._pki(name, args, args.pki_dir)
         self.register_outputs({"hosts": list(args.hosts)})
+
+    def _package(self, name: str, args: RemoteHostsArgs, h: str) -> None:
+        """The project's package on host ``h``: copied, then checked to import."""
+        connection = args.commands.connections[h]
+        self.copies[h] = remote.CopyToRemote(
+            f"{name}-{h}-copy",
+            connection=connection,
+            source=pulumi.FileArchive(args.package_dir),
+            remote_path=f"{REMOTE_LIB}/overlaylab",
+            triggers=[args.package_hash],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # CopyToRemote deletes nothing on destroy; this command's delete removes the package,
+        # and since every later step on the host depends on it, it is deleted last.
+        self.libs[h] = remote.Command(
+            f"{name}-{h}-lib",
+            connection=connection,
+            create=f"PYTHONPATH={REMOTE_LIB} python3 -c 'import overlaylab.hostops'",
+            delete=f"rm -rf {shlex.quote(REMOTE_LIB)}",
+            triggers=[args.package_hash],
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.copies[h]], delete_before_replace=True
+            ),
+        )
+
+    def _pki(self, name: str, args: RemoteHostsArgs, pki_dir: str) -> None:
+        """TLS: certificates made here, each host's bundle installed there after the gate."""
+        cmd = args.commands
+        members = [
+            a
+            for h, ip in zip(args.hosts, args.addresses, strict=True)
+            for a in ("--member", f"{h}={ip}")
+        ]
+        pki = cmd.local.command(
+            f"{name}-pki",
+            ["pki-up", "--dir", pki_dir, *members],
+            ["pki-down", "--dir", pki_dir],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        for h in args.hosts:
+            # The bundle holds private keys: its stdout stays a secret in state.
+            bundle = cmd.local.command(
+                f"{name}-{h}-pki-bundle",
+                ["pki-bundle", "--dir", pki_dir, "--member", h],
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[pki], additional_secret_outputs=["stdout"]
+                ),
+            )
+            self.ready[h] = cmd.command(
+                f"{name}-{h}-pki",
+                ["pki-install", "--name", h, *cmd.placement(h)],
+                ["pki-remove", "--name", h, *cmd.placement(h)],
+                host=h,
+                stdin=_stdout(bundle),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gate]),
+            )
 
 
 def _stdout(command: pulumi.CustomResource) -> pulumi.Output[str]:
