@@ -107,6 +107,7 @@ else:
             commands=remote_commands,
             pki_dir=cfg.pki_dir,
             addresses=tuple(h.address for h in cfg.hosts),
+            mtu=cfg.underlay_mtu,
         ),
     )
     host_ready = dict(remote_hosts.ready)

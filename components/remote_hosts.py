@@ -22,7 +22,8 @@ class RemoteHostsArgs:
     private_key: pulumi.Input[str]
     commands: RemoteHostCommands
     pki_dir: str | None = None  # TLS: certificates are made here ...
-    addresses: tuple[str, ...] = ()  # ... for these member addresses (same order as hosts)
+    addresses: tuple[str, ...] = ()  # each host's lab address (same order as hosts)
+    mtu: int = 1500  # lab.mtu: what each host's interface on the segment must carry
 
 
 class RemoteHosts(pulumi.ComponentResource):
@@ -47,27 +48,9 @@ class RemoteHosts(pulumi.ComponentResource):
         super().__init__("overlay-etcd:hosts:RemoteHosts", name, None, opts)
         cmd = args.commands
         self.copies, self.libs, self.preflights = {}, {}, {}
+        address = dict(zip(args.hosts, args.addresses, strict=False))
         for h in args.hosts:
-            self.copies[h] = remote.CopyToRemote(
-                f"{name}-{h}-copy",
-                connection=cmd.connections[h],
-                source=pulumi.FileArchive(args.package_dir),
-                remote_path=f"{REMOTE_LIB}/overlaylab",
-                triggers=[args.package_hash],
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            # CopyToRemote deletes nothing on destroy; this command's delete removes the package,
-            # and since every later step on the host depends on it, it is deleted last.
-            self.libs[h] = remote.Command(
-                f"{name}-{h}-lib",
-                connection=cmd.connections[h],
-                create=f"PYTHONPATH={REMOTE_LIB} python3 -c 'import overlaylab.hostops'",
-                delete=f"rm -rf {shlex.quote(REMOTE_LIB)}",
-                triggers=[args.package_hash],
-                opts=pulumi.ResourceOptions(
-                    parent=self, depends_on=[self.copies[h]], delete_before_replace=True
-                ),
-            )
+            self._package(name, args, h)
             self.preflights[h] = cmd.command(
                 f"{name}-{h}-preflight",
                 [
@@ -77,16 +60,20 @@ class RemoteHosts(pulumi.ComponentResource):
                     str(args.client_port),
                     "--peer-port",
                     str(args.peer_port),
+                    # The MTU of the interface holding this address goes into the report.
+                    *(["--address", address[h]] if h in address else []),
                 ],
                 host=h,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.libs[h]]),
             )
         reports = pulumi.Output.all(*(_stdout(p) for p in self.preflights.values()))
-        # Unique hostnames and engine IDs can only be judged across hosts: one step here,
-        # on every host's preflight report, before any host is changed.
+        # Unique hostnames and engine IDs, and one underlay MTU of at least lab.mtu, can only be
+        # judged across hosts: one step here, on every host's preflight report, before any host
+        # is changed. --mtu only where lab.mtu is not the verb's default, 1500.
+        mtu_flag = ["--mtu", str(args.mtu)] if args.mtu != 1500 else []
         self.gate = cmd.local.command(
             f"{name}-unique",
-            reports.apply(lambda rs: ["hosts-unique", *rs]),
+            reports.apply(lambda rs: ["hosts-unique", *rs, *mtu_flag]),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.preflights.values())),
         )
         self.identity = cmd.local.command(
@@ -98,35 +85,64 @@ class RemoteHosts(pulumi.ComponentResource):
         )
         self.ready = {h: self.gate for h in args.hosts}
         if args.pki_dir and args.commands.tls_dir:
-            members = [
-                a
-                for h, ip in zip(args.hosts, args.addresses, strict=True)
-                for a in ("--member", f"{h}={ip}")
-            ]
-            pki = cmd.local.command(
-                f"{name}-pki",
-                ["pki-up", "--dir", args.pki_dir, *members],
-                ["pki-down", "--dir", args.pki_dir],
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            for h in args.hosts:
-                # The bundle holds private keys: its stdout stays a secret in state.
-                bundle = cmd.local.command(
-                    f"{name}-{h}-pki-bundle",
-                    ["pki-bundle", "--dir", args.pki_dir, "--member", h],
-                    opts=pulumi.ResourceOptions(
-                        parent=self, depends_on=[pki], additional_secret_outputs=["stdout"]
-                    ),
-                )
-                self.ready[h] = cmd.command(
-                    f"{name}-{h}-pki",
-                    ["pki-install", "--name", h, *cmd.placement(h)],
-                    ["pki-remove", "--name", h, *cmd.placement(h)],
-                    host=h,
-                    stdin=_stdout(bundle),
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gate]),
-                )
+            self._pki(name, args, args.pki_dir)
         self.register_outputs({"hosts": list(args.hosts)})
+
+    def _package(self, name: str, args: RemoteHostsArgs, h: str) -> None:
+        """The project's package on host ``h``: copied, then checked to import."""
+        connection = args.commands.connections[h]
+        self.copies[h] = remote.CopyToRemote(
+            f"{name}-{h}-copy",
+            connection=connection,
+            source=pulumi.FileArchive(args.package_dir),
+            remote_path=f"{REMOTE_LIB}/overlaylab",
+            triggers=[args.package_hash],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # CopyToRemote deletes nothing on destroy; this command's delete removes the package,
+        # and since every later step on the host depends on it, it is deleted last.
+        self.libs[h] = remote.Command(
+            f"{name}-{h}-lib",
+            connection=connection,
+            create=f"PYTHONPATH={REMOTE_LIB} python3 -c 'import overlaylab.hostops'",
+            delete=f"rm -rf {shlex.quote(REMOTE_LIB)}",
+            triggers=[args.package_hash],
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.copies[h]], delete_before_replace=True
+            ),
+        )
+
+    def _pki(self, name: str, args: RemoteHostsArgs, pki_dir: str) -> None:
+        """TLS: certificates made here, each host's bundle installed there after the gate."""
+        cmd = args.commands
+        members = [
+            a
+            for h, ip in zip(args.hosts, args.addresses, strict=True)
+            for a in ("--member", f"{h}={ip}")
+        ]
+        pki = cmd.local.command(
+            f"{name}-pki",
+            ["pki-up", "--dir", pki_dir, *members],
+            ["pki-down", "--dir", pki_dir],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        for h in args.hosts:
+            # The bundle holds private keys: its stdout stays a secret in state.
+            bundle = cmd.local.command(
+                f"{name}-{h}-pki-bundle",
+                ["pki-bundle", "--dir", pki_dir, "--member", h],
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[pki], additional_secret_outputs=["stdout"]
+                ),
+            )
+            self.ready[h] = cmd.command(
+                f"{name}-{h}-pki",
+                ["pki-install", "--name", h, *cmd.placement(h)],
+                ["pki-remove", "--name", h, *cmd.placement(h)],
+                host=h,
+                stdin=_stdout(bundle),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gate]),
+            )
 
 
 def _stdout(command: pulumi.CustomResource) -> pulumi.Output[str]:

@@ -52,7 +52,9 @@ def _initial_cluster(a: Args) -> str:
 
 #: Verbs that act on one host, whatever its transport.
 HOST_VERBS: dict[str, Callable[[Host, Args], None]] = {
-    "preflight": lambda h, a: h.preflight(client_port=a.client_port, peer_port=a.peer_port),
+    "preflight": lambda h, a: h.preflight(
+        client_port=a.client_port, peer_port=a.peer_port, address=a.address
+    ),
     "pki-install": lambda h, a: h.pki_install(name=a.name),
     "pki-remove": lambda h, a: h.pki_remove(name=a.name),
     "etcd-up": lambda h, a: h.etcd_up(
@@ -86,7 +88,7 @@ HOST_VERBS: dict[str, Callable[[Host, Args], None]] = {
 
 #: Verbs with no host: they run where pulumi runs (or, wait-store, as a unit's ExecStartPre).
 PLAIN_VERBS: dict[str, Callable[[Args], None]] = {
-    "hosts-unique": lambda a: hosts_unique(a.reports),
+    "hosts-unique": lambda a: hosts_unique(a.reports, a.mtu),
     "pki-up": lambda a: pki.pki_up(directory=a.dir, members=a.member),
     "pki-down": lambda a: pki.pki_down(directory=a.dir),
     "pki-bundle": lambda a: pki.pki_bundle(directory=a.dir, member=a.member),
@@ -137,6 +139,7 @@ def _host_verbs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     pf = sub.add_parser("preflight")
     pf.add_argument("--client-port", type=int, default=2379)
     pf.add_argument("--peer-port", type=int, default=2380)
+    pf.add_argument("--address", help="the host's lab address: report its interface's MTU")
     for verb in ("pki-install", "pki-remove"):
         _required(sub.add_parser(verb), "--name")
     e = sub.add_parser("etcd-up")
@@ -166,7 +169,9 @@ def _host_verbs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _plain_verbs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sub.add_parser("hosts-unique").add_argument("reports", nargs="+")
+    u = sub.add_parser("hosts-unique")
+    u.add_argument("reports", nargs="+")
+    u.add_argument("--mtu", type=int, default=1500, help="lab.mtu: each host's interface's least")
     _required(sub.add_parser("ssh-identity"), "--file")
     _required(sub.add_parser("ssh-identity-remove"), "--file")
     k = sub.add_parser("pki-up")

@@ -1,12 +1,17 @@
 """Jumbo frames: with `lab.mtu: 9000` the bridge and every veth carry 9000 bytes, the
 containers' overlay interface gets 8950 (VXLAN's 50 bytes less), a full-size don't-fragment
-probe passes between hosts (the validator's overlay.path-mtu), and nothing is left."""
+probe passes between hosts (the validator's overlay.path-mtu), and nothing is left.
+
+Where Docker puts which number (the program passes ``com.docker.network.driver.mtu=9000``):
+inside the overlay's own namespace (``<exec-root>/netns/1-<network id>``) its bridge ``br0``,
+its VXLAN device and the containers' veth ends all get 8950, the option minus 50."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -22,6 +27,18 @@ pytestmark = pytest.mark.lab
 def _mtu(*argv: str) -> int:
     res = subprocess.run(["ip", "-j", *argv], capture_output=True, text=True, check=True)
     return int(json.loads(res.stdout)[0]["mtu"])
+
+
+def _links(netns_file: Path) -> dict[str, tuple[str, int]]:
+    """Every link but lo in a namespace Docker made (a file, not in /run/netns): kind, MTU."""
+    argv = ["nsenter", f"--net={netns_file}", "ip", "-j", "-d", "link", "show"]
+    res = subprocess.run(argv, capture_output=True, text=True, check=True)
+    links: list[dict[str, Any]] = json.loads(res.stdout)
+    return {
+        x["ifname"]: (x.get("linkinfo", {}).get("info_kind", "?"), int(x["mtu"]))
+        for x in links
+        if x["ifname"] != "lo"
+    }
 
 
 def test_a_jumbo_underlay_gives_the_overlay_8950(tmp_path: Path) -> None:
@@ -43,6 +60,13 @@ def test_a_jumbo_underlay_gives_the_overlay_8950(tmp_path: Path) -> None:
         )
         res = client.containers.get("test1").exec_run(["cat", "/sys/class/net/eth0/mtu"])
         assert res.output.decode().strip() == "8950"
+        net_id = client.networks.get(cfg.network_name).id
+        sandbox = Path(cfg.host_dir(cfg.hosts[0])) / "x" / "netns" / f"1-{net_id[:10]}"
+        links = _links(sandbox)
+        print(f"overlay namespace {sandbox.name}: {links}")
+        kinds = {kind for kind, _ in links.values()}
+        assert {"bridge", "vxlan", "veth"} <= kinds, links
+        assert {mtu for _, mtu in links.values()} == {8950}, links
         report = (run.outputs or {})[out.OUT_VALIDATION_REPORT]
         assert " 0 failed" in report.splitlines()[-1], report
         assert "overlay.path-mtu" in report and "8950" in report, report

@@ -323,6 +323,32 @@ def test_preflight_refuses_cloned_docker_engine_ids(vms: SshLab) -> None:
         vms.ssh(NODES[1], f"echo {original} | base64 -d > /etc/docker/key.json")
 
 
+def test_preflight_refuses_underlay_mtus_below_lab_mtu_or_unlike(vms: SshLab) -> None:
+    """Each host's interface holding its lab address is read on the host; a host below lab.mtu,
+    or hosts that disagree, stop `up` before any host is changed."""
+    node, address = NODES[1], vms.hosts[1].address
+    vms.ssh(node, "ip link set host0 mtu 1400")
+    try:
+        run = vms.up("mtu-low.json")
+        errors = run.destroy()
+        assert f"host {node}'s interface host0 for {address} has MTU 1400, below lab.mtu 1500" in (
+            str(run.error)
+        ), run.error
+        assert not any(r.name.startswith("etcd-docker") for r in run.records)
+        assert errors == []
+        config = vms.config()
+        config["lab"]["mtu"] = 1400
+        run = vms.up("mtu-unlike.json", config)
+        errors = run.destroy()
+        assert f"hosts {NODES[0]} and {node} disagree on the underlay MTU (host0 1500, host0 " in (
+            str(run.error)
+        ), run.error
+        assert not any(r.name.startswith("etcd-docker") for r in run.records)
+        assert errors == []
+    finally:
+        vms.ssh(node, "ip link set host0 mtu 1500")
+
+
 def test_preflight_refuses_a_host_without_systemd() -> None:
     """This machine is such a host (its PID 1 is not systemd): the same verb, run here."""
     require_root()

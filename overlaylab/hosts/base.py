@@ -22,8 +22,9 @@ from overlaylab.errors import LabError
 class Host(Protocol):
     """One host of the lab: an etcd member, a dockerd in its cluster store, the test image."""
 
-    def preflight(self, *, client_port: int, peer_port: int) -> None:
-        """Refuse a host that cannot run the lab (tools, versions, ports), changing nothing."""
+    def preflight(self, *, client_port: int, peer_port: int, address: str | None = None) -> None:
+        """Refuse a host that cannot run the lab (tools, versions, ports), changing nothing.
+        With ``address`` (the host's lab address), report the MTU of the interface holding it."""
 
     def pki_install(self, *, name: str) -> None:
         """Install this host's certificates (a base64 tar on stdin, from ``pki-bundle``)."""

@@ -147,8 +147,10 @@ class NamespaceHost:
         self.netns, self.host_dir, self.lab_id, self.bridge = netns, host_dir, lab_id, bridge
         self.tls_dir = tls_dir
 
-    def preflight(self, *, client_port: int, peer_port: int) -> None:
-        preflight()  # ports: every namespace has its own
+    def preflight(self, *, client_port: int, peer_port: int, address: str | None = None) -> None:
+        # Ports: every namespace has its own. MTU: the lab makes its underlay (bridge-up and
+        # host-up --mtu), so there is no interface of the host's own to read.
+        preflight()
 
     def pki_install(self, *, name: str) -> None:
         (directory,) = need("pki-install", tls_dir=self.tls_dir)

@@ -29,6 +29,7 @@ from overlaylab.hosts.engine import SERF_PORT, node_key, serf_listening
 from overlaylab.hosts.etcdcheck import refuse_foreign_data_dir
 from overlaylab.hosts.image import busybox_rootfs
 from overlaylab.hosts.proc import log, run, tcp_open, wait_for
+from overlaylab.hosts.underlay import check_underlay_mtus, read_underlay
 from overlaylab.hosts.versions import check_docker_version, check_etcd_version, parse_etcd_version
 
 
@@ -40,9 +41,10 @@ class SystemdHost:
 
     # --- preflight -----------------------------------------------------------------------------
 
-    def preflight(self, *, client_port: int, peer_port: int) -> None:
+    def preflight(self, *, client_port: int, peer_port: int, address: str | None = None) -> None:
         """Refuse a host that cannot run the lab, before anything on it is changed; print a
-        one-line JSON report (hostname, engine ID, ...) for ``hosts-unique``."""
+        one-line JSON report (hostname, engine ID, the MTU of the interface holding the lab
+        ``address``, ...) for ``hosts-unique``."""
         hostname = socket.gethostname()
         if os.geteuid() != 0:
             raise PreflightError(f"{hostname}: the SSH user must be root (or use sudo as root)")
@@ -69,6 +71,7 @@ class SystemdHost:
             "os": _os_name(),
             "kernel": os.uname().release,
             "etcd": etcd,
+            **(read_underlay(hostname, address) if address else {}),
         }
         print(json.dumps(report), flush=True)
 
@@ -407,11 +410,12 @@ def engine_id() -> str:
         return proc.stdout.strip()
 
 
-def hosts_unique(reports: Sequence[str]) -> None:
-    """Run where pulumi runs, on every host's preflight line: no shared hostname or engine ID."""
+def hosts_unique(reports: Sequence[str], mtu: int = 1500) -> None:
+    """Run where pulumi runs, on every host's preflight line: no shared hostname or engine ID,
+    and every host's lab interface carrying ``mtu`` (lab.mtu), all alike."""
     seen: dict[str, dict[str, str]] = {"hostname": {}, "engineId": {}}
-    for raw in reports:
-        rep = json.loads(raw.strip().splitlines()[-1])
+    parsed = [json.loads(raw.strip().splitlines()[-1]) for raw in reports]
+    for rep in parsed:
         for key, what, fix in (
             ("hostname", "hostname", "give each host its own hostname (hostnamectl)"),
             (
@@ -427,7 +431,8 @@ def hosts_unique(reports: Sequence[str]) -> None:
                     f"{value}: {fix}"
                 )
             seen[key][value] = rep["hostname"]
-    log(f"preflight ok on {len(reports)} hosts: hostnames and Docker engine IDs unique")
+    mtus = check_underlay_mtus(parsed, mtu)
+    log(f"preflight ok on {len(reports)} hosts: hostnames and Docker engine IDs unique; {mtus}")
 
 
 def _docker_journal() -> str:
