@@ -169,7 +169,7 @@ def _join(pairs: list[tuple[str, str]]) -> str:
 
 
 def leave(
-    *, name: str, own: EtcdClient, client_for: ClientFor, timeout: float = 20, confirm: float = 4
+    *, name: str, own: EtcdClient, client_for: ClientFor, timeout: float = 20, confirm: float = 1.5
 ) -> str:
     """Remove this member from its cluster while it runs; returns what happened, one line.
 
@@ -199,9 +199,11 @@ def leave(
             if time.monotonic() > deadline or not _all_healthy(urls, client_for):
                 return f"not removed from the cluster: {e}"
             time.sleep(0.5)
-    # The remaining members, through one of them: healthy and without this member. Briefly:
-    # the removal is committed once etcd accepted it, the health gate of the `up` that removed
-    # this host checks the new membership, and in a destroy the others are leaving too.
+    # The remaining members, through one of them: healthy and without this member. Only a
+    # look, for the log: the removal is committed once etcd accepted it, the health gate of
+    # the `up` that removed this host waits for the new membership (a removed leader leaves
+    # the rest without one for an election timeout), and in a destroy the others are leaving
+    # too (waiting here cost 3 to 20 s of every destroy).
     problem = "not asked"
     confirm_by = min(deadline, time.monotonic() + confirm)
     while time.monotonic() < confirm_by:

@@ -120,7 +120,7 @@ def test_founders_start_new_a_late_host_is_added_and_a_leaver_removes_itself(
 
     # The first host leaves: it removes itself while it runs; two remain healthy.
     said = leave(name="m1", own=client(client_url(peer(1), CLIENT)), client_for=client)
-    assert said.startswith("removed from the cluster; 2 remain healthy"), said
+    assert said.startswith("removed from the cluster"), said  # then healthy, maybe a moment later
     assert members.healthy(2) == ["m2", "m3"]
 
 
