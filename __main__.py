@@ -145,10 +145,8 @@ engine_args = {
 }
 engines: dict[str, DockerEngine] = {}
 for n, a in engine_args.items():
-    before = list(engines.values())[-1:]
-    engines[n] = DockerEngine(
-        f"docker-{n}", replace(a, start_after=tuple(e.daemon for e in before))
-    )
+    before = tuple((b.hostname, b.advertise) for b in list(engine_args.values())[: len(engines)])
+    engines[n] = DockerEngine(f"docker-{n}", replace(a, start_after=before))
 # Joined the store is not joined to each other: serf between the daemons must be whole before
 # any container is announced (see SerfMesh).
 serf = SerfMesh(

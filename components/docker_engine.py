@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pulumi
@@ -21,7 +22,8 @@ class DockerEngineArgs:
     store_ready: pulumi.Resource
     ssh_opts: tuple[str, ...] = ()
     provider_ready: tuple[pulumi.Resource, ...] = ()
-    start_after: tuple[pulumi.Resource, ...] = ()  # the daemon started before this one
+    start_after: tuple[tuple[str, str], ...] = ()
+    """(host, advertise) of every daemon that starts before this one, in order."""
 
 
 class DockerEngine(pulumi.ComponentResource):
@@ -59,10 +61,13 @@ class DockerEngine(pulumi.ComponentResource):
             # starts, and never again (libnetwork overlay.go nodeJoin); started together they
             # join each other's not-yet-listening serf and split into groups that never merge
             # (seen in the 8-host soak: {1,2,7} and {3,4,5,6,8}). Started after the one before
-            # it has joined, each joins the one cluster there is. A depends_on edge only: a
-            # host added or removed later changes no daemon's inputs.
+            # it has joined, each joins the one cluster there is. The order goes in on stdin,
+            # which later changes leave alone (a host added or removed changes no daemon), and
+            # not as a dependency: a dependency would also make a destroy stop the daemons one
+            # after another, and stopping them together is safe.
+            stdin=json.dumps({"start_after": [list(p) for p in args.start_after]}),
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[args.store_ready, *args.start_after]
+                parent=self, depends_on=[args.store_ready], ignore_changes=["stdin"]
             ),
         )
         # The seed's `-H tcp://0.0.0.0:2375` gives root to anyone on the network; here the

@@ -6,6 +6,7 @@
     ├── NetworkRuleError      a lab address is not routed through the lab's bridge: no traffic sent
     └── HostCommandError      a command on a host failed (carries argv, exit code, stdout, stderr)
         └── EtcdError / DockerError  a daemon did not come up or answered wrongly
+            └── EtcdRefused          nothing listens at that etcd's address (it is stopped)
 
 Every message is one line that says what is wrong and, where there is one, how to fix it.
 """
@@ -60,6 +61,10 @@ class HostCommandError(LabError):
 
 class EtcdError(HostCommandError):
     """etcd did not come up, or answered something unexpected."""
+
+
+class EtcdRefused(EtcdError):
+    """The connection to an etcd member was refused: no process listens there."""
 
 
 class DockerError(HostCommandError):

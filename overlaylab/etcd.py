@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from overlaylab.errors import EtcdError
+from overlaylab.errors import EtcdError, EtcdRefused
 from overlaylab.netrule import RouteGuard
 
 
@@ -81,6 +81,10 @@ class EtcdClient:
                 return e.code, raw.decode(errors="replace")
         except (urllib.error.URLError, OSError, TimeoutError) as e:
             reason = getattr(e, "reason", e)
+            if isinstance(reason, ConnectionRefusedError):
+                raise EtcdRefused(
+                    f"etcd at {self.endpoint} refused the connection: stopped"
+                ) from None
             raise EtcdError(f"etcd at {self.endpoint} is unreachable: {reason}") from None
 
     def health(self) -> bool:

@@ -15,6 +15,7 @@ is gone is a no-op, so ``pulumi up`` twice and ``destroy`` after a failed ``up``
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 
@@ -50,6 +51,23 @@ def _initial_cluster(a: Args) -> str:
     return text
 
 
+def _start_after() -> list[tuple[str, str]]:
+    """docker-up's place in the order the daemons start, from the program on stdin:
+    ``{"start_after": [[host, advertise], ...]}``. On stdin (ignored by later changes), so that
+    a host added or removed later changes no daemon's command. Nothing there: start now."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return []
+    text = sys.stdin.read().strip()
+    if not text:
+        return []
+    try:
+        return [(str(h), str(adv)) for h, adv in json.loads(text)["start_after"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise LabError(
+            f'docker-up: stdin is not {{"start_after": [[host, advertise], ...]}} ({e})'
+        ) from None
+
+
 #: Verbs that act on one host, whatever its transport.
 HOST_VERBS: dict[str, Callable[[Host, Args], None]] = {
     "preflight": lambda h, a: h.preflight(
@@ -71,6 +89,7 @@ HOST_VERBS: dict[str, Callable[[Host, Args], None]] = {
         cluster_store=a.cluster_store,
         advertise=a.advertise,
         etcd_endpoint=a.etcd_endpoint,
+        start_after=_start_after(),
     ),
     "docker-down": lambda h, a: h.docker_down(
         hostname=a.hostname, advertise=a.advertise, etcd_endpoint=a.etcd_endpoint

@@ -130,6 +130,14 @@ def validate_cli(
     )
 
 
+def failed_first(report: str, tail: int = 2000) -> str:
+    """A validator report for an assertion message: its FAIL and diagnosis lines first (a long
+    report's tail alone can cut them off), then its end."""
+    lines = report.splitlines()
+    worst = [ln for ln in lines if ln.startswith(("FAIL", "diagnosis"))]
+    return "\n".join([*worst, "...", report[-tail:]])
+
+
 def parsed(raw: dict[str, Any]) -> LabConfig:
     return parse(raw, "test config")
 

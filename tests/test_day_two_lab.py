@@ -29,7 +29,14 @@ from overlaylab import spec as out
 from overlaylab.etcd import EtcdClient
 from overlaylab.netrule import RouteGuard
 from tests import standin
-from tests.labtools import lab_config, leftovers, parsed, require_root, validate_cli
+from tests.labtools import (
+    failed_first,
+    lab_config,
+    leftovers,
+    parsed,
+    require_root,
+    validate_cli,
+)
 from tests.standin.plan import Step
 
 pytestmark = pytest.mark.lab
@@ -66,7 +73,7 @@ class Lab:
 
     def validate(self) -> None:
         res = validate_cli(self.outputs[out.OUT_VALIDATION_SPEC], 60)
-        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+        assert res.returncode == 0, failed_first(res.stdout) + res.stderr[-2000:]
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,7 +120,7 @@ def test_founders_start_new_a_late_host_is_added_and_a_leaver_removes_itself(
 
     # The first host leaves: it removes itself while it runs; two remain healthy.
     said = leave(name="m1", own=client(client_url(peer(1), CLIENT)), client_for=client)
-    assert said.startswith("removed from the cluster; 2 remain healthy"), said
+    assert said.startswith("removed from the cluster"), said  # then healthy, maybe a moment later
     assert members.healthy(2) == ["m2", "m3"]
 
 
@@ -164,3 +165,32 @@ def test_a_member_added_that_never_starts_is_withdrawn(members: Members) -> None
     assert said.startswith("its member add was withdrawn"), said
     assert members.healthy(1) == ["m1", "m2"]
     assert len(client(f"http://{addr(1)}:{CLIENT}").members()[1]) == 2
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_every_member_leaving_at_once_does_not_wait_for_the_gone(members: Members, n: int) -> None:
+    """A destroy tears every host down at once: each member leaves, then is stopped. One that
+    removed itself must not wait out its deadline for the others to confirm: they are gone.
+    (It did: 20 s of most 2-host `down`s, 23 s of an 8-host one.)"""
+    founding = [(f"m{i}", peer(i)) for i in range(1, n + 1)]
+    for i in range(1, n + 1):
+        members.start(i, Bootstrap("new", ",".join(f"{m}={u}" for m, u in founding), ""))
+    assert len(members.healthy(1)) == n
+    said: dict[str, str] = {}
+    took: dict[str, float] = {}
+
+    def teardown(i: int) -> None:
+        start = time.monotonic()
+        said[f"m{i}"] = leave(
+            name=f"m{i}", own=client(client_url(peer(i), CLIENT)), client_for=client
+        )
+        members.procs[f"m{i}"].kill()  # etcd_down stops the member right after it left
+        members.procs[f"m{i}"].wait()
+        took[f"m{i}"] = time.monotonic() - start
+
+    threads = [threading.Thread(target=teardown, args=(i,)) for i in range(1, n + 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert max(took.values()) < 8, (took, said)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pulumi
@@ -131,14 +132,27 @@ def test_hosts_are_provisioned_in_parallel(record_graph: Any, seed_config: dict[
         assert not g.waits_for(a, b) and not g.waits_for(b, a), f"{a} and {b} are serialised"
 
 
-def test_daemons_start_one_after_another(record_graph: Any, seed_config: dict[str, Any]) -> None:
+def test_daemons_start_one_after_another_and_stop_together(
+    record_graph: Any, seed_config: dict[str, Any]
+) -> None:
     """Started together, Docker 20.10's daemons can split serf into groups that never merge
-    (each joins one neighbour, once): each daemon starts after the one before it."""
+    (each joins one neighbour, once): each daemon's docker-up gets, on stdin, the daemons that
+    start before it, and waits for the last of them. No dependency between daemons, so a
+    destroy stops them all at once; stdin is ignored later, so adding a host changes none."""
     seed_config["hosts"].append({"name": "docker-node3", "address": "192.168.205.12"})
     g: Graph = record_graph(seed_config)
-    assert g.waits_for(f"docker-{NODE2}-dockerd", f"docker-{NODE1}-dockerd")
-    assert g.waits_for("docker-docker-node3-dockerd", f"docker-{NODE2}-dockerd")
-    assert not g.waits_for(f"docker-{NODE1}-dockerd", f"docker-{NODE2}-dockerd")
+    daemons = [f"docker-{n}-dockerd" for n in (NODE1, NODE2, "docker-node3")]
+    for a in daemons:
+        for b in daemons:
+            assert a == b or not g.waits_for(a, b), f"{a} depends on {b}"
+    order = [json.loads(g.named(d).inputs["stdin"])["start_after"] for d in daemons]
+    assert order == [
+        [],
+        [[NODE1, "192.168.205.10:2375"]],
+        [[NODE1, "192.168.205.10:2375"], [NODE2, "192.168.205.11:2375"]],
+    ]
+    for d in daemons:
+        assert "stdin" in g.named(d).options.get("ignoreChanges", []), d
 
 
 def test_containers_wait_for_network_and_their_hosts_image(

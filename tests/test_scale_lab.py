@@ -10,7 +10,7 @@ import pytest
 
 from overlaylab import spec as out
 from overlaylab.stackconfig import raw_from_file
-from tests.labtools import leftovers, parsed, require_root, run_lab, validate_cli
+from tests.labtools import failed_first, leftovers, parsed, require_root, run_lab, validate_cli
 from tests.standin import become_subreaper
 
 pytestmark = pytest.mark.lab
@@ -33,7 +33,7 @@ def test_eight_hosts_validate_and_leave_nothing(tmp_path: Path) -> None:
         pings = [x for x in report.splitlines() if "overlay.ping" in x and "across hosts" in x]
         assert len(pings) == 8 * 7 * 2, len(pings)  # every ordered pair, by IP and by name
         res = validate_cli((run.outputs or {})[out.OUT_VALIDATION_SPEC], 60)
-        assert res.returncode == 0, res.stdout[-3000:]
+        assert res.returncode == 0, failed_first(res.stdout)
     finally:
         errors = run.destroy()
     assert not errors, errors

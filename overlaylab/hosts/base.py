@@ -14,6 +14,7 @@ are no-ops, so ``pulumi up`` twice and ``destroy`` after a failed ``up`` are har
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from overlaylab.errors import LabError
@@ -51,9 +52,17 @@ class Host(Protocol):
         remove its data."""
 
     def docker_up(
-        self, *, hostname: str, cluster_store: str, advertise: str, etcd_endpoint: str
+        self,
+        *,
+        hostname: str,
+        cluster_store: str,
+        advertise: str,
+        etcd_endpoint: str,
+        start_after: Sequence[tuple[str, str]] = (),
     ) -> None:
-        """Run dockerd on ``cluster_store``; return once it has joined (registered, serf on)."""
+        """Run dockerd on ``cluster_store``; return once it has joined (registered, serf on).
+        ``start_after``: the (host, advertise) of the daemons that start before this one; it
+        starts once the last of them has joined (``engine.wait_for_turn``)."""
 
     def docker_down(self, *, hostname: str, advertise: str, etcd_endpoint: str) -> None:
         """Undo ``docker_up``, and delete the daemon's node key from the store."""

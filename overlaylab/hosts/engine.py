@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from overlaylab.hosts.proc import run
+from overlaylab.errors import DockerError, LabError
+from overlaylab.etcd import EtcdClient
+from overlaylab.hosts.proc import log, run
 
 SERF_PORT = 7946
 
@@ -29,3 +33,52 @@ def docker_api(socket_path: str, timeout: float = 30) -> Any:
     import docker
 
     return docker.APIClient(base_url=f"unix://{socket_path}", version="1.41", timeout=timeout)
+
+
+def wait_for_turn(
+    before: Sequence[tuple[str, str]],
+    *,
+    hostname: str,
+    etcd: EtcdClient,
+    serf_on: Callable[[str, str], bool],
+    stall: float = 75,
+) -> None:
+    """Hold this host's dockerd until the daemon started before it has joined: its node key is
+    in the store and its serf listens. ``before`` is every (host, advertise) that starts
+    earlier, in order; the last one is waited for. ``serf_on(host, advertise)``: does that
+    host's serf listen (the transport knows how to look).
+
+    Daemons start one after another because Docker 20.10 joins serf once, to one neighbour,
+    when it starts (README, "What it builds"). The order is kept here, not as a dependency
+    between the resources, so that a destroy stops all daemons at once. Fails once no
+    daemon before this one has joined for ``stall`` seconds (one failed: its own error says
+    why), naming the first that has not."""
+    if not before:
+        return
+    prev_host, prev = before[-1]
+    progress, since = -1, time.monotonic()
+    while True:
+        try:
+            nodes = etcd.v2_get("/docker/nodes")
+        except LabError:
+            nodes = None
+        present = {n.key.rsplit("/", 1)[-1] for n in nodes.nodes} if nodes else set()
+        if prev in present and serf_on(prev_host, prev):
+            log(f"dockerd {hostname}: {prev_host} has joined ({prev}, serf on); starting")
+            return
+        joined = sum(1 for _, adv in before if adv in present)
+        if joined > progress:
+            progress, since = joined, time.monotonic()
+        elif time.monotonic() - since > stall:
+            waiting = next((h for h, adv in before if adv not in present), None)
+            why = (
+                f"{waiting} has not registered in the store (its docker-up says why)"
+                if waiting
+                else f"{prev_host} has registered, but its serf (port {SERF_PORT}) does not "
+                f"answer from here"
+            )
+            raise DockerError(
+                f"dockerd on {hostname} starts after the daemons before it have joined, and "
+                f"none more did in {stall:.0f}s: {why}"
+            )
+        time.sleep(0.2)

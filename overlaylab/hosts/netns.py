@@ -11,12 +11,14 @@ import contextlib
 import os
 import shutil
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 from overlaylab.errors import PreflightError
 from overlaylab.etcd import EtcdClient
 from overlaylab.hosts import netns_daemons, pki, serf
 from overlaylab.hosts.base import need
+from overlaylab.hosts.engine import serf_listening, wait_for_turn
 from overlaylab.hosts.image import image_import, image_remove
 from overlaylab.hosts.proc import kill, log, run
 from overlaylab.hosts.versions import check_docker_version, check_etcd_version, parse_etcd_version
@@ -207,7 +209,13 @@ class NamespaceHost:
         )
 
     def docker_up(
-        self, *, hostname: str, cluster_store: str, advertise: str, etcd_endpoint: str
+        self,
+        *,
+        hostname: str,
+        cluster_store: str,
+        advertise: str,
+        etcd_endpoint: str,
+        start_after: Sequence[tuple[str, str]] = (),
     ) -> None:
         netns, host_dir, lab_id, bridge = need(
             "docker-up",
@@ -215,6 +223,14 @@ class NamespaceHost:
             host_dir=self.host_dir,
             lab_id=self.lab_id,
             bridge=self.bridge,
+        )
+        etcd = EtcdClient(etcd_endpoint, RouteGuard(bridge), tls=pki.client_tls(self.tls_dir))
+        # Every host's namespace is on this machine: look at the socket, not across the net.
+        wait_for_turn(
+            start_after,
+            hostname=hostname,
+            etcd=etcd,
+            serf_on=lambda host, _: serf_listening(f"{lab_id}-{host}"),
         )
         netns_daemons.docker_up(
             netns=netns,

@@ -25,7 +25,7 @@ from overlaylab.etcd import EtcdClient
 from overlaylab.hosts import pki, serf
 from overlaylab.hosts import systemd_files as files
 from overlaylab.hosts.base import need
-from overlaylab.hosts.engine import SERF_PORT, node_key, serf_listening
+from overlaylab.hosts.engine import SERF_PORT, node_key, serf_listening, wait_for_turn
 from overlaylab.hosts.etcdcheck import refuse_foreign_data_dir
 from overlaylab.hosts.image import busybox_rootfs
 from overlaylab.hosts.proc import log, run, tcp_open, wait_for
@@ -170,9 +170,21 @@ class SystemdHost:
     # --- dockerd ---------------------------------------------------------------------------------
 
     def docker_up(
-        self, *, hostname: str, cluster_store: str, advertise: str, etcd_endpoint: str
+        self,
+        *,
+        hostname: str,
+        cluster_store: str,
+        advertise: str,
+        etcd_endpoint: str,
+        start_after: Sequence[tuple[str, str]] = (),
     ) -> None:
         check_docker_version(run(["dockerd", "--version"]).stdout)
+        wait_for_turn(
+            start_after,
+            hostname=hostname,
+            etcd=self._loopback(_port(etcd_endpoint)),
+            serf_on=lambda _, adv: tcp_open(adv.rsplit(":", 1)[0], SERF_PORT, None),
+        )
         path = files.DAEMON_JSON
         files.save_original(path, "docker")
         before = path.read_text() if path.exists() else None

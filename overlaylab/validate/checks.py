@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import time
 from typing import Any
 
 from overlaylab.errors import LabError
@@ -208,13 +209,29 @@ def check_name_rule(lab: Lab) -> list[Result]:
         )
     )
     net_id = lab.network_id(c["host"])
-    names = [ep.get("name") for eps in endpoint_keys(lab, net_id or "none").values() for ep in eps]
+
+    def named() -> list[str]:
+        eps = endpoint_keys(lab, net_id or "none")
+        return sorted(str(ep.get("name")) for group in eps.values() for ep in group)
+
+    names = named()
+    count = names.count(c["name"])
+    actual = str(count)
+    if count != 1:
+        # Evidence for a rare failure: what the store held, and whether it was a moment's.
+        time.sleep(1)
+        again = named()
+        actual = (
+            f"{count} (endpoints {names} in {net_id or 'no network'}, read from "
+            f"{lab.any_etcd().endpoint}; 1 s later {again.count(c['name'])}: {again})"
+        )
     out.append(
         _r(
             "overlay.name-probe-clean",
             f"endpoint keys named {c['name']}",
             1,
-            names.count(c["name"]),
+            actual,
+            count == 1,
         )
     )
     return out

@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ssh-key", type=Path, help="private key of an ssh stack (its sshPrivateKey)")
     p.add_argument("--diff", action="store_true", help="show each changed input: old => new")
     p.add_argument(
-        "--timeline", action="store_true", help="after up: when each resource started and ended"
+        "--timeline",
+        action="store_true",
+        help="after up or down: when each resource started and ended",
     )
     return p
 
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     state_file = args.state_dir / f"{args.stack}.json"
     become_subreaper()
     if args.action == "down":
-        return _down(args.stack, state_file, guard)
+        return _down(args.stack, state_file, guard, args.timeline)
     old = state.load(state_file)
     preview = args.action == "preview"
     print(f"{'Previewing' if preview else 'Updating'} stack {args.stack}"
@@ -72,15 +74,16 @@ def main(argv: list[str] | None = None) -> int:
             print(line)
     print(f"Resources: {summary(run.steps)}")
     if args.timeline and not preview:
-        print("\n  start     end   took  step     type           resource")
-        for line in timeline(run.steps):
-            print(line)
+        _print_timeline(run.steps)
     return _report(args.stack, run)
 
 
-def _down(stack: str, state_file: Path, guard: RouteGuard | None) -> int:
+def _down(stack: str, state_file: Path, guard: RouteGuard | None, show_timeline: bool) -> int:
     records = state.load(state_file)
-    errors = destroy(records, guard=guard)
+    steps: list[Step] = []
+    errors = destroy(records, guard=guard, steps=steps)
+    if show_timeline:
+        _print_timeline(steps)
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
     if errors:
@@ -88,6 +91,12 @@ def _down(stack: str, state_file: Path, guard: RouteGuard | None) -> int:
     state.forget(state_file)
     print(f"destroyed {sum(r.custom for r in records)} resources of stack {stack}")
     return 0
+
+
+def _print_timeline(steps: list[Step]) -> None:
+    print("\n  start     end   took  step     type           resource")
+    for line in timeline(steps):
+        print(line)
 
 
 def _report(stack: str, run: Run) -> int:

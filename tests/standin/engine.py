@@ -197,7 +197,7 @@ class RealEngine(pmocks.Mocks):
 
     def _delete_wave(self, wave: list[Record], copies: set[int]) -> list[str]:
         skip = {r.urn for r in wave}
-        with cf.ThreadPoolExecutor(max_workers=8) as pool:
+        with cf.ThreadPoolExecutor(max_workers=64) as pool:  # the engine: unbounded
             results = list(pool.map(lambda r: self._delete_one(r, skip, copies), wave))
         return [e for e in results if e]
 

@@ -8,25 +8,33 @@ can be removed is left behind.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import time
 
 from overlaylab.netrule import RouteGuard
 from tests.standin import docker_ops
 from tests.standin.engine import delete
 from tests.standin.ops import Context
+from tests.standin.plan import Step
 from tests.standin.state import Record
 
 
-def destroy(records: list[Record], workers: int = 8, guard: RouteGuard | None = None) -> list[str]:
+def destroy(
+    records: list[Record],
+    workers: int = 64,  # the engine deletes with unbounded parallelism
+    guard: RouteGuard | None = None,
+    steps: list[Step] | None = None,
+) -> list[str]:
     """Delete in reverse dependency order; returns the errors (empty when all went well).
 
-    ``guard`` checks the route to every lab address a delete contacts (ssh stacks)."""
+    ``guard`` checks the route to every lab address a delete contacts (ssh stacks); ``steps``,
+    when given, receives one timed delete step per resource (the down's timeline)."""
     try:
         ctx = Context(guard)
         for r in records:
             # The providers as the state has them now (an update may have moved one).
             if r.type == docker_ops.DOCKER_PROVIDER and r.id and r.state.get("host"):
                 ctx.add_provider(r.id, r.state["host"], list(r.state.get("sshOpts") or []))
-        return _destroy(records, workers, ctx)
+        return _destroy(records, workers, ctx, steps if steps is not None else [])
     finally:
         docker_ops.TUNNELS.close()
 
@@ -41,7 +49,20 @@ def dependents_of(records: list[Record]) -> dict[str, set[str]]:
     return dependents
 
 
-def _destroy(records: list[Record], workers: int, ctx: Context) -> list[str]:
+def _destroy(records: list[Record], workers: int, ctx: Context, steps: list[Step]) -> list[str]:
+    start = time.monotonic()
+
+    def timed(rec: Record) -> None:
+        began = time.monotonic()
+        try:
+            delete(ctx, rec)
+        finally:
+            ended = time.monotonic()
+            steps.append(
+                Step(rec.urn, rec.type, rec.name, "delete", seconds=ended - began,
+                     started=began - start)
+            )  # fmt: skip
+
     pending = {r.urn: r for r in records}
     dependents = dependents_of(records)
     done: set[str] = set()
@@ -50,7 +71,7 @@ def _destroy(records: list[Record], workers: int, ctx: Context) -> list[str]:
     with cf.ThreadPoolExecutor(max_workers=workers) as pool:
         while pending or running:
             for urn in [u for u in pending if dependents[u] <= done]:
-                running[pool.submit(delete, ctx, pending.pop(urn))] = urn
+                running[pool.submit(timed, pending.pop(urn))] = urn
             if not running:
                 errors.append(f"dependency cycle among {sorted(pending)}")
                 break

@@ -4,6 +4,7 @@ the stack's config, and the result (outputs, error, records) as a ``Run``."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import json
 import runpy
 import time
@@ -16,7 +17,7 @@ import pulumi
 from pulumi.runtime import mocks as pmocks
 from pulumi.runtime import settings as psettings
 from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from overlaylab.netrule import RouteGuard
 from overlaylab.stackconfig import PROJECT
@@ -92,6 +93,7 @@ def run_program(
     error: BaseException | None = None
     _quiet_reported_failures()
     try:
+        _engine_parallelism()
         _sync_await(run_pulumi_func(body))
         # The engine deletes what left the program only once the program has finished.
         errors = engine.finish()
@@ -102,6 +104,21 @@ def run_program(
     finally:
         docker_ops.TUNNELS.close()
     return Run(engine, holder.get("outputs"), error, time.monotonic() - start)
+
+
+# The real CLI's language host sizes the program's default executor from `--parallel` (its
+# default is unbounded; pulumi/pulumi#11122, x4 since #20362): every blocking RegisterResource
+# RPC holds one thread until its resource is done. Python's own default is min(32, cores + 4),
+# 6 on this 2-core machine, which would run at most 6 resource operations at once: a limit the
+# engine does not have (it started 6 of 8 etcd members and made the other two wait).
+PARALLEL_THREADS = 128
+
+
+_EXECUTOR = cf.ThreadPoolExecutor(max_workers=PARALLEL_THREADS, thread_name_prefix="register")
+
+
+def _engine_parallelism() -> None:
+    _ensure_event_loop().set_default_executor(_EXECUTOR)
 
 
 def _fresh_runtime(

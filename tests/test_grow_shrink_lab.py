@@ -1,0 +1,173 @@
+"""Day two measured: a running lab grows 2 -> 3 -> 4 hosts and shrinks back 4 -> 3 -> 2 while
+test1 pings test2 every 100 ms; an `up` with no change runs nothing.
+
+Each step is an `up` on the running stack through the stand-in (the engine's rules). Around
+each one, from test1's network namespace (the container's own, entered by its pid), a ping to
+test2's overlay address every 100 ms; the test asserts that none of them was lost, that the
+hosts that stay keep their container ids and addresses and their etcd and dockerd processes,
+and that the validator passes after every step. It prints each step's plan summary and ping
+counts (`pytest -s` shows them): the figures of issue 6's note.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from overlaylab import spec as out
+from overlaylab.config import LabConfig
+from overlaylab.hosts.engine import docker_api
+from overlaylab.netrule import RouteGuard
+from tests import standin
+from tests.labtools import failed_first, lab_config, leftovers, parsed, require_root, validate_cli
+from tests.standin.plan import Step, summary
+
+pytestmark = pytest.mark.lab
+
+LAB_ID = "gs"
+SEGMENT = "192.168.225"
+STAYING = ("docker-node1", "docker-node2")
+
+
+class Lab:
+    def __init__(self, state_file: Path) -> None:
+        self.state_file = state_file
+        self.guard = RouteGuard(f"ovbr-{LAB_ID}")
+        self.state: list[standin.Record] = []
+        self.outputs: dict[str, Any] = {}
+        self.cfg: dict[str, Any] = {}
+        self.ever: list[dict[str, Any]] = []
+
+    def up(self, raw: dict[str, Any]) -> list[Step]:
+        self.ever.append(copy.deepcopy(raw))
+        run = standin.run_program(
+            raw, stack=LAB_ID, state_file=self.state_file, guard=self.guard, old=self.state
+        )
+        self.state = run.engine.state()
+        assert run.error is None, f"up failed: {run.error}"
+        self.cfg, self.outputs = copy.deepcopy(raw), run.outputs or {}
+        return run.steps
+
+    def validate(self) -> None:
+        res = validate_cli(self.outputs[out.OUT_VALIDATION_SPEC], 60)
+        assert res.returncode == 0, failed_first(res.stdout) + res.stderr[-2000:]
+
+    @property
+    def parsed(self) -> LabConfig:
+        return parsed(self.cfg)
+
+
+def config(hosts: int) -> dict[str, Any]:
+    raw = lab_config(hosts, lab_id=LAB_ID, segment=SEGMENT)
+    raw["containers"] = [
+        {"name": f"test{i}", "host": f"docker-node{i}"} for i in range(1, hosts + 1)
+    ]
+    return raw
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    require_root()
+    standin.become_subreaper()
+    lab = Lab(tmp_path_factory.mktemp("gs") / "state.json")
+    if leftovers(parsed(config(4))):
+        pytest.fail(f"a lab with id {LAB_ID} is up here: {leftovers(parsed(config(4)))[:3]}")
+    try:
+        lab.up(config(2))
+        lab.validate()
+        yield lab
+    finally:
+        errors = standin.destroy(lab.state, guard=lab.guard)
+        left = [x for raw in lab.ever for x in leftovers(parsed(raw))]
+        assert not errors, errors
+        assert not left, left
+
+
+def facts(lab: Lab) -> dict[str, Any]:
+    """What must not change on the hosts that stay: container ids and overlay addresses, and
+    the pids of their etcd and dockerd."""
+    cfg = lab.parsed
+    got: dict[str, Any] = {}
+    for name in STAYING:
+        h = cfg.host(name)
+        c = docker_api(cfg.docker_socket(h)).inspect_container(f"test{name[-1]}")
+        nets = c["NetworkSettings"]["Networks"]
+        got[f"test{name[-1]}"] = (c["Id"], nets[cfg.network_name]["IPAddress"])
+        base = Path(cfg.host_dir(h))
+        got[f"{name} pids"] = tuple(
+            (base / f).read_text().strip() for f in ("etcd.pid", "docker.pid")
+        )
+    return got
+
+
+class Pinger:
+    """busybox's ping (the host's busybox-static, which the image is made from) every 100 ms
+    from test1's network namespace to test2's overlay address."""
+
+    def __init__(self, lab: Lab) -> None:
+        cfg = lab.parsed
+        api = docker_api(cfg.docker_socket(cfg.host("docker-node1")))
+        pid = api.inspect_container("test1")["State"]["Pid"]
+        target = facts(lab)["test2"][1]
+        assert target.startswith("10."), target  # the overlay, inside the lab: never elsewhere
+        self.proc = subprocess.Popen(
+            ["nsenter", "-t", str(pid), "-n", "busybox", "ping", "-i", "0.1", target],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def stop(self) -> tuple[int, int]:
+        self.proc.send_signal(2)  # SIGINT: ping prints its statistics
+        text, _ = self.proc.communicate(timeout=10)
+        m = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", text)
+        assert m, text[-500:]
+        return int(m.group(1)), int(m.group(2))
+
+
+def step(lab: Lab, raw: dict[str, Any], label: str) -> list[Step]:
+    before = facts(lab)
+    pinger = Pinger(lab)
+    time.sleep(1)
+    try:
+        steps = lab.up(raw)
+        time.sleep(1)
+    finally:
+        sent, received = pinger.stop()
+    print(f"\n{label}: {summary(steps)}; test1 -> test2 every 100 ms: {sent} sent, "
+          f"{received} received")  # fmt: skip
+    assert sent >= 20, f"{label}: the pinger ran only {sent} pings"
+    assert received == sent, f"{label}: {sent - received} of {sent} pings lost during up"
+    assert facts(lab) == before, f"{label}: a staying host's container or daemon changed"
+    lab.validate()
+    return steps
+
+
+def test_an_up_with_no_change_runs_nothing(lab: Lab) -> None:
+    before = facts(lab)
+    steps = lab.up(copy.deepcopy(lab.cfg))
+    ran = [f"{s.name} {s.kind}" for s in steps if s.kind != "same"]
+    assert ran == [], ran
+    assert facts(lab) == before
+
+
+@pytest.mark.parametrize("hosts", [3, 4, 3, 2], ids=["2to3", "3to4", "4to3", "3to2"])
+def test_growing_and_shrinking_loses_no_ping_and_keeps_the_staying_hosts(
+    lab: Lab, hosts: int
+) -> None:
+    now = len(lab.cfg["hosts"])
+    steps = step(lab, config(hosts), f"{now} -> {hosts} hosts")
+    kinds = {s.name: s.kind for s in steps}
+    for name in STAYING:
+        for res in (f"etcd-{name}", f"docker-{name}-dockerd", f"test-test{name[-1]}"):
+            assert kinds[res] == "same", f"{res}: {kinds[res]}"
+    assert kinds["overlay-network"] == "same"
+    changed = f"docker-node{max(hosts, now)}"
+    assert kinds[f"etcd-{changed}"] == ("create" if hosts > now else "delete")
