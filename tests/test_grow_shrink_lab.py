@@ -23,6 +23,7 @@ import pytest
 
 from overlaylab import spec as out
 from overlaylab.config import LabConfig
+from overlaylab.etcd import EtcdClient
 from overlaylab.hosts.engine import docker_api
 from overlaylab.netrule import RouteGuard
 from tests import standin
@@ -44,13 +45,18 @@ class Lab:
         self.outputs: dict[str, Any] = {}
         self.cfg: dict[str, Any] = {}
         self.ever: list[dict[str, Any]] = []
+        self.error = ""
 
-    def up(self, raw: dict[str, Any]) -> list[Step]:
+    def up(self, raw: dict[str, Any], fails: bool = False) -> list[Step]:
         self.ever.append(copy.deepcopy(raw))
         run = standin.run_program(
             raw, stack=LAB_ID, state_file=self.state_file, guard=self.guard, old=self.state
         )
         self.state = run.engine.state()
+        if fails:
+            assert run.error is not None, "up succeeded"
+            self.error = str(run.error)
+            return run.steps
         assert run.error is None, f"up failed: {run.error}"
         self.cfg, self.outputs = copy.deepcopy(raw), run.outputs or {}
         return run.steps
@@ -171,3 +177,49 @@ def test_growing_and_shrinking_loses_no_ping_and_keeps_the_staying_hosts(
     assert kinds["overlay-network"] == "same"
     changed = f"docker-node{max(hosts, now)}"
     assert kinds[f"etcd-{changed}"] == ("create" if hosts > now else "delete")
+
+
+def test_a_daemon_failing_on_a_new_host_leaves_the_lab_working_and_the_next_up_completes(
+    lab: Lab,
+) -> None:
+    """docker-node3's dockerd cannot start (its data-root is a file): that `up` fails, the
+    running lab keeps working (no ping lost, every check but the new member's presence
+    passes), the member added for the new host runs (none is left dead), and once the
+    fault is gone the next `up` completes."""
+    assert len(lab.cfg["hosts"]) == 2
+    grown = config(3)
+    h3 = parsed(grown).host("docker-node3")
+    fault = Path(parsed(grown).host_dir(h3)) / "docker"
+    fault.parent.mkdir(parents=True, exist_ok=True)
+    fault.write_text("not a directory: dockerd cannot use this as its data-root\n")
+    try:
+        pinger = Pinger(lab)
+        try:
+            lab.up(grown, fails=True)
+        finally:
+            sent, received = pinger.stop()
+        print(f"\nfailed up: {lab.error}; pings {received} of {sent}")
+        assert "docker-docker-node3-dockerd" in lab.error
+        # The daemon's own error, not the deprecation warnings its log starts with.
+        assert "exited at start" in lab.error and "deprecated" not in lab.error, lab.error
+        assert received == sent >= 10, f"{sent - received} of {sent} pings lost"
+        # No dead member: the new host's member was added and runs, as the others do.
+        for h in parsed(grown).hosts:
+            client = EtcdClient(parsed(grown).client_url(h), lab.guard)
+            assert client.health(), f"{h.name}'s member is not healthy"
+        names = sorted(m.get("name", "") for m in client.members()[1])
+        assert names == ["docker-node1", "docker-node2", "docker-node3"]
+        # The running lab, as last deployed: everything passes but the member list, which
+        # now has the new host's member.
+        res = validate_cli(lab.outputs[out.OUT_VALIDATION_SPEC], 60)
+        failed = [ln for ln in res.stdout.splitlines() if ln.startswith("FAIL")]
+        assert failed and all("etcd.member-list" in ln and "docker-node3" in ln for ln in failed), (
+            failed_first(res.stdout)
+        )
+    finally:
+        fault.unlink(missing_ok=True)
+    steps = lab.up(grown)
+    kinds = {st.name: st.kind for st in steps}
+    assert kinds["docker-docker-node3-dockerd"] == "create"
+    assert kinds["etcd-docker-node3"] == "same"  # created by the failed up, kept in the state
+    lab.validate()

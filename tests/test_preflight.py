@@ -16,6 +16,7 @@ import pytest
 
 from overlaylab.errors import EtcdError, NetworkRuleError, PreflightError
 from overlaylab.hosts import etcdcheck, netns, netns_daemons, versions
+from overlaylab.hosts.proc import log_error
 from overlaylab.netrule import RouteGuard
 from tests.labtools import require_root
 
@@ -225,3 +226,23 @@ def test_a_failed_etcd_create_leaves_nothing(tmp_path: Path) -> None:
     finally:
         netns.host_down(ns, veth)
         netns.bridge_down(bridge)
+
+
+def test_a_daemon_that_died_at_start_is_reported_by_its_error_line(tmp_path: Path) -> None:
+    """dockerd's log starts with deprecation warnings (cluster-store); the message must give
+    the line that says why it died."""
+    log = tmp_path / "docker.log"
+    log.write_text(
+        'time="1" level=warning msg="The \\"cluster-store\\" option is deprecated."\n'
+        'time="2" level=info msg="Starting up"\n'
+        'time="3" level=fatal msg="failed to start daemon: mkdir /d/docker: not a directory"\n'
+    )
+    assert "not a directory" in log_error(log) and "deprecated" not in log_error(log)
+    log.write_text(
+        'time="1" level=warning msg="The \\"cluster-store\\" option is deprecated."\n'
+        "Unable to get the full path to root (/d/docker): canonical path points to a file\n"
+        'time="2" level=info msg="shutting down"\n'
+    )
+    assert log_error(log).startswith("Unable to get the full path to root")
+    log.write_text('time="1" level=info msg="only this"\n')
+    assert log_error(log) == 'time="1" level=info msg="only this"'

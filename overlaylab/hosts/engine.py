@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from overlaylab.errors import DockerError, LabError
-from overlaylab.etcd import EtcdClient
+from overlaylab.etcd import V2Node
 from overlaylab.hosts.proc import log, run
 
 SERF_PORT = 7946
@@ -35,18 +35,27 @@ def docker_api(socket_path: str, timeout: float = 30) -> Any:
     return docker.APIClient(base_url=f"unix://{socket_path}", version="1.41", timeout=timeout)
 
 
+class StoreReader(Protocol):
+    """What the start order reads of the cluster store (an ``EtcdClient``)."""
+
+    def v2_get(self, key: str, recursive: bool = True) -> V2Node | None: ...
+
+
 def wait_for_turn(
     before: Sequence[tuple[str, str]],
     *,
     hostname: str,
-    etcd: EtcdClient,
+    advertise: str,
+    etcd: StoreReader,
     serf_on: Callable[[str, str], bool],
     stall: float = 75,
 ) -> None:
     """Hold this host's dockerd until the daemon started before it has joined: its node key is
     in the store and its serf listens. ``before`` is every (host, advertise) that starts
     earlier, in order; the last one is waited for. ``serf_on(host, advertise)``: does that
-    host's serf listen (the transport knows how to look).
+    host's serf listen (the transport knows how to look). A daemon whose own node key is
+    already in the store has joined before: this is a re-run of its create (an update), whose
+    predecessors may since have left the stack, so it does not wait.
 
     Daemons start one after another because Docker 20.10 joins serf once, to one neighbour,
     when it starts (README, "What it builds"). The order is kept here, not as a dependency
@@ -63,6 +72,9 @@ def wait_for_turn(
         except LabError:
             nodes = None
         present = {n.key.rsplit("/", 1)[-1] for n in nodes.nodes} if nodes else set()
+        if advertise in present:
+            log(f"dockerd {hostname}: already in the store ({advertise}); not waiting")
+            return
         if prev in present and serf_on(prev_host, prev):
             log(f"dockerd {hostname}: {prev_host} has joined ({prev}, serf on); starting")
             return

@@ -229,6 +229,7 @@ class NamespaceHost:
         wait_for_turn(
             start_after,
             hostname=hostname,
+            advertise=advertise,
             etcd=etcd,
             serf_on=lambda host, _: serf_listening(f"{lab_id}-{host}"),
         )

@@ -26,6 +26,7 @@ from overlaylab.hosts.proc import (
     cmdline,
     kill,
     log,
+    log_error,
     log_tail,
     pid_of,
     remove_if_empty,
@@ -120,7 +121,7 @@ def etcd_up(
 
     def listening() -> bool:
         if not alive(pid):
-            raise EtcdError(f"etcd {name} exited at start: {log_tail(logfile)}", argv)
+            raise EtcdError(f"etcd {name} exited at start: {log_error(logfile)}", argv)
         return tcp_open(address, client_port, guard)
 
     # Static bootstrap: a member cannot be healthy before a quorum has started, so this waits
@@ -278,7 +279,7 @@ def _wait_joined(
 
     def ready() -> bool:
         if not alive(pid):
-            raise DockerError(f"dockerd {hostname} exited at start: {log_tail(logfile)}")
+            raise DockerError(f"dockerd {hostname} exited at start: {log_error(logfile)}")
         try:
             return bool(client.ping())
         except Exception:

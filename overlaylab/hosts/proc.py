@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -121,6 +122,25 @@ def spawn(argv: Sequence[str], logfile: Path, tmpdir: Path | None = None) -> int
             close_fds=True,
         )
     return proc.pid
+
+
+def log_error(logfile: Path) -> str:
+    """Why a daemon died, from its log: its last error-level line, else its last line that is
+    no info or warning (Docker's log starts with deprecation warnings that would otherwise
+    lead the message), else its tail."""
+    try:
+        text = logfile.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    bad = [ln for ln in text if re.search(r'level=(error|fatal)|"level":"(error|fatal)"', ln)]
+    # dockerd prints some fatal errors bare ("Unable to get the full path to root ..."): the
+    # last line that is not a leveled info or warning.
+    bare = [
+        ln
+        for ln in text
+        if ln.strip() and not re.search(r'level=(debug|info|warn)|"level":"(debug|info|warn)', ln)
+    ]
+    return bad[-1] if bad else bare[-1] if bare else log_tail(logfile)
 
 
 def log_tail(logfile: Path, lines: int = 5) -> str:

@@ -182,6 +182,7 @@ class SystemdHost:
         wait_for_turn(
             start_after,
             hostname=hostname,
+            advertise=advertise,
             etcd=self._loopback(_port(etcd_endpoint)),
             serf_on=lambda _, adv: tcp_open(adv.rsplit(":", 1)[0], SERF_PORT, None),
         )
