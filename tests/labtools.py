@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -16,8 +17,10 @@ if TYPE_CHECKING:
     from overlaylab.etcd import EtcdClient
     from overlaylab.netrule import RouteGuard
     from tests.standin import Record
+    from tests.standin.plan import Step
 
 from overlaylab.config import LabConfig, parse
+from overlaylab.spec import OUT_VALIDATION_SPEC
 
 LAB_ID = "e2e"
 SEGMENT = "192.168.213"  # not the local stack's 192.168.205: a developer's lab may be up
@@ -191,3 +194,62 @@ def delete_node_key_after_heartbeat(client: EtcdClient, key: str, timeout: float
             raise AssertionError(f"{key} was not refreshed within {timeout:g}s: {node}")
         time.sleep(0.2)
     assert client.v2_delete(key), key
+
+
+class Running:
+    """A stack kept up across `up`s, each on the state the last one left, as `pulumi up` on a
+    running stack (through the stand-in): its config, state and outputs, and every config
+    applied (where to look for leftovers at the end)."""
+
+    def __init__(
+        self,
+        stack: str,
+        state_file: Path,
+        guard: RouteGuard,
+        cfg: dict[str, Any] | None = None,
+        secrets: dict[str, str] | None = None,
+    ) -> None:
+        self.stack, self.state_file, self.guard, self.secrets = stack, state_file, guard, secrets
+        self.cfg: dict[str, Any] = copy.deepcopy(cfg or {})
+        self.state: list[Record] = []
+        self.outputs: dict[str, Any] = {}
+        self.ever: list[dict[str, Any]] = []
+        self.error = ""  # the last failed `up`'s, when it was expected to fail
+
+    def up(self, raw: dict[str, Any], fails: bool = False) -> dict[str, Step]:
+        """Its steps by resource name. The config and outputs are kept only from an `up` that
+        succeeded; ``fails``: this one must not."""
+        from tests import standin
+
+        self.ever.append(copy.deepcopy(raw))
+        run = standin.run_program(
+            raw,
+            stack=self.stack,
+            state_file=self.state_file,
+            guard=self.guard,
+            secrets=self.secrets,
+            old=self.state,
+        )
+        self.state = run.engine.state()
+        if fails:
+            assert run.error is not None, "up succeeded"
+            self.error = str(run.error)
+        else:
+            assert run.error is None, f"up failed: {run.error}"
+            self.cfg, self.outputs = copy.deepcopy(raw), run.outputs or {}
+        return {st.name: st for st in run.steps}
+
+    def validate(self) -> None:
+        """The strict validator, as a person runs it after `up`."""
+        res = validate_cli(self.outputs[OUT_VALIDATION_SPEC], 60)
+        assert res.returncode == 0, failed_first(res.stdout) + res.stderr[-2000:]
+
+    def destroy(self) -> list[str]:
+        from tests import standin
+
+        errors = standin.destroy(self.state, guard=self.guard) if self.state else []
+        self.state = []
+        return errors
+
+    def leftovers(self) -> list[str]:
+        return [x for raw in self.ever for x in leftovers(parsed(raw))]

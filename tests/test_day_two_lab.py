@@ -21,7 +21,6 @@ import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -30,14 +29,12 @@ from overlaylab.etcd import EtcdClient
 from overlaylab.netrule import RouteGuard
 from tests import standin
 from tests.labtools import (
-    failed_first,
+    Running,
     lab_config,
     leftovers,
     parsed,
     require_root,
-    validate_cli,
 )
-from tests.standin.plan import Step
 
 pytestmark = pytest.mark.lab
 
@@ -45,35 +42,18 @@ LAB_ID = "d2"
 SEGMENT = "192.168.214"
 
 
-class Lab:
-    """The stack as the last `up` left it: its config, state and outputs."""
+class Lab(Running):
+    """The stack as the last `up` left it, on this module's segment."""
 
     def __init__(self, state_file: Path) -> None:
-        self.state_file = state_file
-        self.cfg: dict[str, Any] = lab_config(2, lab_id=LAB_ID, segment=SEGMENT)
-        self.guard = RouteGuard(f"ovbr-{LAB_ID}")
-        self.state: list[standin.Record] = []
-        self.outputs: dict[str, Any] = {}
-        self.ever: list[dict[str, Any]] = []  # every config applied: hosts to check at the end
-
-    def up(self, cfg: dict[str, Any]) -> dict[str, Step]:
-        self.ever.append(copy.deepcopy(cfg))
-        run = standin.run_program(
-            cfg, stack=LAB_ID, state_file=self.state_file, guard=self.guard, old=self.state
-        )
-        self.state = run.engine.state()
-        assert run.error is None, f"up failed: {run.error}"
-        self.cfg = copy.deepcopy(cfg)
-        self.outputs = run.outputs or {}
-        return {s.name: s for s in run.steps}
+        super().__init__(
+            LAB_ID, state_file, RouteGuard(f"ovbr-{LAB_ID}"),
+            cfg=lab_config(2, lab_id=LAB_ID, segment=SEGMENT),
+        )  # fmt: skip
 
     def etcd(self, host: int = 0) -> EtcdClient:
         address = self.cfg["hosts"][host]["address"]
         return EtcdClient(f"http://{address}:2379", self.guard)
-
-    def validate(self) -> None:
-        res = validate_cli(self.outputs[out.OUT_VALIDATION_SPEC], 60)
-        assert res.returncode == 0, failed_first(res.stdout) + res.stderr[-2000:]
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +65,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         lab.up(lab.cfg)
         yield lab
     finally:
-        errors = standin.destroy(lab.state, guard=lab.guard)
-        left = [x for cfg in lab.ever for x in leftovers(parsed(cfg))]
+        errors = lab.destroy()
+        left = lab.leftovers()
         assert not errors, errors
         assert not left, left
 

@@ -27,7 +27,15 @@ from overlaylab.etcd import EtcdClient
 from overlaylab.hosts.engine import docker_api
 from overlaylab.netrule import RouteGuard
 from tests import standin
-from tests.labtools import failed_first, lab_config, leftovers, parsed, require_root, validate_cli
+from tests.labtools import (
+    Running,
+    failed_first,
+    lab_config,
+    leftovers,
+    parsed,
+    require_root,
+    validate_cli,
+)
 from tests.standin.plan import Step, summary
 
 pytestmark = pytest.mark.lab
@@ -37,34 +45,7 @@ SEGMENT = "192.168.225"
 STAYING = ("docker-node1", "docker-node2")
 
 
-class Lab:
-    def __init__(self, state_file: Path) -> None:
-        self.state_file = state_file
-        self.guard = RouteGuard(f"ovbr-{LAB_ID}")
-        self.state: list[standin.Record] = []
-        self.outputs: dict[str, Any] = {}
-        self.cfg: dict[str, Any] = {}
-        self.ever: list[dict[str, Any]] = []
-        self.error = ""
-
-    def up(self, raw: dict[str, Any], fails: bool = False) -> list[Step]:
-        self.ever.append(copy.deepcopy(raw))
-        run = standin.run_program(
-            raw, stack=LAB_ID, state_file=self.state_file, guard=self.guard, old=self.state
-        )
-        self.state = run.engine.state()
-        if fails:
-            assert run.error is not None, "up succeeded"
-            self.error = str(run.error)
-            return run.steps
-        assert run.error is None, f"up failed: {run.error}"
-        self.cfg, self.outputs = copy.deepcopy(raw), run.outputs or {}
-        return run.steps
-
-    def validate(self) -> None:
-        res = validate_cli(self.outputs[out.OUT_VALIDATION_SPEC], 60)
-        assert res.returncode == 0, failed_first(res.stdout) + res.stderr[-2000:]
-
+class Lab(Running):
     @property
     def parsed(self) -> LabConfig:
         return parsed(self.cfg)
@@ -82,7 +63,7 @@ def config(hosts: int) -> dict[str, Any]:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     require_root()
     standin.become_subreaper()
-    lab = Lab(tmp_path_factory.mktemp("gs") / "state.json")
+    lab = Lab(LAB_ID, tmp_path_factory.mktemp("gs") / "state.json", RouteGuard(f"ovbr-{LAB_ID}"))
     if leftovers(parsed(config(4))):
         pytest.fail(f"a lab with id {LAB_ID} is up here: {leftovers(parsed(config(4)))[:3]}")
     try:
@@ -90,8 +71,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         lab.validate()
         yield lab
     finally:
-        errors = standin.destroy(lab.state, guard=lab.guard)
-        left = [x for raw in lab.ever for x in leftovers(parsed(raw))]
+        errors = lab.destroy()
+        left = lab.leftovers()
         assert not errors, errors
         assert not left, left
 
@@ -138,7 +119,7 @@ class Pinger:
         return int(m.group(1)), int(m.group(2))
 
 
-def step(lab: Lab, raw: dict[str, Any], label: str) -> list[Step]:
+def step(lab: Lab, raw: dict[str, Any], label: str) -> dict[str, Step]:
     before = facts(lab)
     pinger = Pinger(lab)
     time.sleep(1)
@@ -147,7 +128,7 @@ def step(lab: Lab, raw: dict[str, Any], label: str) -> list[Step]:
         time.sleep(1)
     finally:
         sent, received = pinger.stop()
-    print(f"\n{label}: {summary(steps)}; test1 -> test2 every 100 ms: {sent} sent, "
+    print(f"\n{label}: {summary(list(steps.values()))}; test1 -> test2 every 100 ms: {sent} sent, "
           f"{received} received")  # fmt: skip
     assert sent >= 20, f"{label}: the pinger ran only {sent} pings"
     assert received == sent, f"{label}: {sent - received} of {sent} pings lost during up"
@@ -159,7 +140,7 @@ def step(lab: Lab, raw: dict[str, Any], label: str) -> list[Step]:
 def test_an_up_with_no_change_runs_nothing(lab: Lab) -> None:
     before = facts(lab)
     steps = lab.up(copy.deepcopy(lab.cfg))
-    ran = [f"{s.name} {s.kind}" for s in steps if s.kind != "same"]
+    ran = [f"{s.name} {s.kind}" for s in steps.values() if s.kind != "same"]
     assert ran == [], ran
     assert facts(lab) == before
 
@@ -170,7 +151,7 @@ def test_growing_and_shrinking_loses_no_ping_and_keeps_the_staying_hosts(
 ) -> None:
     now = len(lab.cfg["hosts"])
     steps = step(lab, config(hosts), f"{now} -> {hosts} hosts")
-    kinds = {s.name: s.kind for s in steps}
+    kinds = {name: s.kind for name, s in steps.items()}
     for name in STAYING:
         for res in (f"etcd-{name}", f"docker-{name}-dockerd", f"test-test{name[-1]}"):
             assert kinds[res] == "same", f"{res}: {kinds[res]}"
@@ -219,7 +200,7 @@ def test_a_daemon_failing_on_a_new_host_leaves_the_lab_working_and_the_next_up_c
     finally:
         fault.unlink(missing_ok=True)
     steps = lab.up(grown)
-    kinds = {st.name: st.kind for st in steps}
+    kinds = {name: st.kind for name, st in steps.items()}
     assert kinds["docker-docker-node3-dockerd"] == "create"
     assert kinds["etcd-docker-node3"] == "same"  # created by the failed up, kept in the state
     lab.validate()

@@ -9,24 +9,20 @@ copies over real SSH, Docker resources over ssh:// to each host's own socket.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from overlaylab import spec as out
-from overlaylab.hosts import netns, proc
-from overlaylab.netrule import RouteGuard
+from overlaylab.hosts import proc
 from tests import vmhosts
 from tests.labtools import LabRun, require_root, run_lab, validate_cli
-from tests.standin import SSH_BASE, become_subreaper
+from tests.standin import become_subreaper
 
 pytestmark = pytest.mark.lab
 
@@ -37,26 +33,7 @@ NODES = ("docker-node1", "docker-node2")
 ORIGINAL_DAEMON_JSON = '{\n    "debug": true,\n    "labels": ["seed=kept"]\n}\n'
 
 
-@dataclass
-class SshLab:
-    hosts: list[vmhosts.VmHost]
-    key: Path
-    tmp: Path
-    guard: RouteGuard
-
-    def ssh(self, host: str, script: str, check: bool = True) -> str:
-        h = next(x for x in self.hosts if x.name == host)
-        self.guard.check(h.address)
-        res = subprocess.run(
-            [*SSH_BASE, "-i", str(self.key), f"root@{h.address}", script],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if check and res.returncode != 0:
-            raise AssertionError(f"{host}: {script}: {res.stderr}")
-        return res.stdout
-
+class SshLab(vmhosts.Fleet):
     def config(self) -> dict[str, Any]:
         return {
             "lab": {
@@ -90,33 +67,11 @@ class SshLab:
 def vms() -> Iterator[SshLab]:
     require_root()
     become_subreaper()
-    vmhosts.ensure_base()
-    tmp = Path(tempfile.mkdtemp(prefix="sshlab-"))
-    key, pub = vmhosts.keypair(tmp)
-    netns.bridge_up(BRIDGE, f"{SEGMENT}.1", 24)
-    hosts = [
-        vmhosts.make_host(n, LAB_ID, f"{SEGMENT}.{10 + i}", 24, pub) for i, n in enumerate(NODES)
-    ]
-    lab = SshLab(hosts, key, tmp, RouteGuard(BRIDGE))
-    try:
-        for h in hosts:
-            vmhosts.boot(h, BRIDGE)
-        for h in hosts:
-            vmhosts.wait_ssh(h, lab.guard)
-        for h in hosts:
-            # a host one deploys to has finished booting: its docker and etcd are up
-            lab.ssh(h.name, f"systemctl is-system-running --wait; {BOTH_ACTIVE}")
+    with vmhosts.fleet(LAB_ID, BRIDGE, SEGMENT, NODES) as f:
+        lab = SshLab(f.hosts, f.key, f.tmp, f.guard)
         # what a real host has before we come: other daemon.json keys, Debian's own etcd
         lab.ssh(NODES[0], f"cat > /etc/docker/daemon.json <<'EOF'\n{ORIGINAL_DAEMON_JSON}EOF")
         yield lab
-    finally:
-        for h in hosts:
-            vmhosts.power_off(h)
-        for h in hosts:
-            vmhosts.remove(h)
-        vmhosts.detach_all(BRIDGE)
-        netns.bridge_down(BRIDGE)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

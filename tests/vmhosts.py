@@ -19,10 +19,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from overlaylab.hosts import proc
+from overlaylab.hosts import netns, proc
 from overlaylab.netrule import RouteGuard
 
 CACHE = Path("/var/cache/overlaylab")
@@ -215,6 +217,63 @@ def keypair(directory: Path) -> tuple[Path, str]:
         check=True,
     )
     return key, (directory / "id_ed25519.pub").read_text()
+
+
+READY = "systemctl is-system-running --wait; systemctl is-active docker && systemctl is-active etcd"
+
+
+@dataclass
+class Fleet:
+    """Booted hosts on a bridge of this machine, reached over SSH with a key of their own."""
+
+    hosts: list[VmHost]
+    key: Path
+    tmp: Path
+    guard: RouteGuard
+
+    def ssh(self, host: str, script: str, check: bool = True) -> str:
+        from tests.standin import SSH_BASE
+
+        h = next(x for x in self.hosts if x.name == host)
+        self.guard.check(h.address)
+        res = subprocess.run(
+            [*SSH_BASE, "-i", str(self.key), f"root@{h.address}", script],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(f"{host}: {script}: {res.stderr}")
+        return res.stdout
+
+
+@contextlib.contextmanager
+def fleet(lab_id: str, bridge: str, segment: str, names: Sequence[str]) -> Iterator[Fleet]:
+    """Hosts ``names`` at ``<segment>.10`` and up, booted until docker and etcd are active (as
+    a host one deploys to has finished booting); powered off and removed, with the bridge and
+    the key, however the body ends."""
+    ensure_base()
+    tmp = Path(tempfile.mkdtemp(prefix=f"{lab_id}-"))
+    key, pub = keypair(tmp)
+    netns.bridge_up(bridge, f"{segment}.1", 24)
+    hosts = [make_host(n, lab_id, f"{segment}.{10 + i}", 24, pub) for i, n in enumerate(names)]
+    f = Fleet(hosts, key, tmp, RouteGuard(bridge))
+    try:
+        for h in hosts:
+            boot(h, bridge)
+        for h in hosts:
+            wait_ssh(h, f.guard)
+        for h in hosts:
+            f.ssh(h.name, READY)
+        yield f
+    finally:
+        for h in hosts:
+            power_off(h)
+        for h in hosts:
+            remove(h)
+        detach_all(bridge)
+        netns.bridge_down(bridge)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Facts about dockerd that both transports rely on: its node key, serf, the Engine API."""
+"""Facts about dockerd that both transports rely on: its node key, serf, the Engine API, and
+the order the daemons start in."""
 
 from __future__ import annotations
 
