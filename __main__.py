@@ -126,6 +126,7 @@ etcd = EtcdCluster(
         host_ready=host_ready,
         health_host=health_host,
         tls_dir=cfg.host_pki_dir,
+        generation=cfg.etcd_generation,
     ),
 )
 
@@ -138,6 +139,7 @@ engine_args = {
         docker_host=cfg.docker_host(h),
         commands=commands,
         store_ready=etcd.healthy,
+        cluster=etcd.cluster,
         ssh_opts=tuple(cfg.ssh_opts()) if cfg.transport == "ssh" else (),
         provider_ready=provider_ready,
     )
@@ -155,6 +157,7 @@ serf = SerfMesh(
         engines=tuple(engine_args.values()),
         daemons=tuple(e.daemon for e in engines.values()),
         commands=commands,
+        cluster=etcd.cluster,
     ),
 )
 
@@ -171,6 +174,7 @@ overlay = OverlayNetwork(
         engines_joined=[*(e.daemon for e in engines.values()), *serf.checks.values()],
         ssh_opts=tuple(cfg.ssh_opts()) if cfg.transport == "ssh" else (),
         provider_ready=provider_ready,
+        cluster=etcd.cluster,
     ),
 )
 
@@ -183,6 +187,7 @@ containers = TestContainers(
         containers=tuple(ContainerSpec(c.name, c.host) for c in cfg.containers),
         network=overlay.network,
         commands=commands,
+        cluster=etcd.cluster,
     ),
 )
 

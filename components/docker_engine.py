@@ -20,6 +20,8 @@ class DockerEngineArgs:
     docker_host: str
     commands: HostCommands
     store_ready: pulumi.Resource
+    cluster: pulumi.Input[str]
+    """EtcdCluster.cluster: changes only when the cluster is rebuilt, and replaces the daemon."""
     ssh_opts: tuple[str, ...] = ()
     provider_ready: tuple[pulumi.Resource, ...] = ()
     start_after: tuple[tuple[str, str], ...] = ()
@@ -66,6 +68,7 @@ class DockerEngine(pulumi.ComponentResource):
             # not as a dependency: a dependency would also make a destroy stop the daemons one
             # after another, and stopping them together is safe.
             stdin=json.dumps({"start_after": [list(p) for p in args.start_after]}),
+            triggers=[args.cluster],
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[args.store_ready], ignore_changes=["stdin"]
             ),
@@ -92,6 +95,8 @@ class SerfMeshArgs:
     daemons: tuple[pulumi.Resource, ...]
     """Every host's dockerd: the check starts once all of them have joined the store."""
     commands: HostCommands
+    cluster: pulumi.Input[str]
+    """EtcdCluster.cluster: a rebuilt cluster has new daemons, checked again."""
 
 
 class SerfMesh(pulumi.ComponentResource):
@@ -126,6 +131,7 @@ class SerfMesh(pulumi.ComponentResource):
                     *cmd.placement(e.hostname),
                 ],
                 host=e.hostname,
+                triggers=[args.cluster],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.daemons)),
             )
             for e in args.engines

@@ -27,6 +27,7 @@ class EtcdClusterArgs:
     health_host: str | None = None  # where the gate runs: here (None) or on that host
     health_timeout: float = 60
     tls_dir: str | None = None  # the lab's CA and client certificate: the gate speaks TLS
+    generation: int = 1  # etcd.generation: raised, the cluster is rebuilt
 
 
 class EtcdCluster(pulumi.ComponentResource):
@@ -40,6 +41,9 @@ class EtcdCluster(pulumi.ComponentResource):
     """Client URLs, one per member."""
     identity: pulumi.CustomResource
     """The cluster's token and ports; on an update it refuses a change of them."""
+    cluster: pulumi.Output[str]
+    """Changes only when the cluster is rebuilt (the identity command's id): everything that
+    holds the cluster's state puts it in an input whose change replaces it."""
     initial_cluster: pulumi.Output[str]
     """The membership as configured now (a member added later joined the one it found)."""
 
@@ -55,6 +59,14 @@ class EtcdCluster(pulumi.ComponentResource):
         endpoints = [f"{scheme}://{m.address}:{args.client_port}" for m in args.members]
         # Runs before any member: a new token or port is a new cluster, refused here before a
         # member is touched (each would otherwise refuse its data dir half-way).
+        #
+        # Unless etcd.generation is raised: then this command is replaced, delete-first, and
+        # the engine first deletes every resource that would be replaced with it, dependents
+        # first: those whose `cluster` input (a property dependency on this command's id)
+        # replaces them. That is the containers, the network, the images, the daemons and the
+        # members: the whole old lab stops, on every host, before the new identity exists and
+        # so before any new member starts. A new member can then never find an old one still
+        # running on the same port and join it (`member add` does not check the token).
         self.identity = cmd.command(
             f"{name}-identity",
             [
@@ -65,9 +77,13 @@ class EtcdCluster(pulumi.ComponentResource):
                 str(args.client_port),
                 "--peer-port",
                 str(args.peer_port),
+                "--generation",
+                str(args.generation),
             ],
-            opts=pulumi.ResourceOptions(parent=self),
+            triggers=[str(args.generation)],
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
+        self.cluster = self.identity.id
         self.members = {m.name: self._member(name, m, args, initial) for m in args.members}
         health = ["etcd-health", "--timeout", str(args.health_timeout)]
         if args.bridge:
@@ -80,6 +96,7 @@ class EtcdCluster(pulumi.ComponentResource):
             f"{name}-healthy",
             health,
             host=args.health_host,
+            triggers=[self.cluster],  # a rebuilt cluster is checked again
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.members.values())),
         )
         self.endpoints = pulumi.Output.from_input(endpoints)
@@ -109,6 +126,7 @@ class EtcdCluster(pulumi.ComponentResource):
             ["etcd-down", "--name", m.name, *cmd.placement(m.name)],
             host=m.name,
             stdin=initial,
+            triggers=[self.cluster],
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[args.host_ready[m.name], self.identity],

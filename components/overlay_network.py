@@ -17,6 +17,7 @@ class OverlayNetworkArgs:
     mtu: int | None
     docker_host: str  # the daemon the network is managed through (the first host's)
     engines_joined: Sequence[pulumi.Resource]
+    cluster: pulumi.Input[str]  # EtcdCluster.cluster: the network lives in that cluster
     ssh_opts: tuple[str, ...] = ()
     provider_ready: tuple[pulumi.Resource, ...] = ()  # e.g. the ssh identity file
 
@@ -52,7 +53,10 @@ class OverlayNetwork(pulumi.ComponentResource):
         # daemon to join the store first means none of them misses the network or its keys.
         self.network = docker.Network(
             f"{name}-network",
-            name=args.name,
+            # The name as configured, through the cluster's id: the same value (no diff), but a
+            # property dependency on the cluster, so a rebuilt cluster replaces the network
+            # (delete-first: the old one's keys go with the old cluster).
+            name=pulumi.Output.from_input(args.cluster).apply(lambda _: args.name),
             driver="overlay",
             ipam_configs=[docker.NetworkIpamConfigArgs(subnet=args.subnet, gateway=args.gateway)],
             options=options,

@@ -33,6 +33,8 @@ class TestContainersArgs:
     containers: tuple[ContainerSpec, ...]
     network: docker.Network
     commands: HostCommands
+    cluster: pulumi.Input[str]
+    """EtcdCluster.cluster: a rebuilt cluster has new daemons, with empty data-roots."""
 
 
 class TestContainers(pulumi.ComponentResource):
@@ -64,6 +66,7 @@ class TestContainers(pulumi.ComponentResource):
                     ["image-import", "--hostname", h.hostname, "--image", args.image, *placement],
                     ["image-remove", "--hostname", h.hostname, "--image", args.image, *placement],
                     host=h.hostname,
+                    triggers=[args.cluster],
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[h.provider]),
                 )
                 self.image_imports[h.hostname] = imp
@@ -72,6 +75,9 @@ class TestContainers(pulumi.ComponentResource):
                 f"{name}-{h.hostname}-image",
                 name=args.image,
                 keep_locally=True,
+                # The image is in the daemon's data-root, which a rebuild empties: the image is
+                # looked up again there (its id changes with it), and the containers after it.
+                triggers={"cluster": args.cluster},
                 opts=pulumi.ResourceOptions(parent=self, provider=h.provider, depends_on=deps),
             )
         providers = {h.hostname: h.provider for h in args.hosts}

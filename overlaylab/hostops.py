@@ -122,7 +122,7 @@ PLAIN_VERBS: dict[str, Callable[[Args], None]] = {
     "host-down": lambda a: netns.host_down(a.netns, a.veth),
     "etcd-identity": lambda a: print(
         membership.cluster_identity(
-            a.token, a.client_port, a.peer_port, membership.previous_output()
+            a.token, a.client_port, a.peer_port, membership.previous_output(), a.generation
         )
     ),
     "etcd-health": lambda a: etcd_health(
@@ -214,6 +214,7 @@ def _plain_verbs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _required(i, "--token")
     i.add_argument("--client-port", type=int, required=True)
     i.add_argument("--peer-port", type=int, required=True)
+    i.add_argument("--generation", type=int, default=1, help="etcd.generation, for the message")
     e = sub.add_parser("etcd-health")
     e.add_argument("--endpoint", action="append", required=True)
     e.add_argument("--name", action="append", required=True)

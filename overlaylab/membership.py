@@ -231,13 +231,17 @@ def leave(
     return f"removed from the cluster; the rest is not healthy yet: {problem}"
 
 
-def cluster_identity(token: str, client_port: int, peer_port: int, previous: str) -> str:
+def cluster_identity(
+    token: str, client_port: int, peer_port: int, previous: str, generation: int = 1
+) -> str:
     """The cluster's identity as JSON, refusing a change of it from ``previous`` (the last
     run's output: pulumi-command passes it in PULUMI_COMMAND_STDOUT on an update).
 
     etcd keeps a cluster's token for good and Docker its endpoints: a new token or port means
     a new, empty cluster, and with it the loss of every key Docker wrote (the network, its
-    endpoints). Members updated in place would instead refuse their data dirs half-way."""
+    endpoints). Members updated in place would instead refuse their data dirs half-way. A
+    raised ``etcd.generation`` replaces this command, and everything built on the cluster
+    with it: then it runs as a create, with no previous output, and nothing is refused."""
     now = {"token": token, "clientPort": client_port, "peerPort": peer_port}
     try:
         before = json.loads(previous) if previous.strip() else None
@@ -249,8 +253,9 @@ def cluster_identity(token: str, client_port: int, peer_port: int, previous: str
             what = ", ".join(f"{IDENTITY_KEYS[k]} {before[k]!r} -> {now[k]!r}" for k in changed)
             raise EtcdError(
                 f"{what}: that is a new etcd cluster, and every key Docker wrote (the network, "
-                f"its endpoints) would be lost; put it back, or destroy the stack and bring it "
-                f"up again with the new value"
+                f"its endpoints) would be lost; put it back, or set etcd.generation to "
+                f"{generation + 1} to rebuild the cluster and everything on it with the new "
+                f"value (the preview lists what is replaced)"
             )
     return json.dumps(now, sort_keys=True)
 

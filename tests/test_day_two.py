@@ -175,6 +175,62 @@ def test_a_new_token_plans_the_identity_check_before_any_member(
     assert steps["overlay-network"].kind == "same"
 
 
+def test_a_new_token_with_a_raised_generation_plans_the_whole_rebuild_old_lab_first(
+    seed_config: dict[str, Any],
+) -> None:
+    """etcd.generation raised: the identity command is replaced delete-first, and with it,
+    deleted before it in one chain, everything that holds the old cluster's state. Nothing of
+    the new lab can start before the whole old one is gone, on every host."""
+    etcd = {**seed_config["etcd"], "clusterToken": "other", "generation": 2}
+    steps = plan(seed_config, changed(seed_config, etcd=etcd))
+    ident = steps["etcd-identity"]
+    assert ident.kind == "replace" and ident.diff is not None
+    assert ident.diff.delete_before_replace
+    chain = list(ident.replaced_with)
+    rebuilt = {
+        *(f"etcd-docker-node{i}" for i in (1, 2)),
+        *(f"docker-docker-node{i}-dockerd" for i in (1, 2)),
+        *(f"serf-docker-node{i}" for i in (1, 2)),
+        *(f"test-docker-node{i}-import" for i in (1, 2)),
+        *(f"test-docker-node{i}-image" for i in (1, 2)),
+        "etcd-healthy", "overlay-network", "test-test1", "test-test2", "validate-run",
+    }  # fmt: skip
+    assert set(chain) == rebuilt
+    assert kinds(steps, "replace") == rebuilt | {"etcd-identity"}
+    # The hosts and the providers (settings only) stay.
+    assert kinds(steps, "create") == kinds(steps, "delete") == kinds(steps, "update") == set()
+    assert steps["lab-docker-node1"].kind == steps["docker-docker-node1-docker"].kind == "same"
+    # Dependents first: containers, then the network and images, then daemons, then members.
+    at = {n: chain.index(n) for n in chain}
+    for i in (1, 2):
+        assert at[f"test-test{i}"] < at["overlay-network"] < at[f"docker-docker-node{i}-dockerd"]
+        assert at[f"test-test{i}"] < at[f"test-docker-node{i}-image"]
+        assert at[f"test-docker-node{i}-import"] < at[f"docker-docker-node{i}-dockerd"]
+        assert at[f"serf-docker-node{i}"] < at[f"docker-docker-node{i}-dockerd"]
+        assert at[f"docker-docker-node{i}-dockerd"] < at["etcd-healthy"]
+        assert at["etcd-healthy"] < at[f"etcd-docker-node{i}"]
+
+
+def test_a_raised_generation_alone_rebuilds_and_the_next_preview_is_same(
+    seed_config: dict[str, Any],
+) -> None:
+    etcd = {**seed_config["etcd"], "generation": 2}
+    after = changed(seed_config, etcd=etcd)
+    steps = plan(seed_config, after)
+    assert steps["etcd-identity"].kind == "replace"
+    assert "etcd-docker-node1" in steps["etcd-identity"].replaced_with
+    assert {s.kind for s in plan(after, after).values()} == {"same"}
+
+
+def test_a_misspelt_generation_is_refused_in_one_line(seed_config: dict[str, Any]) -> None:
+    from overlaylab.config import ConfigError, parse
+
+    with pytest.raises(ConfigError, match=r"^etcd\.generaton is not a setting: use one of"):
+        parse(changed(seed_config, etcd={**seed_config["etcd"], "generaton": 2}))
+    with pytest.raises(ConfigError, match=r"^etcd\.generation must be a whole number from 1"):
+        parse(changed(seed_config, etcd={**seed_config["etcd"], "generation": 0}))
+
+
 def test_on_an_ssh_stack_adding_a_host_reruns_only_the_checks() -> None:
     from overlaylab.stackconfig import raw_from_file
     from tests.test_program_ssh import KEY
@@ -197,3 +253,22 @@ def test_on_an_ssh_stack_adding_a_host_reruns_only_the_checks() -> None:
     assert kinds(steps, "replace") == {"validate-run"}
     assert kinds(steps, "delete") == set()
     assert "etcd-docker-node3" in kinds(steps, "create")
+
+
+def test_on_an_ssh_stack_a_raised_generation_rebuilds_on_the_hosts_and_keeps_their_setup() -> None:
+    from overlaylab.stackconfig import raw_from_file
+    from tests.test_program_ssh import KEY
+
+    before = raw_from_file("lab")
+    after = changed(before, etcd={**before["etcd"], "generation": 2})
+    secrets = {"sshPrivateKey": KEY}
+    first = run_program(before, "lab", perform=False, secrets=secrets)
+    second = run_program(after, "lab", preview=True, old=first.engine.state(), secrets=secrets)
+    assert second.error is None, second.error
+    steps = {s.name: s for s in second.steps}
+    chain = steps["etcd-identity"].replaced_with
+    for name in ("etcd-docker-node1", "docker-docker-node2-dockerd", "overlay-network"):
+        assert name in chain, name
+    # the hosts' preparation (package copy, preflight, keys) is not part of the cluster
+    assert not {n for n in chain if n.startswith("lab-")}, chain
+    assert kinds(steps, "create") == kinds(steps, "delete") == set()

@@ -34,6 +34,8 @@ def test_a_new_token_or_port_is_refused(token: str, client: int, peer: int, name
     with pytest.raises(EtcdError, match="that is a new etcd cluster") as e:
         cluster_identity(token, client, peer, before)
     assert str(e.value).startswith(named)
+    # and it says how to rebuild instead
+    assert "set etcd.generation to 2 to rebuild" in str(e.value)
 
 
 def test_the_verb_reads_the_previous_stdout_as_pulumi_command_passes_it() -> None:

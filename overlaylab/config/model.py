@@ -50,6 +50,9 @@ class LabConfig:
     etcd_token: str
     etcd_client_port: int
     etcd_peer_port: int
+    #: ``etcd.generation``: raised by one, the cluster is rebuilt with everything on it (the
+    #: only way a new token or port is accepted on a running stack).
+    etcd_generation: int
     advertise_port: int
     network_name: str
     subnet: ipaddress.IPv4Network

@@ -45,6 +45,7 @@ class _Etcd:
     client_port: int
     peer_port: int
     tls: bool
+    generation: int
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
         etcd_token=etcd.token,
         etcd_client_port=etcd.client_port,
         etcd_peer_port=etcd.peer_port,
+        etcd_generation=etcd.generation,
         advertise_port=docker.advertise_port,
         network_name=net.name,
         subnet=net.subnet,
@@ -215,7 +217,17 @@ def _parse_hosts(hosts_raw: Any, lab: _Lab, where: str) -> tuple[Host, ...]:
     return tuple(hosts)
 
 
+_ETCD_KEYS = ("clusterToken", "clientPort", "peerPort", "tls", "generation")
+
+
 def _parse_etcd(etcd: Mapping[str, Any], where: str) -> _Etcd:
+    # A misspelt key would otherwise be a silent default; for `generation` that is a rebuild
+    # refused for a reason the user cannot see.
+    unknown = sorted(set(etcd) - set(_ETCD_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"etcd.{unknown[0]} is not a setting: use one of {', '.join(_ETCD_KEYS)} ({where})"
+        )
     token = str(etcd.get("clusterToken", "etcd-cluster"))
     client_port = v.port(etcd.get("clientPort", 2379), "etcd.clientPort", where)
     peer_port = v.port(etcd.get("peerPort", 2380), "etcd.peerPort", where)
@@ -224,7 +236,13 @@ def _parse_etcd(etcd: Mapping[str, Any], where: str) -> _Etcd:
     tls = etcd.get("tls", False)
     if not isinstance(tls, bool):
         raise ConfigError(f"etcd.tls must be true or false, got {tls!r} ({where})")
-    return _Etcd(token, client_port, peer_port, tls)
+    generation = etcd.get("generation", 1)
+    if isinstance(generation, bool) or not isinstance(generation, int) or generation < 1:
+        raise ConfigError(
+            f"etcd.generation must be a whole number from 1 (raise it by one to rebuild the "
+            f"cluster and everything on it), got {generation!r} ({where})"
+        )
+    return _Etcd(token, client_port, peer_port, tls, generation)
 
 
 def _parse_docker(docker: Mapping[str, Any], where: str) -> _Docker:

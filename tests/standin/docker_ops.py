@@ -226,7 +226,8 @@ TYPES: dict[str, ResourceType] = {
     ),
     REMOTE_IMAGE: ResourceType(
         REMOTE_IMAGE,
-        frozenset({"name", "keepLocally"}),
+        # triggers: only in the diff (a change replaces); the provider stores them
+        frozenset({"name", "keepLocally", "triggers"}),
         create_image,
         delete_image,
         lambda name: {"imageId": f"sha256:{name}", "repoDigest": ""},
