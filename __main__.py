@@ -186,6 +186,7 @@ containers = TestContainers(
         hosts=tuple(ImageHost(h.name, engines[h.name].provider) for h in cfg.hosts),
         containers=tuple(ContainerSpec(c.name, c.host) for c in cfg.containers),
         network=overlay.network,
+        network_name=cfg.network_name,
         commands=commands,
         cluster=etcd.cluster,
     ),
@@ -196,7 +197,12 @@ validation = Validation(
     "validate",
     ValidationArgs(
         spec=validation_spec,
-        after=[*containers.containers.values(), overlay.network, *provider_ready],
+        after=[
+            *containers.containers.values(),
+            *containers.names.values(),
+            overlay.network,
+            *provider_ready,
+        ],
         triggers=[overlay.network_id, *(c.id for c in containers.containers.values())],
         commands=commands,
     ),

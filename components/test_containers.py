@@ -32,6 +32,7 @@ class TestContainersArgs:
     hosts: tuple[ImageHost, ...]
     containers: tuple[ContainerSpec, ...]
     network: docker.Network
+    network_name: str
     commands: HostCommands
     cluster: pulumi.Input[str]
     """EtcdCluster.cluster: a rebuilt cluster has new daemons, with empty data-roots."""
@@ -48,6 +49,9 @@ class TestContainers(pulumi.ComponentResource):
     """Per host: the image as the Docker provider sees it."""
     containers: dict[str, docker.Container]
     """Per container name: the container."""
+    names: dict[str, pulumi.CustomResource]
+    """Per host with a container: the names gate (a container there resolves every other
+    container's name; ``overlaylab.hosts.names``)."""
 
     def __init__(
         self, name: str, args: TestContainersArgs, opts: pulumi.ResourceOptions | None = None
@@ -96,4 +100,32 @@ class TestContainers(pulumi.ComponentResource):
             )
             for c in args.containers
         }
+        self.names = self._names(name, args)
         self.register_outputs({"containers": {n: c.id for n, c in self.containers.items()}})
+
+    def _names(self, name: str, args: TestContainersArgs) -> dict[str, pulumi.CustomResource]:
+        """Docker 20.10 can lose the other hosts' names for good when one read of the store
+        fails (``overlaylab.hosts.names``): each host with a container checks that it resolves
+        every other one, and makes Docker read them again where it does not. It runs again
+        whenever a container changes (their ids are its triggers)."""
+        gates: dict[str, pulumi.CustomResource] = {}
+        ids = [c.id for c in self.containers.values()]
+        for h in args.hosts:
+            here = [c.name for c in args.containers if c.host == h.hostname]
+            others = [c.name for c in args.containers if c.host != h.hostname]
+            if not here or not others:
+                continue
+            gates[h.hostname] = args.commands.command(
+                f"{name}-{h.hostname}-names",
+                [
+                    "names-settle",
+                    *("--hostname", h.hostname, "--container", here[0]),
+                    *("--network", args.network_name, "--image", args.image),
+                    *(arg for n in others for arg in ("--name", n)),
+                    *args.commands.placement(h.hostname),
+                ],
+                host=h.hostname,
+                triggers=ids,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.containers.values())),
+            )
+        return gates

@@ -103,6 +103,9 @@ HOST_VERBS: dict[str, Callable[[Host, Args], None]] = {
     ),
     "image-import": lambda h, a: h.image_import(hostname=a.hostname, image=a.image),
     "image-remove": lambda h, a: h.image_remove(hostname=a.hostname, image=a.image),
+    "names-settle": lambda h, a: h.names_settle(
+        hostname=a.hostname, container=a.container, names=a.name, network=a.network, image=a.image
+    ),
 }
 
 #: Verbs with no host: they run where pulumi runs (or, wait-store, as a unit's ExecStartPre).
@@ -182,6 +185,9 @@ def _host_verbs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     m.add_argument("--timeout", type=float, default=60)
     for verb in ("image-import", "image-remove"):
         _required(sub.add_parser(verb), "--hostname", "--image")
+    n = sub.add_parser("names-settle", help="a container resolves every other one's name")
+    _required(n, "--hostname", "--container", "--network", "--image")
+    n.add_argument("--name", action="append", required=True, help="every name it must resolve")
     for verb, p in sub.choices.items():
         if verb in HOST_VERBS:
             _placement(p)

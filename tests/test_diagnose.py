@@ -184,3 +184,20 @@ def test_a_dead_daemon_explains_its_closed_serf_port_and_skipped_checks() -> Non
         "diagnosis: serf does not listen on n2: TCP 7946 is refused, so n2's dockerd is not in "
         "the overlay's gossip"
     ]
+
+
+def test_a_name_that_does_not_resolve_carries_the_daemons_log_history() -> None:
+    actual = (
+        "ping: bad address 'test1' ('test1' does not resolve in test2: Docker's embedded DNS on "
+        "docker-node2 has no record of it; its log: added last at 04:26:34, deleted last at "
+        "04:27:09, endpoints read from etcd failed last at 04:27:09)"
+    )
+    results = [
+        ok("overlay.ping", "test2 -> test1 by IP (across hosts)", "reply"),
+        bad("overlay.ping", "test2 -> test1 by name (across hosts)", "reply", actual),
+    ]
+    assert diagnose(results) == [
+        "diagnosis: name test1 does not resolve in test2: Docker's embedded DNS on docker-node2 "
+        "has no record of it; its log: added last at 04:26:34, deleted last at 04:27:09, "
+        "endpoints read from etcd failed last at 04:27:09"
+    ]

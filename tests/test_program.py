@@ -25,9 +25,9 @@ def test_seed_stack_declares_the_whole_lab(record_graph: Any, seed_config: dict[
     counts = {
         t: len(g.of_type(t)) for t in (COMMAND, DOCKER_PROVIDER, NETWORK, REMOTE_IMAGE, CONTAINER)
     }
-    # preflight, bridge, 2 namespaces, 2 etcd members, health gate, 2 dockerd, 2 imports, validator
-    # a provider per daemon, and the network's own (on the first daemon)
-    assert counts == {COMMAND: 15, DOCKER_PROVIDER: 3, NETWORK: 1, REMOTE_IMAGE: 2, CONTAINER: 2}
+    # preflight, bridge, 2 namespaces, identity, 2 etcd members, health gate, 2 dockerd, 2 serf
+    # checks, 2 imports, 2 names gates, validator; a provider per daemon, and the network's own
+    assert counts == {COMMAND: 17, DOCKER_PROVIDER: 3, NETWORK: 1, REMOTE_IMAGE: 2, CONTAINER: 2}
     components = sorted({r.type for r in g.records if not r.custom})
     assert components == [
         "overlay-etcd:containers:TestContainers",
@@ -213,7 +213,7 @@ def test_preview_leaves_computed_outputs_unknown(
 ) -> None:
     g: Graph = record_graph(seed_config, preview=True)
     assert g.run.error is None, g.run.error
-    assert len(g.resources) == 23
+    assert len(g.resources) == 25
     outs = g.run.outputs or {}
     assert isinstance(outs[out.OUT_NETWORK_ID], Unknown)
     assert isinstance(outs[out.OUT_VALIDATION_REPORT], Unknown)

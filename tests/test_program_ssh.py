@@ -46,8 +46,9 @@ def without_secrets(value: Any) -> Any:
 def test_the_private_key_is_only_ever_a_secret(lab_graph: Graph) -> None:
     g = lab_graph
     remote = [r for r in g.resources if r.type in (REMOTE_COMMAND, COPY_TO_REMOTE)]
-    # per host: copy, lib, preflight, etcd, dockerd, image import; and the health gate on host 1
-    assert len(remote) == 2 * 7 + 1
+    # per host: copy, lib, preflight, etcd, dockerd, serf check, image import, names gate; and
+    # the health gate on host 1
+    assert len(remote) == 2 * 8 + 1
     for r in remote:
         conn = g.run.engine.inputs[r.urn]["connection"]
         assert is_secret(conn) or is_secret(conn.get("privateKey")), f"{r.urn}: key not secret"

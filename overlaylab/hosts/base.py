@@ -79,6 +79,12 @@ class Host(Protocol):
     def image_remove(self, *, hostname: str, image: str) -> None:
         """Remove ``image`` if ``image_import`` put it there."""
 
+    def names_settle(
+        self, *, hostname: str, container: str, names: list[str], network: str, image: str
+    ) -> None:
+        """Return once ``container`` resolves every one of ``names``, refreshing the daemon's
+        names with an endpoint change when they do not come (``overlaylab.hosts.names``)."""
+
     # Runtime reconfiguration (join on etcd_up, leave on etcd_down) is the same logic for
     # both transports, in ``overlaylab.membership``; each transport supplies only how it
     # reaches etcd. Per-transport MTU is placement (a constructor argument).

@@ -20,6 +20,7 @@ from overlaylab.hosts import netns_daemons, pki, serf
 from overlaylab.hosts.base import need
 from overlaylab.hosts.engine import serf_listening, wait_for_turn
 from overlaylab.hosts.image import image_import, image_remove
+from overlaylab.hosts.names import names_settle
 from overlaylab.hosts.proc import kill, log, run
 from overlaylab.hosts.versions import check_docker_version, check_etcd_version, parse_etcd_version
 from overlaylab.netrule import RouteGuard
@@ -266,6 +267,14 @@ class NamespaceHost:
     def image_remove(self, *, hostname: str, image: str) -> None:
         (host_dir,) = need("image-remove", host_dir=self.host_dir)
         image_remove(hostname=hostname, socket_path=docker_socket(host_dir), image=image)
+
+    def names_settle(
+        self, *, hostname: str, container: str, names: list[str], network: str, image: str
+    ) -> None:
+        (host_dir,) = need("names-settle", host_dir=self.host_dir)
+        docker = ["docker", "-H", f"unix://{docker_socket(host_dir)}"]
+        names_settle(hostname=hostname, docker=docker, container=container, names=names,
+                     network=network, image=image)  # fmt: skip
 
 
 def docker_socket(host_dir: str) -> str:

@@ -203,6 +203,9 @@ def dockerd_argv(
         *("--cgroup-parent", cgroup_parent(lab_id, hostname)),
         *("--cluster-store", cluster_store, "--cluster-advertise", advertise),
         *docker_tls_flags(tls_dir),
+        # Debug logs its DNS records (addSvcRecords/deleteSvcRecords) and failed reads of the
+        # store: the validator quotes them when a name does not resolve (issue 7's flake).
+        "--debug",
     ]
 
 

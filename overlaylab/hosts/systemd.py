@@ -28,6 +28,7 @@ from overlaylab.hosts.base import need
 from overlaylab.hosts.engine import SERF_PORT, node_key, serf_listening, wait_for_turn
 from overlaylab.hosts.etcdcheck import refuse_foreign_data_dir
 from overlaylab.hosts.image import busybox_rootfs
+from overlaylab.hosts.names import names_settle
 from overlaylab.hosts.proc import log, run, tcp_open, wait_for
 from overlaylab.hosts.underlay import check_underlay_mtus, read_underlay
 from overlaylab.hosts.versions import check_docker_version, check_etcd_version, parse_etcd_version
@@ -296,6 +297,12 @@ class SystemdHost:
         with contextlib.suppress(OSError):
             files.STATE.rmdir()
         log(f"{hostname}: removed image {image}")
+
+    def names_settle(
+        self, *, hostname: str, container: str, names: list[str], network: str, image: str
+    ) -> None:
+        names_settle(hostname=hostname, docker=["docker"], container=container, names=names,
+                     network=network, image=image)  # fmt: skip
 
 
 def _port(url: str) -> int:

@@ -198,9 +198,11 @@ def diagnose(results: Iterable[Result]) -> list[str]:
             src, dst = _pair(r.subject)
             if src not in gone and dst not in gone:
                 m = re.search(r"Docker's embedded DNS on (\S+)", r.actual)
+                why = re.search(r"has no record of it(;[^)]*)", r.actual)
                 lines.append(
                     f"name {dst} does not resolve in {src}: Docker's embedded DNS on "
                     f"{m.group(1) if m else 'its host'} has no record of it"
+                    f"{why.group(1) if why else ''}"
                 )
         elif " " not in r.check and r.subject == "lab" and not _explained(r.actual, dead):
             lines.append(f"the {r.check} checks could not run: {r.actual}")

@@ -11,6 +11,8 @@ may be fragmented on the way, so it proves full-size packets arrive, not that th
 from __future__ import annotations
 
 import ipaddress
+import re
+from pathlib import Path
 
 from overlaylab.validate import probes
 from overlaylab.validate.model import ContainerInfo, Lab, Result, _r
@@ -81,11 +83,51 @@ def check_connectivity(lab: Lab) -> list[Result]:
         if not res.ok and "bad address" in actual:
             actual += (
                 f" ('{dst.name}' does not resolve in {src.name}: Docker's embedded DNS on"
-                f" {src.host} has no record of it)"
+                f" {src.host} has no record of it{dns_history(lab, src.host, dst.name)})"
             )
         return _r("overlay.ping", subject, "reply", actual, res.ok)
 
     return lab.map(one, jobs)
+
+
+_TIME = re.compile(r'time="[0-9-]+T([0-9:]+)')
+
+
+def dns_history(lab: Lab, host: str, name: str) -> str:
+    """What a local lab's dockerd (run with --debug) logged about its DNS record of ``name``:
+    when it was last added and deleted, and its last failed read of a network's endpoints
+    from etcd (libnetwork then drops the remote names it had and reads again only on the
+    next endpoint change). Empty where there is no such log."""
+    url = next((h["dockerHost"] for h in lab.hosts if h["name"] == host), "")
+    if not (lab.local and url.startswith("unix://")):
+        return ""
+    try:
+        lines = (Path(url[len("unix://") :]).parent / "docker.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    if "level=debug" not in lines:
+        return ""
+    # A daemon's records live in its memory: only the log since its last start counts.
+    start = lines.rfind('msg="Starting up"')
+    if start >= 0:
+        lines = lines[lines.rfind("\n", 0, start) + 1 :]
+    last: dict[str, str] = {}
+    marks = {
+        "added": f".addSvcRecords({name}, ",
+        "deleted": f".deleteSvcRecords({name}, ",
+        "endpoints read from etcd failed": "failed to get endpoints for network",
+    }
+    for ln in lines.splitlines():
+        for what, mark in marks.items():
+            if mark in ln:
+                m = _TIME.search(ln)
+                last[what] = m.group(1) if m else "?"
+    said = [f"{what} last at {at}" for what, at in last.items()]
+    if "added" not in last:
+        said.insert(0, f"no record of {name} ever added")
+    m = _TIME.search(lines) if start >= 0 else None
+    since = f" since dockerd started at {m.group(1)}" if m else ""
+    return f"; its log{since}: " + ", ".join(said)
 
 
 def overlay_mtu(lab: Lab, info: ContainerInfo) -> int | None:

@@ -131,6 +131,11 @@ class Planner:
         for r in out:
             if r.urn not in seen:
                 self.steps[r.urn] = Step(r.urn, r.type, r.name, "delete")
+        # Deleted already, with a delete-first replacement of what they depended on, and not
+        # in the program any more: the plan shows them deleted (nothing runs again).
+        for urn in self.deleted_early - seen:
+            r = self.old[urn]
+            self.steps.setdefault(urn, Step(urn, r.type, r.name, "delete"))
         return out
 
 
