@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -253,3 +255,30 @@ class Running:
 
     def leftovers(self) -> list[str]:
         return [x for raw in self.ever for x in leftovers(parsed(raw))]
+
+
+@contextlib.contextmanager
+def kept_up(
+    lab: Running, raw: dict[str, Any], validate: bool = True, widest: dict[str, Any] | None = None
+) -> Iterator[Running]:
+    """A module's running stack: refused if a lab with that id is already up (looked for with
+    ``widest``, the largest config the module applies, else ``raw``); brought up with ``raw``
+    and validated; destroyed at the end, asserting no error and nothing left, also when a test
+    failed."""
+    from tests import standin
+
+    require_root()
+    standin.become_subreaper()
+    there = leftovers(parsed(widest or raw))
+    if there:
+        pytest.fail(f"a lab with id {lab.stack} is up here: {there[:3]}")
+    try:
+        lab.up(raw)
+        if validate:
+            lab.validate()
+        yield lab
+    finally:
+        errors = lab.destroy()
+        left = lab.leftovers()
+        assert not errors, errors
+        assert not left, left

@@ -27,14 +27,7 @@ import pytest
 from overlaylab import spec as out
 from overlaylab.etcd import EtcdClient
 from overlaylab.netrule import RouteGuard
-from tests import standin
-from tests.labtools import (
-    Running,
-    lab_config,
-    leftovers,
-    parsed,
-    require_root,
-)
+from tests.labtools import Running, kept_up, lab_config, leftovers, parsed
 
 pytestmark = pytest.mark.lab
 
@@ -58,17 +51,9 @@ class Lab(Running):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    require_root()
-    standin.become_subreaper()
     lab = Lab(tmp_path_factory.mktemp("d2") / "state.json")
-    try:
-        lab.up(lab.cfg)
+    with kept_up(lab, lab.cfg, validate=False):
         yield lab
-    finally:
-        errors = lab.destroy()
-        left = lab.leftovers()
-        assert not errors, errors
-        assert not left, left
 
 
 def members(lab: Lab) -> list[str]:

@@ -26,16 +26,7 @@ from overlaylab.config import LabConfig
 from overlaylab.etcd import EtcdClient
 from overlaylab.hosts.engine import docker_api
 from overlaylab.netrule import RouteGuard
-from tests import standin
-from tests.labtools import (
-    Running,
-    failed_first,
-    lab_config,
-    leftovers,
-    parsed,
-    require_root,
-    validate_cli,
-)
+from tests.labtools import Running, failed_first, kept_up, lab_config, parsed, validate_cli
 from tests.standin.plan import Step, summary
 
 pytestmark = pytest.mark.lab
@@ -61,20 +52,9 @@ def config(hosts: int) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    require_root()
-    standin.become_subreaper()
     lab = Lab(LAB_ID, tmp_path_factory.mktemp("gs") / "state.json", RouteGuard(f"ovbr-{LAB_ID}"))
-    if leftovers(parsed(config(4))):
-        pytest.fail(f"a lab with id {LAB_ID} is up here: {leftovers(parsed(config(4)))[:3]}")
-    try:
-        lab.up(config(2))
-        lab.validate()
+    with kept_up(lab, config(2), widest=config(4)):
         yield lab
-    finally:
-        errors = lab.destroy()
-        left = lab.leftovers()
-        assert not errors, errors
-        assert not left, left
 
 
 def facts(lab: Lab) -> dict[str, Any]:

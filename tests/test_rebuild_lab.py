@@ -25,8 +25,7 @@ from overlaylab.errors import EtcdError
 from overlaylab.etcd import EtcdClient
 from overlaylab.hosts.engine import docker_api
 from overlaylab.netrule import RouteGuard
-from tests import standin
-from tests.labtools import Running, lab_config, leftovers, parsed, require_root
+from tests.labtools import Running, kept_up, lab_config, parsed
 from tests.standin.plan import summary
 
 pytestmark = pytest.mark.lab
@@ -37,23 +36,10 @@ SEGMENT = "192.168.228"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    require_root()
-    standin.become_subreaper()
-    raw = lab_config(2, lab_id=LAB_ID, segment=SEGMENT)
-    if leftovers(parsed(raw)):
-        pytest.fail(f"a lab with id {LAB_ID} is up here: {leftovers(parsed(raw))[:3]}")
-    lab = Running(
-        LAB_ID, tmp_path_factory.mktemp("rb") / "state.json", RouteGuard(f"ovbr-{LAB_ID}")
-    )
-    try:
-        lab.up(raw)
-        lab.validate()
+    state = tmp_path_factory.mktemp("rb") / "state.json"
+    lab = Running(LAB_ID, state, RouteGuard(f"ovbr-{LAB_ID}"))
+    with kept_up(lab, lab_config(2, lab_id=LAB_ID, segment=SEGMENT)):
         yield lab
-    finally:
-        errors = lab.destroy()
-        left = lab.leftovers()
-        assert not errors, errors
-        assert not left, left
 
 
 def facts(lab: Running) -> dict[str, Any]:

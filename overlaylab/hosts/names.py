@@ -46,6 +46,18 @@ def endpoint_change(docker: Sequence[str], hostname: str, network: str, image: s
                           f"{res.stderr.strip()[-300:]}")  # fmt: skip
 
 
+def _missing_after(
+    docker: Sequence[str], container: str, names: Sequence[str], seconds: float
+) -> list[str]:
+    """The names still missing once they all resolve or ``seconds`` are over."""
+    deadline = time.monotonic() + seconds
+    missing = missing_names(docker, container, names)
+    while missing and time.monotonic() < deadline:
+        time.sleep(0.5)
+        missing = missing_names(docker, container, names)
+    return missing
+
+
 def names_settle(
     *,
     hostname: str,
@@ -60,11 +72,7 @@ def names_settle(
     """Return once ``container`` resolves every one of ``names``, making an endpoint change
     on ``network`` when they have not arrived within ``settle`` seconds (at most ``changes``
     times)."""
-    deadline = time.monotonic() + settle
-    missing = missing_names(docker, container, names)
-    while missing and time.monotonic() < deadline:
-        time.sleep(0.5)
-        missing = missing_names(docker, container, names)
+    missing = _missing_after(docker, container, names, settle)
     for n in range(1, changes + 1):
         if not missing:
             break
@@ -72,11 +80,7 @@ def names_settle(
             f"of the network's endpoints; an endpoint change ({n} of {changes}) makes it read "
             f"them again")  # fmt: skip
         endpoint_change(docker, hostname, network, image)
-        deadline = time.monotonic() + 5
-        missing = missing_names(docker, container, names)
-        while missing and time.monotonic() < deadline:
-            time.sleep(0.5)
-            missing = missing_names(docker, container, names)
+        missing = _missing_after(docker, container, names, 5)
     if missing:
         raise DockerError(
             f"{hostname}: {container} does not resolve {', '.join(missing)} after {changes} "
