@@ -41,14 +41,15 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
 from overlaylab.config import LabConfig, parse  # noqa: E402
+from overlaylab.config.sample import lab_config  # noqa: E402
 from overlaylab.hosts import netns, proc  # noqa: E402
 from overlaylab.hosts.engine import docker_api  # noqa: E402
+from overlaylab.leftovers import leftovers  # noqa: E402
 from overlaylab.netrule import RouteGuard  # noqa: E402
 from overlaylab.spec import OUT_VALIDATION_SPEC  # noqa: E402
 from overlaylab.validate import validate  # noqa: E402
-from tests.labtools import lab_config, leftovers  # noqa: E402
-from tests.standin import become_subreaper, destroy, run_program  # noqa: E402
-from tests.standin.plan import timeline  # noqa: E402
+from standin import become_subreaper, destroy, run_program  # noqa: E402
+from standin.plan import timeline  # noqa: E402
 
 SEGMENT = "192.168.223"  # no test uses it; the script has its own (192.168.224)
 LAB_ID = "bench"

@@ -6,7 +6,7 @@
 
 Each cycle brings an N-host local lab up through the engine stand-in (the validator runs last
 in `up`), takes it down, and checks that nothing is left. On a failed cycle it writes the
-lab's capture (``tests.labdump``: every host's overlay sandbox, serf members, endpoint keys)
+lab's capture (``overlaylab.labdump``: every host's overlay sandbox, serf members, endpoint keys)
 before teardown, prints where, and stops. ``--restarts`` instead keeps one lab up and stops
 and starts one container that many times, requiring every by-name ping to pass each time.
 Not part of CI: a loop of lab runs, bounded by its counts, only to the lab's own addresses.
@@ -22,12 +22,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import standin
 from overlaylab import spec as out
+from overlaylab.config import parse
+from overlaylab.config.sample import lab_config
+from overlaylab.labdump import dump
+from overlaylab.leftovers import leftovers
 from overlaylab.netrule import RouteGuard
 from overlaylab.validate import summary, validate
-from tests import standin
-from tests.labdump import dump
-from tests.labtools import lab_config, leftovers, parsed
 
 SEGMENT = "192.168.222"  # no test uses it: a soak may run beside them
 
@@ -44,7 +46,7 @@ def cycle(n: int, cfg: dict[str, Any], state: Path, keep: Path) -> tuple[bool, s
     up = time.monotonic() - start
     ok, why = run.error is None, "" if run.error is None else str(run.error).splitlines()[0]
     if not ok:
-        lab = parsed(cfg)
+        lab = parse(cfg, "soak config")
         logs = []
         for h in lab.hosts:
             for name in ("etcd.log", "docker.log"):
@@ -54,7 +56,7 @@ def cycle(n: int, cfg: dict[str, Any], state: Path, keep: Path) -> tuple[bool, s
         keep.write_text(dump(lab) + "\n\n" + "\n".join(logs))
         why += f" (capture in {keep})"
     errors = run.destroy()
-    left = leftovers(parsed(cfg))
+    left = leftovers(parse(cfg, "soak config"))
     if errors or left:
         ok, why = False, f"{why} teardown: {errors} left: {left}"
     print(f"cycle {n}: {'ok  ' if ok else 'FAIL'} up {up:.1f}s {why}", flush=True)
@@ -72,7 +74,7 @@ def restarts(cfg: dict[str, Any], count: int, state: Path) -> int:
             print(f"up failed: {run.error}")
             return 1
         spec = (run.outputs or {})[out.OUT_VALIDATION_SPEC]
-        lab = parsed(cfg)
+        lab = parse(cfg, "soak config")
         host = lab.host("docker-node2")
         client = docker.DockerClient(base_url=f"unix://{lab.host_dir(host)}/docker.sock")
         for i in range(1, count + 1):
@@ -102,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     standin.become_subreaper()
     cfg = lab_config(args.hosts, lab_id="soak", segment=SEGMENT)
-    if leftovers(parsed(cfg)):
-        print(f"the soak lab is up: {leftovers(parsed(cfg))[:3]}", file=sys.stderr)
+    if leftovers(parse(cfg, "soak config")):
+        print(f"the soak lab is up: {leftovers(parse(cfg, 'soak config'))[:3]}", file=sys.stderr)
         return 2
     busy = [multiprocessing.Process(target=_busy, daemon=True) for _ in range(args.busy)]
     for b in busy:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.standin import PROJECT, PROJECT_DIR, Record
+from standin import PROJECT, PROJECT_DIR, Record
 
 #: Test stacks get this prefix so that they never touch a shipped ``stacks/Pulumi.*.yaml``.
 STACK_PREFIX = "overlaylab-test-"

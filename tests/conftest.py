@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from overlaylab.stackconfig import raw_from_file
-from tests.standin import Record, Run, run_program
+from standin import Record, Run, run_program
 
 
 @dataclass

@@ -18,15 +18,15 @@ import pytest
 if TYPE_CHECKING:
     from overlaylab.etcd import EtcdClient
     from overlaylab.netrule import RouteGuard
-    from tests.standin import Record
-    from tests.standin.plan import Step
+    from standin import Record
+    from standin.plan import Step
 
 from overlaylab.config import LabConfig, parse
+from overlaylab.config.sample import LAB_ID, SEGMENT, STATE_DIR, lab_config
+from overlaylab.leftovers import leftovers
 from overlaylab.spec import OUT_VALIDATION_SPEC
 
-LAB_ID = "e2e"
-SEGMENT = "192.168.213"  # not the local stack's 192.168.205: a developer's lab may be up
-STATE_DIR = "/var/lib/overlaylab"
+__all__ = ["LAB_ID", "SEGMENT", "STATE_DIR", "lab_config", "leftovers"]
 
 
 def require_root() -> None:
@@ -36,81 +36,6 @@ def require_root() -> None:
     if os.environ.get("CI"):
         pytest.fail("lab tests must run as root in CI")
     pytest.skip("lab tests need root (they create namespaces, a bridge and daemons)")
-
-
-def lab_config(
-    hosts: int = 2, lab_id: str = LAB_ID, containers_per_host: int = 1, segment: str = SEGMENT
-) -> dict[str, Any]:
-    names = [f"docker-node{i}" for i in range(1, hosts + 1)]
-    return {
-        "lab": {
-            "id": lab_id,
-            "segment": f"{segment}.0/24",
-            "bridge": f"ovbr-{lab_id}",
-            "bridgeAddress": f"{segment}.1",
-            "stateDir": STATE_DIR,
-        },
-        "hosts": [{"name": n, "address": f"{segment}.{10 + i}"} for i, n in enumerate(names)],
-        "etcd": {"clusterToken": f"etcd-{lab_id}"},
-        "network": {"name": "demo", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1"},
-        "containers": [
-            {"name": f"test{i * containers_per_host + k + 1}", "host": n}
-            for i, n in enumerate(names)
-            for k in range(containers_per_host)
-        ],
-        "image": {"name": "busybox:latest", "source": "import"},
-    }
-
-
-def leftovers(cfg: LabConfig) -> list[str]:
-    """Everything of this lab still on the machine: empty means teardown was complete."""
-    found: list[str] = []
-    netns = [n.split()[0] for n in _out(["ip", "netns", "list"]).splitlines() if n.strip()]
-    found += [f"namespace {n}" for n in netns if n.startswith(f"{cfg.lab_id}-")]
-    links = {x["ifname"] for x in json.loads(_out(["ip", "-j", "link", "show"]) or "[]")}
-    wanted = {cfg.bridge} | {h.veth(cfg.lab_id) for h in cfg.hosts}
-    found += [f"link {n}" for n in sorted(links & wanted)]
-    base = f"{cfg.state_dir}/{cfg.lab_id}"
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            stat = (p / "stat").read_text()
-        except OSError:
-            continue
-        if base + "/" in cmd and "pytest" not in cmd and "overlaylab.hostops" not in cmd:
-            found.append(f"process {p.name}: {cmd[:120]}")
-        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
-        state = stat[stat.rfind(")") + 2 :].split()[0]
-        if state == "Z" and comm in ("etcd", "dockerd", "containerd") and _is_ours(p):
-            found.append(f"zombie {comm} {p.name}")
-    mounts = Path("/proc/self/mountinfo").read_text().splitlines()
-    found += [f"mount {m.split()[4]}" for m in mounts if m.split()[4].startswith(base + "/")]
-    if Path(base).exists():
-        found.append(f"directory {base}: {sorted(os.listdir(base))}")
-    # `ip netns add` bind-mounts /run/netns on itself; once no namespace is left it is ours
-    if any(m.split()[4] == "/run/netns" for m in mounts) and not os.listdir("/run/netns"):
-        found.append("mount /run/netns (empty)")
-    root = Path(cfg.state_dir)
-    if root.is_dir() and not any(root.iterdir()):
-        found.append(f"empty directory {root}")
-    for h in cfg.hosts:
-        for d in Path("/sys/fs/cgroup").glob(f"*/ovl-{cfg.lab_id}-{h.name}"):
-            found.append(f"cgroup {d}")
-    return found
-
-
-def _is_ours(p: Path) -> bool:
-    try:
-        ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError):
-        return False
-    return ppid == os.getpid()
-
-
-def _out(argv: list[str]) -> str:
-    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
 
 
 def validate_cli(
@@ -172,7 +97,8 @@ def run_lab(
     """Bring a lab up with the real program: through the Automation API where a ``pulumi``
     CLI is on PATH (tests/automation.py), else through the engine stand-in. The result has
     ``outputs``, ``error``, ``records``, ``inputs`` and ``destroy()`` either way."""
-    from tests import automation, standin
+    import standin
+    from tests import automation
 
     if automation.engine() == "automation":
         return automation.run_program(raw_config, stack, secrets)
@@ -221,7 +147,7 @@ class Running:
     def up(self, raw: dict[str, Any], fails: bool = False) -> dict[str, Step]:
         """Its steps by resource name. The config and outputs are kept only from an `up` that
         succeeded; ``fails``: this one must not."""
-        from tests import standin
+        import standin
 
         self.ever.append(copy.deepcopy(raw))
         run = standin.run_program(
@@ -247,7 +173,7 @@ class Running:
         assert res.returncode == 0, failed_first(res.stdout) + res.stderr[-2000:]
 
     def destroy(self) -> list[str]:
-        from tests import standin
+        import standin
 
         errors = standin.destroy(self.state, guard=self.guard) if self.state else []
         self.state = []
@@ -265,7 +191,7 @@ def kept_up(
     ``widest``, the largest config the module applies, else ``raw``); brought up with ``raw``
     and validated; destroyed at the end, asserting no error and nothing left, also when a test
     failed."""
-    from tests import standin
+    import standin
 
     require_root()
     standin.become_subreaper()

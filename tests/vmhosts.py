@@ -232,7 +232,7 @@ class Fleet:
     guard: RouteGuard
 
     def ssh(self, host: str, script: str, check: bool = True) -> str:
-        from tests.standin import SSH_BASE
+        from standin import SSH_BASE
 
         h = next(x for x in self.hosts if x.name == host)
         self.guard.check(h.address)

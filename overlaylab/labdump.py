@@ -1,0 +1,286 @@
+"""What each host of a running local lab knows about the overlay: a capture made before teardown.
+
+For every host (a network namespace): the overlay network sandbox's VXLAN fdb and neighbour
+entries, the serf members its dockerd has seen and its serf/discovery log lines, and the
+containers with their start times against the daemon's serf start; for the lab, the
+``/docker/nodes`` and endpoint keys from etcd's v2 API (after the route check). It ends with
+findings: which host's sandbox lacks the MAC/VTEP or the neighbour entry of which remote
+container, and which serf does not know which host.
+
+    python -m overlaylab.labdump --stack local          # a lab brought up from a stack file
+    python -m overlaylab.labdump --config-json "{...}"  # a lab from a raw config (the tests)
+
+Docker 20.10 in cluster-store mode learns remote containers only through serf (user events
+"jl" and "peerlookup" queries), and its serf joins a single neighbour once; the findings are
+what show that one host's serf is alone (see README, Troubleshooting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from overlaylab.config import Host, LabConfig, parse
+from overlaylab.errors import LabError
+from overlaylab.etcd import EtcdClient, V2Node
+from overlaylab.netrule import RouteGuard
+
+# libnetwork names an overlay network's sandbox "<epoch>-<first 10 chars of the network id>"
+# under the daemon's exec-root (osl.GenerateKey).
+_SANDBOX = re.compile(r"^\d+-[0-9a-f]{10}$")
+_MEMBER = re.compile(r"serf: (EventMember\w+): (\S+) (\S+)")
+_TIME = re.compile(r'time="([^"]+)"')
+_LOG_KEEP = re.compile(
+    r"serf|memberlist|discovery|peer|neighbor|svcRecord|endpoints for network|level=(error|warn)",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Sandbox:
+    path: str
+    vxlan: str
+    fdb: list[str]
+    neigh: list[str]
+
+
+@dataclass
+class HostView:
+    host: Host
+    debug: bool
+    serf_start: str | None
+    members: dict[str, str]  # serf node name -> last event (EventMemberJoin, ...)
+    member_since: dict[str, str]  # serf node name -> time of its first join event
+    log_lines: list[str]
+    sandboxes: list[Sandbox]
+    containers: list[dict[str, str]] = field(default_factory=list)
+
+
+def _run(argv: list[str]) -> str:
+    p = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+    return p.stdout + (f"[exit {p.returncode}] {p.stderr.strip()}" if p.returncode else "")
+
+
+def sandboxes(cfg: LabConfig, host: Host) -> list[Sandbox]:
+    base = Path(cfg.host_dir(host)) / "x" / "netns"
+    found = []
+    for f in sorted(base.glob("*")) if base.is_dir() else []:
+        if not _SANDBOX.match(f.name):
+            continue
+        ns = ["nsenter", f"--net={f}", "--"]
+        links = _run([*ns, "ip", "-o", "link", "show", "type", "vxlan"])
+        names = re.findall(r"^\d+: ([^:@]+)", links, re.MULTILINE)
+        for vx in names or ["?"]:
+            fdb = _run([*ns, "bridge", "fdb", "show", "dev", vx]).splitlines()
+            neigh = _run([*ns, "ip", "neigh", "show"]).splitlines()
+            found.append(Sandbox(str(f), vx, fdb, neigh))
+    return found
+
+
+def log_view(cfg: LabConfig, host: Host, keep: int = 80) -> tuple[bool, list[str]]:
+    """(debug on?, the serf/discovery/peer/warning lines of the host's docker.log)."""
+    path = Path(cfg.host_dir(host)) / "docker.log"
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError as e:
+        return False, [f"(no log: {e})"]
+    debug = any("level=debug" in ln for ln in lines)
+    kept = [ln for ln in lines if _LOG_KEEP.search(ln)]
+    return debug, kept[-keep:]
+
+
+def serf_view(lines: list[str], hostname: str) -> tuple[str | None, dict[str, str], dict[str, str]]:
+    """From the log: when this daemon's serf started, and what it saw of each member."""
+    start = None
+    last: dict[str, str] = {}
+    since: dict[str, str] = {}
+    for ln in lines:
+        m = _MEMBER.search(ln)
+        if not m:
+            continue
+        t = _TIME.search(ln)
+        when = t.group(1) if t else "?"
+        event, node = m.group(1), m.group(2)
+        last[node] = event
+        if event == "EventMemberJoin":
+            since.setdefault(node, when)
+            if node == hostname and start is None:
+                start = when
+    return start, last, since
+
+
+def containers(cfg: LabConfig, host: Host) -> list[dict[str, str]]:
+    from overlaylab.hosts.engine import docker_api
+
+    out = []
+    try:
+        api = docker_api(cfg.docker_socket(host), timeout=10)
+        for c in api.containers(all=True):
+            info = api.inspect_container(c["Id"])
+            net = (info["NetworkSettings"]["Networks"] or {}).get(cfg.network_name) or {}
+            out.append(
+                {
+                    "name": info["Name"].lstrip("/"),
+                    "status": info["State"]["Status"],
+                    "started": info["State"]["StartedAt"],
+                    "ip": net.get("IPAddress", ""),
+                    "mac": net.get("MacAddress", ""),
+                    "endpoint": net.get("EndpointID", ""),
+                }
+            )
+    except Exception as e:  # a dead daemon is a finding, not a reason to stop the capture
+        out.append({"name": "?", "status": f"daemon unreachable: {e}"})
+    return out
+
+
+def host_view(cfg: LabConfig, host: Host) -> HostView:
+    debug, lines = log_view(cfg, host)
+    start, members, since = serf_view(lines, host.name)
+    return HostView(
+        host=host,
+        debug=debug,
+        serf_start=start,
+        members=members,
+        member_since=since,
+        log_lines=lines,
+        sandboxes=sandboxes(cfg, host),
+        containers=containers(cfg, host),
+    )
+
+
+def etcd_keys(cfg: LabConfig) -> tuple[list[str], list[dict[str, str]], str]:
+    """(/docker/nodes entries, endpoint records, error) from the first member that answers."""
+    guard = RouteGuard(cfg.local_bridge)
+    err = ""
+    for h in cfg.hosts:
+        try:
+            etcd = EtcdClient(cfg.client_url(h), guard, timeout=3)
+            nodes = etcd.v2_get("/docker/nodes")
+            eps = etcd.v2_get("/docker/network/v1.0/endpoint")
+        except LabError as e:
+            err = str(e)
+            continue
+        node_list = [f"{n.key} ttl={n.ttl}" for n in (nodes.nodes if nodes else ())]
+        return node_list, [_endpoint(n) for n in _leaves(eps)], ""
+    return [], [], err
+
+
+def _leaves(node: V2Node | None) -> list[V2Node]:
+    return [n for n in node.walk() if not n.dir and n.value] if node else []
+
+
+def _endpoint(n: V2Node) -> dict[str, str]:
+    try:
+        v = json.loads(n.value or "{}")
+    except ValueError:
+        return {"key": n.key, "raw": n.value or ""}
+    iface = v.get("ep_iface") or {}
+    return {
+        "key": n.key,
+        "name": str(v.get("name", "")),
+        "addr": str(iface.get("addr", "")),
+        "mac": str(iface.get("mac", "")),
+        "locator": str(v.get("locator", "")),
+    }
+
+
+def findings(cfg: LabConfig, views: list[HostView]) -> list[str]:
+    """One line per missing piece: serf members unknown, fdb/neighbour entries missing."""
+    out = []
+    names = [h.name for h in cfg.hosts]
+    for v in views:
+        alive = {n for n, ev in v.members.items() if ev == "EventMemberJoin"}
+        missing = [n for n in names if n not in alive]
+        if missing:
+            out.append(f"serf on {v.host.name} has not seen {', '.join(missing)} join")
+    for v in views:
+        sbox = v.sandboxes[0] if v.sandboxes else None
+        for other in views:
+            if other is v:
+                continue
+            for c in other.containers:
+                if not c.get("ip"):
+                    continue
+                if sbox is None:
+                    out.append(f"{v.host.name} has no overlay sandbox (no local container?)")
+                    break
+                fdb = [ln for ln in sbox.fdb if ln.startswith(c.get("mac", "-"))]
+                neigh = [ln for ln in sbox.neigh if ln.split(" ", 1)[0] == c["ip"]]
+                vtep_ok = any(f"dst {other.host.address}" in ln for ln in fdb)
+                if not vtep_ok or not neigh:
+                    what = []
+                    if not vtep_ok:
+                        what.append(f"no fdb entry {c.get('mac')} -> {other.host.address}")
+                    if not neigh:
+                        what.append(f"no neighbour entry for {c['ip']}")
+                    out.append(
+                        f"{v.host.name}'s overlay sandbox does not know {c['name']} "
+                        f"on {other.host.name}: {'; '.join(what)}"
+                    )
+    return out
+
+
+def dump(cfg: LabConfig) -> str:
+    """The whole capture as text."""
+    views = [host_view(cfg, h) for h in cfg.hosts]
+    w: list[str] = []
+    for v in views:
+        w.append(f"=== {v.host.name} {v.host.address} (netns {v.host.netns(cfg.lab_id)})")
+        w.append(f"dockerd debug log: {'on' if v.debug else 'off (info level)'}")
+        w.append(f"serf started (own EventMemberJoin): {v.serf_start}")
+        for node, ev in sorted(v.members.items()):
+            w.append(f"  serf member {node}: {ev} (first join {v.member_since.get(node)})")
+        for c in v.containers:
+            w.append(
+                f"  container {c.get('name')}: {c.get('status')} started {c.get('started')} "
+                f"ip {c.get('ip')} mac {c.get('mac')}"
+            )
+        if not v.sandboxes:
+            w.append("  no overlay sandbox")
+        for s in v.sandboxes:
+            w.append(f"  sandbox {s.path} vxlan {s.vxlan}")
+            w.extend(f"    fdb   {ln}" for ln in s.fdb)
+            w.extend(f"    neigh {ln}" for ln in s.neigh)
+        w.append("  log:")
+        w.extend(f"    {ln[:300]}" for ln in v.log_lines)
+    nodes, eps, err = etcd_keys(cfg)
+    w.append("=== etcd v2 keys" + (f" (unreadable: {err})" if err else ""))
+    w.extend(f"  node {n}" for n in nodes)
+    w.extend(
+        f"  endpoint {e.get('name')} {e.get('addr')} {e.get('mac')} locator {e.get('locator')}"
+        for e in eps
+    )
+    w.append("=== findings")
+    w.extend(f"  {f}" for f in findings(cfg, views) or ["(none: every host knows every peer)"])
+    return "\n".join(w) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m overlaylab.labdump", description=__doc__.split("\n")[0]
+    )
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--stack", default="local", help="a stack file under stacks/ (local transport)")
+    g.add_argument("--config-json", help="the raw config of a lab, as tests/labtools builds it")
+    args = p.parse_args(argv)
+    if args.config_json:
+        raw = json.loads(args.config_json)
+    else:
+        from overlaylab.stackconfig import raw_from_file
+
+        raw = raw_from_file(args.stack)
+    cfg = parse(raw)
+    if cfg.transport != "local":
+        print("labdump reads local labs only (namespaces on this machine)", file=sys.stderr)
+        return 2
+    sys.stdout.write(dump(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The stand-in's command line: test tooling, not a deployment tool.
+
+python -m standin up --stack local     # like `pulumi up` on the local stack
+python -m standin down --stack local   # like `pulumi destroy`
+python -m standin preview --stack local
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from overlaylab.netrule import RouteGuard
+from overlaylab.stackconfig import raw_from_file
+from standin import state
+from standin.commands import KEYS
+from standin.executor import destroy
+from standin.plan import Step, render, summary, timeline
+from standin.program import Run, run_program
+from standin.reaper import become_subreaper
+from standin.state import DEFAULT_STATE_DIR
+
+DESCRIPTION = (
+    "A test-only stand-in for the Pulumi engine: runs the real program and performs it for real."
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m standin", description=DESCRIPTION)
+    p.add_argument("action", choices=["up", "down", "preview"])
+    p.add_argument("--stack", default="local")
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p.add_argument("--ssh-key", type=Path, help="private key of an ssh stack (its sshPrivateKey)")
+    p.add_argument("--diff", action="store_true", help="show each changed input: old => new")
+    p.add_argument(
+        "--timeline",
+        action="store_true",
+        help="after up or down: when each resource started and ended",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    raw = raw_from_file(args.stack)
+    bridge = (raw.get("lab") or {}).get("bridge")
+    guard = RouteGuard(bridge) if bridge else None
+    secrets = {"sshPrivateKey": args.ssh_key.read_text()} if args.ssh_key else {}
+    for v in secrets.values():
+        KEYS.add(v)
+    state_file = args.state_dir / f"{args.stack}.json"
+    become_subreaper()
+    if args.action == "down":
+        return _down(args.stack, state_file, guard, args.timeline)
+    old = state.load(state_file)
+    preview = args.action == "preview"
+    print(f"{'Previewing' if preview else 'Updating'} stack {args.stack}"
+          f"{' (new)' if not old else f' ({len(old)} resources in its state)'}")  # fmt: skip
+
+    def show(step: Step) -> None:
+        for line in render([step], show_diff=args.diff):
+            print(
+                line + ("" if preview or line.startswith("      ") else f" ({step.seconds:.1f}s)")
+            )
+
+    run = run_program(
+        raw, args.stack, preview, state_file, guard=guard, secrets=secrets, old=old,
+        on_step=None if preview else show,
+    )  # fmt: skip
+    if preview:
+        for line in render(run.steps, show_diff=args.diff):
+            print(line)
+    print(f"Resources: {summary(run.steps)}")
+    if args.timeline and not preview:
+        _print_timeline(run.steps)
+    return _report(args.stack, run)
+
+
+def _down(stack: str, state_file: Path, guard: RouteGuard | None, show_timeline: bool) -> int:
+    records = state.load(state_file)
+    steps: list[Step] = []
+    errors = destroy(records, guard=guard, steps=steps)
+    if show_timeline:
+        _print_timeline(steps)
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    if errors:
+        return 1
+    state.forget(state_file)
+    print(f"destroyed {sum(r.custom for r in records)} resources of stack {stack}")
+    return 0
+
+
+def _print_timeline(steps: list[Step]) -> None:
+    print("\n  start     end   took  step     type           resource")
+    for line in timeline(steps):
+        print(line)
+
+
+def _report(stack: str, run: Run) -> int:
+    """What `up` or `preview` did, the stack's outputs and the validator's report."""
+    preview = run.engine.preview
+    if run.error is not None:
+        print(f"error: {run.error}", file=sys.stderr)
+        print(
+            f"{'preview' if preview else 'up'} failed after {run.seconds:.1f}s; the state "
+            f"keeps what exists: fix and run `up` again, or `python -m standin down "
+            f"--stack {stack}` to remove it",
+            file=sys.stderr,
+        )
+        return 1
+    outputs = dict(run.outputs or {})
+    report = outputs.pop("validationReport", None)
+    print(json.dumps(outputs, indent=2, default=str))
+    if isinstance(report, str):
+        print(f"\nvalidation report:\n{report}")
+    print(f"{'preview' if preview else 'up'} done in {run.seconds:.1f}s")
+    return 0

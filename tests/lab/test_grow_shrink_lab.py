@@ -1,0 +1,186 @@
+"""Day two measured: a running lab grows 2 -> 3 -> 4 hosts and shrinks back 4 -> 3 -> 2 while
+test1 pings test2 every 100 ms; an `up` with no change runs nothing.
+
+Each step is an `up` on the running stack through the stand-in (the engine's rules). Around
+each one, from test1's network namespace (the container's own, entered by its pid), a ping to
+test2's overlay address every 100 ms; the test asserts that none of them was lost, that the
+hosts that stay keep their container ids and addresses and their etcd and dockerd processes,
+and that the validator passes after every step. It prints each step's plan summary and ping
+counts (`pytest -s` shows them): the figures of issue 6's note.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from overlaylab import spec as out
+from overlaylab.config import LabConfig
+from overlaylab.etcd import EtcdClient
+from overlaylab.hosts.engine import docker_api
+from overlaylab.netrule import RouteGuard
+from standin.plan import Step, summary
+from tests.labtools import Running, failed_first, kept_up, lab_config, parsed, validate_cli
+
+pytestmark = pytest.mark.lab
+
+LAB_ID = "gs"
+SEGMENT = "192.168.225"
+STAYING = ("docker-node1", "docker-node2")
+
+
+class Lab(Running):
+    @property
+    def parsed(self) -> LabConfig:
+        return parsed(self.cfg)
+
+
+def config(hosts: int) -> dict[str, Any]:
+    raw = lab_config(hosts, lab_id=LAB_ID, segment=SEGMENT)
+    raw["containers"] = [
+        {"name": f"test{i}", "host": f"docker-node{i}"} for i in range(1, hosts + 1)
+    ]
+    return raw
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    lab = Lab(LAB_ID, tmp_path_factory.mktemp("gs") / "state.json", RouteGuard(f"ovbr-{LAB_ID}"))
+    with kept_up(lab, config(2), widest=config(4)):
+        yield lab
+
+
+def facts(lab: Lab) -> dict[str, Any]:
+    """What must not change on the hosts that stay: container ids and overlay addresses, and
+    the pids of their etcd and dockerd."""
+    cfg = lab.parsed
+    got: dict[str, Any] = {}
+    for name in STAYING:
+        h = cfg.host(name)
+        c = docker_api(cfg.docker_socket(h)).inspect_container(f"test{name[-1]}")
+        nets = c["NetworkSettings"]["Networks"]
+        got[f"test{name[-1]}"] = (c["Id"], nets[cfg.network_name]["IPAddress"])
+        base = Path(cfg.host_dir(h))
+        got[f"{name} pids"] = tuple(
+            (base / f).read_text().strip() for f in ("etcd.pid", "docker.pid")
+        )
+    return got
+
+
+class Pinger:
+    """busybox's ping (the host's busybox-static, which the image is made from) every 100 ms
+    from test1's network namespace to test2's overlay address."""
+
+    def __init__(self, lab: Lab) -> None:
+        cfg = lab.parsed
+        api = docker_api(cfg.docker_socket(cfg.host("docker-node1")))
+        pid = api.inspect_container("test1")["State"]["Pid"]
+        target = facts(lab)["test2"][1]
+        assert target.startswith("10."), target  # the overlay, inside the lab: never elsewhere
+        self.proc = subprocess.Popen(
+            ["nsenter", "-t", str(pid), "-n", "busybox", "ping", "-i", "0.1", target],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def stop(self) -> tuple[int, int]:
+        self.proc.send_signal(2)  # SIGINT: ping prints its statistics
+        text, _ = self.proc.communicate(timeout=10)
+        m = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", text)
+        assert m, text[-500:]
+        return int(m.group(1)), int(m.group(2))
+
+
+def step(lab: Lab, raw: dict[str, Any], label: str) -> dict[str, Step]:
+    before = facts(lab)
+    pinger = Pinger(lab)
+    time.sleep(1)
+    try:
+        steps = lab.up(raw)
+        time.sleep(1)
+    finally:
+        sent, received = pinger.stop()
+    print(f"\n{label}: {summary(list(steps.values()))}; test1 -> test2 every 100 ms: {sent} sent, "
+          f"{received} received")  # fmt: skip
+    assert sent >= 20, f"{label}: the pinger ran only {sent} pings"
+    assert received == sent, f"{label}: {sent - received} of {sent} pings lost during up"
+    assert facts(lab) == before, f"{label}: a staying host's container or daemon changed"
+    lab.validate()
+    return steps
+
+
+def test_an_up_with_no_change_runs_nothing(lab: Lab) -> None:
+    before = facts(lab)
+    steps = lab.up(copy.deepcopy(lab.cfg))
+    ran = [f"{s.name} {s.kind}" for s in steps.values() if s.kind != "same"]
+    assert ran == [], ran
+    assert facts(lab) == before
+
+
+@pytest.mark.parametrize("hosts", [3, 4, 3, 2], ids=["2to3", "3to4", "4to3", "3to2"])
+def test_growing_and_shrinking_loses_no_ping_and_keeps_the_staying_hosts(
+    lab: Lab, hosts: int
+) -> None:
+    now = len(lab.cfg["hosts"])
+    steps = step(lab, config(hosts), f"{now} -> {hosts} hosts")
+    kinds = {name: s.kind for name, s in steps.items()}
+    for name in STAYING:
+        for res in (f"etcd-{name}", f"docker-{name}-dockerd", f"test-test{name[-1]}"):
+            assert kinds[res] == "same", f"{res}: {kinds[res]}"
+    assert kinds["overlay-network"] == "same"
+    changed = f"docker-node{max(hosts, now)}"
+    assert kinds[f"etcd-{changed}"] == ("create" if hosts > now else "delete")
+
+
+def test_a_daemon_failing_on_a_new_host_leaves_the_lab_working_and_the_next_up_completes(
+    lab: Lab,
+) -> None:
+    """docker-node3's dockerd cannot start (its data-root is a file): that `up` fails, the
+    running lab keeps working (no ping lost, every check but the new member's presence
+    passes), the member added for the new host runs (none is left dead), and once the
+    fault is gone the next `up` completes."""
+    assert len(lab.cfg["hosts"]) == 2
+    grown = config(3)
+    h3 = parsed(grown).host("docker-node3")
+    fault = Path(parsed(grown).host_dir(h3)) / "docker"
+    fault.parent.mkdir(parents=True, exist_ok=True)
+    fault.write_text("not a directory: dockerd cannot use this as its data-root\n")
+    try:
+        pinger = Pinger(lab)
+        try:
+            lab.up(grown, fails=True)
+        finally:
+            sent, received = pinger.stop()
+        print(f"\nfailed up: {lab.error}; pings {received} of {sent}")
+        assert "docker-docker-node3-dockerd" in lab.error
+        # The daemon's own error, not the deprecation warnings its log starts with.
+        assert "exited at start" in lab.error and "deprecated" not in lab.error, lab.error
+        assert received == sent >= 10, f"{sent - received} of {sent} pings lost"
+        # No dead member: the new host's member was added and runs, as the others do.
+        for h in parsed(grown).hosts:
+            client = EtcdClient(parsed(grown).client_url(h), lab.guard)
+            assert client.health(), f"{h.name}'s member is not healthy"
+        names = sorted(m.get("name", "") for m in client.members()[1])
+        assert names == ["docker-node1", "docker-node2", "docker-node3"]
+        # The running lab, as last deployed: everything passes but the member list, which
+        # now has the new host's member.
+        res = validate_cli(lab.outputs[out.OUT_VALIDATION_SPEC], 60)
+        failed = [ln for ln in res.stdout.splitlines() if ln.startswith("FAIL")]
+        assert failed and all("etcd.member-list" in ln and "docker-node3" in ln for ln in failed), (
+            failed_first(res.stdout)
+        )
+    finally:
+        fault.unlink(missing_ok=True)
+    steps = lab.up(grown)
+    kinds = {name: st.kind for name, st in steps.items()}
+    assert kinds["docker-docker-node3-dockerd"] == "create"
+    assert kinds["etcd-docker-node3"] == "same"  # created by the failed up, kept in the state
+    lab.validate()

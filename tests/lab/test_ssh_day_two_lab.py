@@ -1,0 +1,116 @@
+"""Day two on an SSH stack, for real: a third VM-like host added to a running 2-host stack,
+then the first host removed, then destroy; every host that leaves is restored byte for byte.
+
+Three Debian 12 hosts under systemd-nspawn (tests/vmhosts.py), as in tests/test_ssh_lab.py,
+on their own bridge and segment. The program runs through the engine stand-in on the stack's
+previous state, as `pulumi up` on a running stack would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+import standin
+from overlaylab.etcd import EtcdClient
+from standin.plan import Step, summary
+from tests import vmhosts
+from tests.labtools import Running, require_root
+
+pytestmark = pytest.mark.lab
+
+LAB_ID = "sshd2"
+BRIDGE = "ovbr-sshd2"
+SEGMENT = "192.168.227"
+NODES = ("docker-node1", "docker-node2", "docker-node3")
+# What a host looks like to the lab before and after: its etcd and docker config, services,
+# the packaged member, and that none of the lab's files are left.
+HOST_STATE = (
+    "cat /etc/default/etcd; echo ===; cat /etc/docker/daemon.json 2>&1; echo ===; "
+    "systemctl is-active etcd docker; etcdctl member list; echo ===; "
+    "ls /usr/local/lib/overlaylab /var/lib/overlaylab /var/lib/etcd/overlaylab "
+    "/etc/systemd/system/docker.service.d /etc/systemd/system/etcd.service.d 2>&1 || true"
+)
+
+
+@dataclass
+class Stack(vmhosts.Fleet):
+    running: Running
+
+    def config(self, names: list[str]) -> dict[str, Any]:
+        address = {h.name: h.address for h in self.hosts}
+        return {
+            "lab": {
+                "id": LAB_ID,
+                "transport": "ssh",
+                "segment": f"{SEGMENT}.0/24",
+                "bridge": BRIDGE,
+                "bridgeAddress": f"{SEGMENT}.1",
+            },
+            "ssh": {"user": "root", "identityFile": str(self.tmp / "identity" / "id_ssh")},
+            "hosts": [{"name": n, "address": address[n]} for n in names],
+            "etcd": {"clusterToken": "etcd-sshd2"},
+            "network": {"name": "demo", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1"},
+            "containers": [{"name": f"test{n[-1]}", "host": n} for n in names],
+        }
+
+    def up(self, names: list[str]) -> dict[str, Step]:
+        steps = self.running.up(self.config(names))
+        print(f"\nup with {names}: {summary(list(steps.values()))}")
+        return steps
+
+    def members(self, via: str) -> list[str]:
+        address = next(h.address for h in self.hosts if h.name == via)
+        client = EtcdClient(f"http://{address}:2379", self.guard)
+        return sorted(m.get("name", "") for m in client.members()[1])
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    require_root()
+    standin.become_subreaper()
+    with vmhosts.fleet(LAB_ID, BRIDGE, SEGMENT, NODES) as f:
+        secrets = {"sshPrivateKey": f.key.read_text()}
+        running = Running(LAB_ID, f.tmp / "state.json", f.guard, secrets=secrets)
+        lab = Stack(f.hosts, f.key, f.tmp, f.guard, running)
+        try:
+            yield lab
+        finally:
+            errors = running.destroy()
+            assert not errors, errors
+
+
+def test_add_a_host_then_remove_the_first_then_destroy_restoring_each(stack: Stack) -> None:
+    before = {n: stack.ssh(n, HOST_STATE) for n in NODES}
+    assert all(before[n].count("ls: cannot access") == 5 for n in NODES), before
+
+    stack.up(list(NODES[:2]))
+    stack.running.validate()
+
+    steps = stack.up(list(NODES))
+    staying = [f"etcd-{n}" for n in NODES[:2]] + [f"docker-{n}-dockerd" for n in NODES[:2]]
+    staying += ["overlay-network", "test-test1", "test-test2"]
+    for name in staying:
+        assert steps[name].kind == "same", f"{name}: {steps[name]}"
+    assert steps["etcd-docker-node3"].kind == "create"
+    assert stack.members(NODES[0]) == list(NODES)
+    stack.running.validate()
+
+    steps = stack.up(list(NODES[1:]))
+    assert steps["etcd-docker-node1"].kind == "delete"
+    assert steps["overlay-network"].kind == "same"
+    for name in ("etcd-docker-node2", "etcd-docker-node3", "test-test2", "test-test3"):
+        assert steps[name].kind == "same", f"{name}: {steps[name]}"
+    assert stack.members(NODES[1]) == list(NODES[1:])
+    stack.running.validate()
+    left = stack.ssh(NODES[0], HOST_STATE)
+    assert left == before[NODES[0]], f"{NODES[0]} not restored:\n{left}\n---\n{before[NODES[0]]}"
+
+    assert stack.running.destroy() == []
+    for n in NODES[1:]:
+        after = stack.ssh(n, HOST_STATE)
+        assert after == before[n], f"{n} not restored:\n{after}\n---\n{before[n]}"
+    assert not (stack.tmp / "identity").exists()
