@@ -63,7 +63,6 @@ here = LocalHostCommands(
 commands: HostCommands
 provider_ready: tuple[pulumi.Resource, ...] = ()
 if cfg.transport == "local":
-    commands = here
     local_hosts = LocalHosts(
         "lab",
         LocalHostsArgs(
@@ -80,6 +79,7 @@ if cfg.transport == "local":
             mtu=cfg.underlay_mtu if cfg.underlay_mtu != 1500 else None,
         ),
     )
+    commands = here.with_bases(local_hosts.hosts)  # every verb on a host waits for its netns
     host_ready: dict[str, pulumi.Resource] = dict(local_hosts.hosts)
     health_host = None
 else:
@@ -110,6 +110,7 @@ else:
             mtu=cfg.underlay_mtu,
         ),
     )
+    commands = remote_hosts.commands  # every verb on a host waits for its package there
     host_ready = dict(remote_hosts.ready)
     health_host = cfg.hosts[0].name
     provider_ready = (remote_hosts.identity,)
@@ -139,6 +140,7 @@ engine_args = {
         docker_host=cfg.docker_host(h),
         commands=commands,
         store_ready=etcd.healthy,
+        member=etcd.members[h.name],
         cluster=etcd.cluster,
         ssh_opts=tuple(cfg.ssh_opts()) if cfg.transport == "ssh" else (),
         provider_ready=provider_ready,
@@ -171,6 +173,7 @@ overlay = OverlayNetwork(
         # where Docker's own default (1500) gives the overlay MTU, as on a 1500 underlay.
         mtu=cfg.docker_mtu_option if cfg.docker_mtu_option != 1500 else None,
         docker_host=cfg.docker_host(cfg.hosts[0]),
+        daemon=engines[cfg.hosts[0].name].daemon,
         engines_joined=[*(e.daemon for e in engines.values()), *serf.checks.values()],
         ssh_opts=tuple(cfg.ssh_opts()) if cfg.transport == "ssh" else (),
         provider_ready=provider_ready,

@@ -20,6 +20,10 @@ class DockerEngineArgs:
     docker_host: str
     commands: HostCommands
     store_ready: pulumi.Resource
+    member: pulumi.Resource
+    """This host's etcd member: the daemon depends on it directly, so that it stops before its
+    member leaves (the engine orders deletes through direct dependencies only; the gate,
+    store_ready, stays when a host is removed)."""
     cluster: pulumi.Input[str]
     """EtcdCluster.cluster: changes only when the cluster is rebuilt, and replaces the daemon."""
     ssh_opts: tuple[str, ...] = ()
@@ -70,14 +74,18 @@ class DockerEngine(pulumi.ComponentResource):
             stdin=json.dumps({"start_after": [list(p) for p in args.start_after]}),
             triggers=[args.cluster],
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[args.store_ready], ignore_changes=["stdin"]
+                parent=self, depends_on=[args.store_ready, args.member], ignore_changes=["stdin"]
             ),
         )
         # The seed's `-H tcp://0.0.0.0:2375` gives root to anyone on the network; here the
         # provider uses the daemon's own unix socket, locally or through ssh://.
+        # The host through the daemon's id: unknown while the daemon is still to be created,
+        # so `pulumi preview` does not configure this provider (the engine configures a
+        # provider in preview once its inputs are known, and pulumi-docker's Configure pings a
+        # unix:// host, which fails before the daemon exists). Same value, no diff.
         self.provider = docker.Provider(
             f"{name}-docker",
-            host=args.docker_host,
+            host=self.daemon.id.apply(lambda _: args.docker_host),
             ssh_opts=list(args.ssh_opts) or None,
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[self.daemon, *args.provider_ready]

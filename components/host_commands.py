@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import pulumi
@@ -54,6 +54,15 @@ class LocalHostCommands:
     python: str
     project_dir: str
     placements: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    bases: Mapping[str, pulumi.Resource] = field(default_factory=dict)
+    """Per host: what the host is made of here (its namespace). Every command on that host
+    depends on it directly: the engine orders deletes through direct dependencies only
+    (pulumi/pulumi pkg/resource/deploy/step_generator.go ScheduleDeletes), so a dependency
+    through a resource that stays (the health gate) would not keep a removed host's namespace,
+    or its package over SSH, until the last verb there has run."""
+
+    def with_bases(self, bases: Mapping[str, pulumi.Resource]) -> LocalHostCommands:
+        return replace(self, bases={**self.bases, **bases})
 
     def argv(self, module: str, args: Sequence[str]) -> str:
         return shlex.join([self.python, "-m", module, *args])
@@ -89,7 +98,7 @@ class LocalHostCommands:
             dir=self.project_dir,
             stdin=stdin,
             triggers=list(triggers) if triggers is not None else None,
-            opts=_singleton(opts, delete),
+            opts=_singleton(_on_base(opts, self.bases.get(host) if host else None), delete),
         )
 
 
@@ -100,6 +109,11 @@ class RemoteHostCommands:
     local: LocalHostCommands
     connections: Mapping[str, remote.ConnectionArgs]
     tls_dir: str | None = None  # where each host keeps its certificates (TLS labs)
+    bases: Mapping[str, pulumi.Resource] = field(default_factory=dict)
+    """Per host: the package its verbs run from (see LocalHostCommands.bases)."""
+
+    def with_bases(self, bases: Mapping[str, pulumi.Resource]) -> RemoteHostCommands:
+        return replace(self, bases={**self.bases, **bases})
 
     def placement(self, host: str) -> list[str]:
         return ["--systemd", *(["--tls-dir", self.tls_dir] if self.tls_dir else [])]
@@ -132,8 +146,16 @@ class RemoteHostCommands:
             delete=self.argv(module, delete) if delete is not None else None,
             stdin=stdin,
             triggers=list(triggers) if triggers is not None else None,
-            opts=_singleton(opts, delete),
+            opts=_singleton(_on_base(opts, self.bases.get(host)), delete),
         )
+
+
+def _on_base(
+    opts: pulumi.ResourceOptions | None, base: pulumi.Resource | None
+) -> pulumi.ResourceOptions | None:
+    if base is None:
+        return opts
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[base]))
 
 
 def _singleton(

@@ -16,6 +16,8 @@ class OverlayNetworkArgs:
     gateway: str
     mtu: int | None
     docker_host: str  # the daemon the network is managed through (the first host's)
+    daemon: pulumi.Resource
+    """That daemon's resource: the provider's host goes through its id (see DockerEngine)."""
     engines_joined: Sequence[pulumi.Resource]
     cluster: pulumi.Input[str]  # EtcdCluster.cluster: the network lives in that cluster
     ssh_opts: tuple[str, ...] = ()
@@ -41,9 +43,12 @@ class OverlayNetwork(pulumi.ComponentResource):
         # provider is updated to the next host's daemon (a provider keeps its id when its
         # settings change), and the network, global in etcd, stays as it is. On the first
         # host's provider it would be replaced, with every container on it.
+        # The host through its daemon's id: unknown in a preview that still has to create that
+        # daemon, so the provider is not configured (and the daemon not pinged) before it
+        # exists; see DockerEngine. Only that daemon's: a host added elsewhere changes nothing.
         self.provider = docker.Provider(
             f"{name}-docker",
-            host=args.docker_host,
+            host=_id(args.daemon).apply(lambda _: args.docker_host),
             ssh_opts=list(args.ssh_opts) or None,
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[*args.engines_joined, *args.provider_ready]
@@ -66,3 +71,7 @@ class OverlayNetwork(pulumi.ComponentResource):
         )
         self.network_id = self.network.id
         self.register_outputs({"networkId": self.network_id})
+
+
+def _id(resource: pulumi.Resource) -> pulumi.Output[str]:
+    return resource.id  # type: ignore[attr-defined]

@@ -32,13 +32,16 @@ class RemoteHosts(pulumi.ComponentResource):
     copies: dict[str, remote.CopyToRemote]
     """Per host: the project's package copied to REMOTE_LIB."""
     libs: dict[str, pulumi.CustomResource]
-    """Per host: checks the package imports; its delete removes REMOTE_LIB, last of all."""
+    """Per host: links the copied version as the one to import and checks it imports; its
+    delete removes that version (all of REMOTE_LIB once it is the current one)."""
     preflights: dict[str, pulumi.CustomResource]
     """Per host: OS, systemd, VXLAN, versions, ports; prints the host's identity."""
     gate: pulumi.CustomResource
     """Completes only when every host passed preflight with a unique hostname and engine ID."""
     identity: pulumi.CustomResource
     """The SSH key as a 0600 file here, for Docker's ssh:// connections and the validator."""
+    commands: RemoteHostCommands
+    """The host commands, each depending directly on its host's package (use these)."""
     ready: dict[str, pulumi.Resource]
     """Per host: what its first change waits for (the gate, and its certificates if TLS)."""
 
@@ -46,11 +49,13 @@ class RemoteHosts(pulumi.ComponentResource):
         self, name: str, args: RemoteHostsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("overlay-etcd:hosts:RemoteHosts", name, None, opts)
-        cmd = args.commands
         self.copies, self.libs, self.preflights = {}, {}, {}
-        address = dict(zip(args.hosts, args.addresses, strict=False))
         for h in args.hosts:
             self._package(name, args, h)
+        self.commands = args.commands.with_bases(self.libs)
+        cmd = self.commands
+        address = dict(zip(args.hosts, args.addresses, strict=False))
+        for h in args.hosts:
             self.preflights[h] = cmd.command(
                 f"{name}-{h}-preflight",
                 [
@@ -64,7 +69,7 @@ class RemoteHosts(pulumi.ComponentResource):
                     *(["--address", address[h]] if h in address else []),
                 ],
                 host=h,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.libs[h]]),
+                opts=pulumi.ResourceOptions(parent=self),
             )
         reports = pulumi.Output.all(*(_stdout(p) for p in self.preflights.values()))
         # Unique hostnames and engine IDs, and one underlay MTU of at least lab.mtu, can only be
@@ -84,37 +89,44 @@ class RemoteHosts(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.ready = {h: self.gate for h in args.hosts}
-        if args.pki_dir and args.commands.tls_dir:
+        if args.pki_dir and cmd.tls_dir:
             self._pki(name, args, args.pki_dir)
         self.register_outputs({"hosts": list(args.hosts)})
 
     def _package(self, name: str, args: RemoteHostsArgs, h: str) -> None:
-        """The project's package on host ``h``: copied, then checked to import."""
+        """The project's package on host ``h``: copied, then made the one its verbs import."""
         connection = args.commands.connections[h]
+        version = args.package_hash
+        # Each version in a directory of its own, REMOTE_LIB/<hash>/overlaylab: the provider
+        # copies a directory whose path has no trailing "/" *into* remotePath (pulumi-command
+        # v1.2.1 remote/copyController.go:224-239). A code change copies the new version beside
+        # the old one (a new copy, created before the old is deleted).
         self.copies[h] = remote.CopyToRemote(
             f"{name}-{h}-copy",
             connection=connection,
             source=pulumi.FileArchive(args.package_dir),
-            remote_path=f"{REMOTE_LIB}/overlaylab",
-            triggers=[args.package_hash],
+            remote_path=f"{REMOTE_LIB}/{version}",
+            triggers=[version],
             opts=pulumi.ResourceOptions(parent=self),
         )
-        # CopyToRemote deletes nothing on destroy; this command's delete removes the package,
-        # and since every later step on the host depends on it, it is deleted last.
+        # REMOTE_LIB/overlaylab, what PYTHONPATH=REMOTE_LIB imports (and docker's drop-in
+        # runs), is a link to the current version, switched in one rename. Replaced create-first:
+        # the new version is linked and checked before the old one's delete, which removes only
+        # its own directory while the link points elsewhere, and everything once it is the
+        # current one (a destroy, or the host leaving the stack). Every verb on the host depends
+        # on this resource directly (RemoteHostCommands.bases), so it goes after them.
         self.libs[h] = remote.Command(
             f"{name}-{h}-lib",
             connection=connection,
-            create=f"PYTHONPATH={REMOTE_LIB} python3 -c 'import overlaylab.hostops'",
-            delete=f"rm -rf {shlex.quote(REMOTE_LIB)}",
-            triggers=[args.package_hash],
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[self.copies[h]], delete_before_replace=True
-            ),
+            create=_link_package(version),
+            delete=_remove_package(version),
+            triggers=[version],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.copies[h]]),
         )
 
     def _pki(self, name: str, args: RemoteHostsArgs, pki_dir: str) -> None:
         """TLS: certificates made here, each host's bundle installed there after the gate."""
-        cmd = args.commands
+        cmd = self.commands
         members = [
             a
             for h, ip in zip(args.hosts, args.addresses, strict=True)
@@ -143,6 +155,27 @@ class RemoteHosts(pulumi.ComponentResource):
                 stdin=_stdout(bundle),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gate]),
             )
+
+
+def _link_package(version: str) -> str:
+    lib, link = shlex.quote(REMOTE_LIB), shlex.quote(f"{REMOTE_LIB}/overlaylab")
+    return (
+        "set -e; "
+        # a directory there is the layout of a version before this one: the link replaces it
+        f"if [ -d {link} ] && [ ! -L {link} ]; then rm -rf {link}; fi; "
+        f"ln -sfn {shlex.quote(version)}/overlaylab {lib}/.overlaylab.new; "
+        f"mv -Tf {lib}/.overlaylab.new {link}; "
+        f"PYTHONPATH={lib} python3 -c 'import overlaylab.hostops'"
+    )
+
+
+def _remove_package(version: str) -> str:
+    lib, link = shlex.quote(REMOTE_LIB), shlex.quote(f"{REMOTE_LIB}/overlaylab")
+    current = shlex.quote(f"{version}/overlaylab")
+    return (
+        f'if [ "$(readlink {link})" = {current} ]; then rm -rf {lib}; '
+        f"else rm -rf {shlex.quote(f'{REMOTE_LIB}/{version}')}; fi"
+    )
 
 
 def _stdout(command: pulumi.CustomResource) -> pulumi.Output[str]:

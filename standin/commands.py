@@ -249,14 +249,18 @@ def delete_remote(ctx: Context, rec: Record) -> None:
 
 
 def create_copy(ctx: Context, rec: Record, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """A FileArchive directory, into remotePath if that is a directory already, else as
-    remotePath (pulumi-command's documented behaviour). It has no delete: files stay."""
+    """A FileArchive directory as pulumi-command v1.2.1 copies it (remote/copyController.go
+    sftpCopy, 229-255): remotePath is made if missing (an existing file is an error); a source
+    path without a trailing "/" lands in remotePath/<its basename>, one with it has its entries
+    copied into remotePath. It has no delete: files stay."""
     conn = connection(unwrap(inputs["connection"]))
     archive = _tar_of_directory(rec.name, inputs["source"])
     q = shlex.quote(inputs["remotePath"])
+    into = str(getattr(inputs["source"], "path", "")).endswith("/")
     script = (
-        f"if [ -d {q} ]; then tar -C {q} -xf -; else mkdir -p {q} && "
-        f"tar -C {q} --strip-components=1 -xf -; fi"
+        f"if [ -e {q} ] && [ ! -d {q} ]; then echo 'remote path exists but is not a directory' "
+        f">&2; exit 1; fi; mkdir -p {q} && tar -C {q} {'--strip-components=1 ' if into else ''}"
+        "-xf -"
     )
     res = ssh_run(conn, script, ctx.guard, stdin=archive)
     if res.returncode != 0:
@@ -284,7 +288,7 @@ def _tar_of_directory(name: str, source: Any) -> bytes:
     with tarfile.open(fileobj=buf, mode="w") as tar:
         tar.add(
             path,
-            arcname=Path(path).name,
+            arcname=Path(path).name,  # Path drops a trailing "/": create_copy strips it
             filter=lambda t: None if "__pycache__" in t.name else t,
         )
     return buf.getvalue()

@@ -175,34 +175,51 @@ def depends_on(r: StateEntry) -> set[str]:
 def order_for_delete(
     victims: Sequence[StateEntry], graph: Mapping[str, StateEntry]
 ) -> list[StateEntry]:
-    """Dependents first, through the whole old graph (a dependency through a resource that
-    stays still orders two deletes). Stable otherwise."""
-    return [r for wave in delete_waves(victims, graph) for r in wave]
+    """The dependents a delete-first replacement deletes, one after another: in reverse order
+    of the old state's dependency graph (pulumi/pulumi v3.259.0
+    pkg/resource/deploy/step_generator.go:3348 ``depGraph.DependingOn`` lists them in graph
+    order, and 2081-2083 delete them iterating in reverse)."""
+    index = {u: i for i, u in enumerate(graph)}
+    return sorted(victims, key=lambda r: -index.get(r.urn, -1))
 
 
 def delete_waves(
     victims: Sequence[StateEntry], graph: Mapping[str, StateEntry]
 ) -> list[list[StateEntry]]:
-    """Waves of deletes that may run concurrently, dependents first."""
-    closure: dict[str, set[str]] = {}
+    """Waves of deletes that may run concurrently, dependents first, as the engine schedules
+    them: through each resource's *direct* dependencies only (pulumi/pulumi v3.259.0
+    pkg/resource/deploy/step_generator.go:2745-2790 ScheduleDeletes, which intersects
+    pkg/resource/graph/dependency_graph.go:207-252 DependenciesOf with the condemned set).
+    A dependency that stays orders nothing: if A depends on B and B on C, and A and C are
+    deleted while B stays, A and C are deleted in the same wave. DependenciesOf counts the
+    parent, the provider, and, for a dependency on a component, its children registered
+    before the resource."""
+    order = list(graph)
+    index = {u: i for i, u in enumerate(order)}
+    children: dict[str, list[str]] = {}
+    for r in graph.values():
+        if r.parent:
+            children.setdefault(r.parent, []).append(r.urn)
 
-    def reach(urn: str) -> set[str]:
-        if urn in closure:
-            return closure[urn]
-        closure[urn] = set()
-        r = graph.get(urn)
-        out: set[str] = set()
-        for d in depends_on(r) if r is not None else set():
-            out.add(d)
-            out |= reach(d)
-        closure[urn] = out
+    def direct(r: StateEntry) -> set[str]:
+        out = set(depends_on(r))
+        for d in list(out):
+            dep = graph.get(d)
+            if dep is not None and not dep.custom:
+                todo = list(children.get(d, []))
+                while todo:
+                    c = todo.pop()
+                    if index.get(c, len(order)) < index.get(r.urn, len(order)):
+                        out.add(c)
+                    todo.extend(children.get(c, []))
         return out
 
+    edges = {r.urn: direct(r) for r in victims}
     pending = {r.urn: r for r in victims}
     waves: list[list[StateEntry]] = []
     while pending:
-        # deletable: no other pending resource depends on it
-        ready = [r for u, r in pending.items() if not any(u in reach(o) for o in pending if o != u)]
+        # deletable: no other pending resource depends on it directly
+        ready = [r for u, r in pending.items() if not any(u in edges[o] for o in pending if o != u)]
         if not ready:  # a cycle: never expected; delete the rest together
             ready = list(pending.values())
         waves.append(ready)

@@ -132,10 +132,19 @@ def test_ssh_stack_without_its_key_creates_nothing(record_graph: Any) -> None:
     assert g.resources == []
 
 
-def test_remote_host_state_is_replaced_delete_first(lab_graph: Graph) -> None:
+def test_remote_host_state_is_replaced_delete_first_but_the_package_link_create_first(
+    lab_graph: Graph,
+) -> None:
+    """Host state exists once per host: replaced delete-first. The package is one directory per
+    version: its link is replaced create-first, so the old version's delete (its own
+    directory only) runs after the new one is linked and checked."""
+    seen = set()
     for r in lab_graph.resources:
         if r.type == REMOTE_COMMAND and lab_graph.run.engine.inputs[r.urn].get("delete"):
-            assert r.delete_before_replace, r.urn
+            is_lib = r.name.endswith("-lib")
+            seen.add(is_lib)
+            assert r.delete_before_replace is not is_lib, r.urn
+    assert seen == {True, False}
 
 
 def test_tls_over_ssh_installs_certificates_before_etcd(record_graph: Any) -> None:
