@@ -118,8 +118,8 @@ class RemoteHosts(pulumi.ComponentResource):
         self.libs[h] = remote.Command(
             f"{name}-{h}-lib",
             connection=connection,
-            create=_link_package(version),
-            delete=_remove_package(version),
+            create=link_package(version),
+            delete=remove_package(version),
             triggers=[version],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.copies[h]]),
         )
@@ -157,8 +157,9 @@ class RemoteHosts(pulumi.ComponentResource):
             )
 
 
-def _link_package(version: str) -> str:
-    lib, link = shlex.quote(REMOTE_LIB), shlex.quote(f"{REMOTE_LIB}/overlaylab")
+def link_package(version: str, root: str = REMOTE_LIB) -> str:
+    """Shell: make ``root/<version>/overlaylab`` the package ``PYTHONPATH=root`` imports."""
+    lib, link = shlex.quote(root), shlex.quote(f"{root}/overlaylab")
     return (
         "set -e; "
         # a directory there is the layout of a version before this one: the link replaces it
@@ -169,12 +170,13 @@ def _link_package(version: str) -> str:
     )
 
 
-def _remove_package(version: str) -> str:
-    lib, link = shlex.quote(REMOTE_LIB), shlex.quote(f"{REMOTE_LIB}/overlaylab")
+def remove_package(version: str, root: str = REMOTE_LIB) -> str:
+    """Shell: remove that version; all of ``root`` when it is the one linked."""
+    lib, link = shlex.quote(root), shlex.quote(f"{root}/overlaylab")
     current = shlex.quote(f"{version}/overlaylab")
     return (
         f'if [ "$(readlink {link})" = {current} ]; then rm -rf {lib}; '
-        f"else rm -rf {shlex.quote(f'{REMOTE_LIB}/{version}')}; fi"
+        f"else rm -rf {shlex.quote(f'{root}/{version}')}; fi"
     )
 
 

@@ -1,5 +1,6 @@
 """Day two on an SSH stack, for real: a third VM-like host added to a running 2-host stack,
-then the first host removed, then destroy; every host that leaves is restored byte for byte.
+the program's code changed while it runs, then the first host removed, then destroy; every
+host that leaves is restored byte for byte.
 
 Three Debian 12 hosts under systemd-nspawn (tests/vmhosts.py), as in tests/test_ssh_lab.py,
 on their own bridge and segment. The program runs through the engine stand-in on the stack's
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,9 @@ from tests import vmhosts
 from tests.labtools import Running, require_root
 
 pytestmark = pytest.mark.lab
+
+PACKAGE = Path(__file__).resolve().parents[2] / "overlaylab"
+LIB = "/usr/local/lib/overlaylab"
 
 LAB_ID = "sshd2"
 BRIDGE = "ovbr-sshd2"
@@ -97,6 +102,24 @@ def test_add_a_host_then_remove_the_first_then_destroy_restoring_each(stack: Sta
         assert steps[name].kind == "same", f"{name}: {steps[name]}"
     assert steps["etcd-docker-node3"].kind == "create"
     assert stack.members(NODES[0]) == list(NODES)
+    stack.running.validate()
+
+    # A code change on the running stack: each host gets the new version beside the old one,
+    # linked before the old one's delete removes only itself; no host state changes.
+    probe = PACKAGE / "_upgrade_probe.py"
+    probe.write_text('"""Written by test_ssh_day_two_lab for one up; removed after it."""\n')
+    try:
+        steps = stack.up(list(NODES))
+    finally:
+        probe.unlink()
+    for n in NODES:
+        assert steps[f"lab-{n}-copy"].kind == steps[f"lab-{n}-lib"].kind == "replace", n
+        assert steps[f"etcd-{n}"].kind == steps[f"docker-{n}-dockerd"].kind == "same", n
+        layout = stack.ssh(n, f"readlink {LIB}/overlaylab; ls {LIB}").split()
+        assert len(layout) == 3 and layout[0].endswith("/overlaylab"), f"{n}: {layout}"
+        version = layout[0].split("/")[0]
+        assert sorted(layout[1:]) == sorted([version, "overlaylab"]), f"{n}: old copy left"
+        stack.ssh(n, f"PYTHONPATH={LIB} python3 -c 'import overlaylab._upgrade_probe'")
     stack.running.validate()
 
     steps = stack.up(list(NODES[1:]))
