@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from overlaylab.config import KEYS, LabConfig, parse
+from overlaylab.config.model import PROJECT
+from overlaylab.errors import ConfigError
 
-PROJECT = "overlay-etcd"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -35,10 +36,18 @@ def from_pulumi(stack: str) -> tuple[LabConfig, Any]:
     program only ever handles it as a secret, so it stays encrypted in state.
     """
     import pulumi
+    from pulumi.runtime import config as runtime_config
 
     conf = pulumi.Config(PROJECT)
     raw: dict[str, Any] = {k: conf.get_object(k) for k in KEYS}
     raw[SECRET_KEY] = conf.get(SECRET_KEY)
+    # Every key set under this project's namespace, so that parse names a misspelt one (the
+    # engine hands the program its whole config; Config.get reads only what is asked for).
+    every = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    for full in every:
+        ns, _, name = full.partition(":")
+        if ns == PROJECT and name not in raw:
+            raw[name] = every[full]
     cfg = parse(raw, f"stacks/Pulumi.{stack}.yaml")
     key = conf.get_secret(SECRET_KEY) if cfg.transport == "ssh" else None
     return cfg, key
@@ -49,11 +58,31 @@ def raw_from_file(stack: str) -> dict[str, Any]:
     import yaml
 
     path = stack_file(stack)
-    data = yaml.safe_load(path.read_text()) or {}
+    if not path.is_file():
+        here = sorted(p.name.split(".")[1] for p in path.parent.glob("Pulumi.*.yaml"))
+        raise ConfigError(
+            f"no stack {stack!r}: {path.relative_to(PROJECT_DIR)} does not exist; the stacks "
+            f"here are {', '.join(here)}"
+        )
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise ConfigError(
+            f"{path.relative_to(PROJECT_DIR)} is not valid YAML{at}: {problem}"
+        ) from None
+    config = data.get("config") if isinstance(data, dict) else None
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"{path.relative_to(PROJECT_DIR)} has no config mapping: write the settings under "
+            f"config:, each as {PROJECT}:<key>"
+        )
     out: dict[str, Any] = {}
-    for key, value in (data.get("config") or {}).items():
-        ns, _, name = key.partition(":")
-        if ns == PROJECT and name in KEYS:
+    for key, value in config.items():
+        ns, _, name = str(key).partition(":")
+        if ns == PROJECT:  # parse names any key it does not know
             out[name] = value
     return out
 

@@ -11,6 +11,8 @@ import ipaddress
 from dataclasses import dataclass, field
 
 #: Config keys, under the project's namespace (``overlay-etcd:<key>``).
+#: The Pulumi project's name: the namespace of its config keys.
+PROJECT = "overlay-etcd"
 KEYS = ("lab", "hosts", "etcd", "docker", "network", "containers", "image", "ssh")
 
 #: What VXLAN adds to a container's IP packet on the underlay: the inner Ethernet header 14,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from overlaylab.config import values as v
-from overlaylab.config.model import VXLAN_OVERHEAD, Container, Host, LabConfig
+from overlaylab.config.model import KEYS, PROJECT, VXLAN_OVERHEAD, Container, Host, LabConfig
 from overlaylab.errors import ConfigError
 
 #: The underlay MTUs ``lab.mtu`` accepts: IPv6's minimum link MTU up to common jumbo frames.
@@ -65,6 +65,7 @@ class _Network:
 def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConfig:
     """Validate a stack's raw config (keys of :data:`KEYS`) and return the lab's plain values."""
     where = f"in {stack_file}"
+    v.known(raw, (*KEYS, "sshPrivateKey"), f"{PROJECT}:", where, noun="a key of this project")
     section = {
         key: v.mapping(raw.get(key) or {}, key, where)
         for key in ("lab", "etcd", "docker", "network", "image")
@@ -108,6 +109,10 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
 
 
 def _parse_lab(lab: Mapping[str, Any], where: str) -> _Lab:
+    v.known(
+        lab, ("id", "transport", "segment", "bridge", "bridgeAddress", "stateDir", "mtu"), "lab.",
+        where,
+    )  # fmt: skip
     lab_id = str(lab.get("id", "seed"))
     if not v.LAB_ID.match(lab_id):
         raise ConfigError(
@@ -165,6 +170,7 @@ def _parse_underlay_mtu(lab: Mapping[str, Any], where: str) -> int:
 
 def _parse_ssh(raw: Mapping[str, Any], lab: _Lab, where: str) -> _Ssh:
     ssh = v.mapping(raw.get("ssh") or {}, "ssh", where)
+    v.known(ssh, ("user", "port", "identityFile"), "ssh.", where)
     user = str(ssh.get("user", "root"))
     if not v.USER.match(user):
         raise ConfigError(f"ssh.user {user!r} is not a valid user name ({where})")
@@ -194,6 +200,7 @@ def _parse_hosts(hosts_raw: Any, lab: _Lab, where: str) -> tuple[Host, ...]:
     hosts: list[Host] = []
     for i, item in enumerate(hosts_raw):
         h = v.mapping(item, f"hosts[{i}]", where)
+        v.known(h, ("name", "address"), f"hosts[{i}].", where)
         name = str(h.get("name", ""))
         if not v.HOSTNAME.match(name):
             raise ConfigError(
@@ -221,13 +228,8 @@ _ETCD_KEYS = ("clusterToken", "clientPort", "peerPort", "tls", "generation")
 
 
 def _parse_etcd(etcd: Mapping[str, Any], where: str) -> _Etcd:
-    # A misspelt key would otherwise be a silent default; for `generation` that is a rebuild
-    # refused for a reason the user cannot see.
-    unknown = sorted(set(etcd) - set(_ETCD_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"etcd.{unknown[0]} is not a setting: use one of {', '.join(_ETCD_KEYS)} ({where})"
-        )
+    # For `generation` a misspelt key would be a rebuild refused for a reason the user cannot see.
+    v.known(etcd, _ETCD_KEYS, "etcd.", where)
     token = str(etcd.get("clusterToken", "etcd-cluster"))
     client_port = v.port(etcd.get("clientPort", 2379), "etcd.clientPort", where)
     peer_port = v.port(etcd.get("peerPort", 2380), "etcd.peerPort", where)
@@ -246,6 +248,7 @@ def _parse_etcd(etcd: Mapping[str, Any], where: str) -> _Etcd:
 
 
 def _parse_docker(docker: Mapping[str, Any], where: str) -> _Docker:
+    v.known(docker, ("advertisePort", "storeEndpoints"), "docker.", where)
     advertise_port = v.port(docker.get("advertisePort", 2375), "docker.advertisePort", where)
     store_endpoints = str(docker.get("storeEndpoints", "own"))
     if store_endpoints not in ("own", "all"):
@@ -257,6 +260,7 @@ def _parse_docker(docker: Mapping[str, Any], where: str) -> _Docker:
 
 
 def _parse_network(network: Mapping[str, Any], lab: _Lab, where: str) -> _Network:
+    v.known(network, ("name", "subnet", "gateway", "mtu"), "network.", where)
     name = str(network.get("name", "demo"))
     if not v.CONTAINER.match(name):
         raise ConfigError(f"network.name {name!r} is not a valid Docker network name ({where})")
@@ -304,6 +308,7 @@ def _parse_containers(
     containers: list[Container] = []
     for i, item in enumerate(containers_raw or []):
         c = v.mapping(item, f"containers[{i}]", where)
+        v.known(c, ("name", "host"), f"containers[{i}].", where)
         name = str(c.get("name", ""))
         if not v.CONTAINER.match(name):
             raise ConfigError(f"containers[{i}].name {name!r} is not a valid name ({where})")
@@ -324,6 +329,7 @@ def _parse_containers(
 
 
 def _parse_image(image: Mapping[str, Any], where: str) -> tuple[str, str]:
+    v.known(image, ("name", "source"), "image.", where)
     name = str(image.get("name", "busybox:latest"))
     source = str(image.get("source", "import"))
     if source not in ("import", "pull"):

@@ -3,6 +3,7 @@ naming the key (``what``), the value and the stack file (``where``)."""
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -16,6 +17,21 @@ LAB_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
 IFNAME = re.compile(r"^[a-zA-Z0-9_.-]+$")
 USER = re.compile(r"^[a-z_][a-z0-9_-]*$")
 IFNAME_MAX = 15  # IFNAMSIZ - 1
+
+
+def known(
+    keys: Any, allowed: tuple[str, ...], prefix: str, where: str, noun: str = "a setting"
+) -> None:
+    """A misspelt key would otherwise be a silent default: name the first unknown one, and
+    the valid key closest to it."""
+    unknown = sorted(str(k) for k in keys if k not in allowed)
+    if not unknown:
+        return
+    close = difflib.get_close_matches(unknown[0], allowed, n=1, cutoff=0.6)
+    hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+    raise ConfigError(
+        f"{prefix}{unknown[0]} is not {noun}{hint}: use one of {', '.join(allowed)} ({where})"
+    )
 
 
 def mapping(value: Any, what: str, where: str) -> Mapping[str, Any]:

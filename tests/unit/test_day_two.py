@@ -238,7 +238,8 @@ def test_a_raised_generation_alone_rebuilds_and_the_next_preview_is_same(
 def test_a_misspelt_generation_is_refused_in_one_line(seed_config: dict[str, Any]) -> None:
     from overlaylab.config import ConfigError, parse
 
-    with pytest.raises(ConfigError, match=r"^etcd\.generaton is not a setting: use one of"):
+    closest = r"\(did you mean etcd\.generation\?\)"
+    with pytest.raises(ConfigError, match=rf"^etcd\.generaton is not a setting {closest}: use one"):
         parse(changed(seed_config, etcd={**seed_config["etcd"], "generaton": 2}))
     with pytest.raises(ConfigError, match=r"^etcd\.generation must be a whole number from 1"):
         parse(changed(seed_config, etcd={**seed_config["etcd"], "generation": 0}))
