@@ -14,8 +14,10 @@ concurrently, from a thread pool):
   declared arguments.
 
 Anything else, or any input it does not implement, is refused, so it can never silently drop
-what the program declares. Destroy runs in reverse dependency order (dependents first,
-independent ones concurrently) and goes on past a failed delete so nothing is left behind.
+what the program declares. As the engine: after a failed step no new step starts (in `up`
+and in destroy); the state file is written after every step, with the operations in flight;
+secret outputs reach it only as references (their values in a 0600 file beside it). Destroy
+runs in reverse dependency order (dependents first, independent ones concurrently).
 
 Modules, each one concern:
 

@@ -55,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "down":
         return _down(args.stack, state_file, guard, args.timeline)
     old = state.load(state_file)
+    pending = state.load_pending(state_file)
     preview = args.action == "preview"
+    if pending and not preview:
+        print(state.pending_warning(pending), file=sys.stderr)
     print(f"{'Previewing' if preview else 'Updating'} stack {args.stack}"
           f"{' (new)' if not old else f' ({len(old)} resources in its state)'}")  # fmt: skip
 
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     run = run_program(
         raw, args.stack, preview, state_file, guard=guard, secrets=secrets, old=old,
-        on_step=None if preview else show,
+        on_step=None if preview else show, pending=pending,
     )  # fmt: skip
     if preview:
         for line in render(run.steps, show_diff=args.diff):
@@ -80,16 +83,28 @@ def main(argv: list[str] | None = None) -> int:
 
 def _down(stack: str, state_file: Path, guard: RouteGuard | None, show_timeline: bool) -> int:
     records = state.load(state_file)
+    pending = state.load_pending(state_file)
+    if pending:
+        print(state.pending_warning(pending), file=sys.stderr)
     steps: list[Step] = []
-    errors = destroy(records, guard=guard, steps=steps)
+    errors = destroy(records, guard=guard, steps=steps, state_file=state_file, pending=pending)
     if show_timeline:
         _print_timeline(steps)
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
     if errors:
+        left = state.load(state_file)
+        print(
+            f"destroy failed: {len(left)} resources not deleted are kept in {state_file}; "
+            "fix and run `down` again",
+            file=sys.stderr,
+        )
         return 1
-    state.forget(state_file)
     print(f"destroyed {sum(r.custom for r in records)} resources of stack {stack}")
+    if any(o.type == state.CREATING for o in pending):
+        print(f"{state_file} keeps the pending creates of an interrupted run", file=sys.stderr)
+    else:
+        state.forget(state_file)
     return 0
 
 

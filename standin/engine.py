@@ -10,9 +10,10 @@ the stand-in never silently drops what the program declares.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,17 @@ from pulumi.runtime import rpc
 from overlaylab.netrule import RouteGuard
 from standin import commands, docker_ops, state
 from standin.diff import Options, options_from_request
-from standin.ops import Context, ResourceType, UnsupportedResource
+from standin.ops import Context, ResourceFailed, ResourceType, UnsupportedResource
 from standin.plan import Planner, Step, delete_waves
-from standin.state import Record, for_state
+from standin.state import (
+    CREATING,
+    DELETING,
+    UPDATING,
+    Operation,
+    Record,
+    contains_secret,
+    for_state,
+)
 
 #: Every resource type the stand-in performs, by type token.
 TYPES: dict[str, ResourceType] = {**commands.TYPES, **docker_ops.TYPES}
@@ -42,6 +51,7 @@ class Registration:
     options: Options = field(default_factory=Options)
     prop_deps: dict[str, list[str]] = field(default_factory=dict)
     inputs: dict[str, Any] | None = None
+    secret_outputs: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, request: Any, urn: str) -> Registration:
@@ -58,6 +68,7 @@ class Registration:
             options=options_from_request(request),
             prop_deps={k: v for k, v in prop_deps.items() if v},
             inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
+            secret_outputs=list(request.additionalSecretOutputs),
         )
 
 
@@ -68,7 +79,12 @@ class RealEngine(pmocks.Mocks):
     (nothing runs), update, replace (delete-first where asked, with the dependents replaced
     with it) or create; :meth:`finish` then deletes what left the program. ``perform=False``
     records the graph with placeholder outputs and touches nothing; ``preview=True`` plans
-    with unknown outputs, as ``pulumi preview``."""
+    with unknown outputs, as ``pulumi preview``.
+
+    As the engine: once a step failed no new step starts (registrations after it fail, the
+    deletes after the program do not run); each create, update and delete is a pending
+    operation in the state file while it runs; ``pending`` are the operations an interrupted
+    run left, of which the creates stay in the state."""
 
     def __init__(
         self,
@@ -77,6 +93,7 @@ class RealEngine(pmocks.Mocks):
         perform: bool = True,
         guard: RouteGuard | None = None,
         old: list[Record] | None = None,
+        pending: list[Operation] | None = None,
     ) -> None:
         self.guard = guard
         self.preview = preview
@@ -95,6 +112,10 @@ class RealEngine(pmocks.Mocks):
         self.replaced: list[Record] = []  # old copies of create-first replacements
         self.on_step: Callable[[Step], None] | None = None  # `up` prints as it goes
         self.t0 = time.monotonic()
+        self.failed: BaseException | None = None  # the first failed step's error
+        self.operations: dict[int, Operation] = {}  # id(record) -> its step in flight
+        # snapshot.go Snap: pending creates of the base state need the user; they stay
+        self.carried = [o for o in pending or [] if o.type == CREATING]
 
     def call(
         self, args: pmocks.MockCallArgs
@@ -102,6 +123,19 @@ class RealEngine(pmocks.Mocks):
         raise UnsupportedResource(f"function call {args.token} is not implemented by the stand-in")
 
     def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        with self.lock:
+            failed = self.failed is not None
+        if failed:  # step_executor.go: a failed step cancels the executor; no new step starts
+            raise ResourceFailed(f"{args.name}: not started: an earlier step failed")
+        try:
+            return self._register(args)
+        except BaseException as e:
+            with self.lock:
+                if self.failed is None:
+                    self.failed = e
+            raise
+
+    def _register(self, args: pmocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         reg: Registration = getattr(self.local, "registration", None) or Registration()
         declared = reg.inputs if reg.inputs is not None else dict(args.inputs)
         rec = Record(
@@ -131,7 +165,11 @@ class RealEngine(pmocks.Mocks):
         rec.seconds = step.seconds = time.monotonic() - start
         rec.id = rid or ""
         rec.outputs = for_state(outputs)
+        # step_executor.go: additional secret outputs, and outputs whose input was secret
+        secret = {*reg.secret_outputs, *(k for k, v in declared.items() if contains_secret(v))}
+        rec.secret_outputs = sorted(k for k in secret if k in rec.outputs)
         with self.lock:
+            self.operations.pop(id(rec), None)  # its operation ends with its new state
             self.records.append(rec)
             self._save()
         if self.on_step is not None and step.kind != "same":
@@ -155,11 +193,29 @@ class RealEngine(pmocks.Mocks):
                 return old.id, {**old.outputs, **inputs} if not self.preview else inputs
             return self._pretend(kind, args)
         if step.kind == "update" and old is not None:
-            return kind.update(self.context, rec, old, inputs)
+            with self._operation(UPDATING, rec):
+                return kind.update(self.context, rec, old, inputs)
         if step.kind == "replace" and old is not None and old.urn not in self.gone:
             with self.lock:
                 self.replaced.append(old)  # deleted after the program, create-first
-        return kind.create(self.context, rec, inputs)
+        with self._operation(CREATING, rec):
+            return kind.create(self.context, rec, inputs)
+
+    @contextlib.contextmanager
+    def _operation(self, kind: str, rec: Record) -> Iterator[None]:
+        """The step as a pending operation in the state file from before it starts (snapshot.go
+        BeginMutation). A failed step's is removed here; a successful one's by the caller, in
+        the same save as the step's result (End)."""
+        with self.lock:
+            self.operations[id(rec)] = Operation(kind, Record(**asdict(rec)))
+            self._save()
+        try:
+            yield
+        except BaseException:
+            with self.lock:
+                self.operations.pop(id(rec), None)
+                self._save()
+            raise
 
     def _delete_first(self, step: Step, old: Record | None) -> None:
         """Delete-before-replace: the dependents that would be replaced go first, then the
@@ -174,15 +230,22 @@ class RealEngine(pmocks.Mocks):
             victims.append(old)
         for v in victims:
             if self.perform:
-                delete(self.context, v)
+                with self._operation(DELETING, v):
+                    delete(self.context, v)
             with self.lock:
+                self.operations.pop(id(v), None)
                 self.gone.add(v.urn)
                 self.planner.deleted_early.add(v.urn)
                 self._save()
 
     def finish(self) -> list[str]:
         """After the program: delete what left it and the old copies replaced create-first,
-        dependents first, through the old graph. Returns the errors."""
+        dependents first, through the old graph. Returns the errors.
+
+        Nothing is deleted after a failed step (deployment_executor.go: the deletes run only
+        once the program ended without one), and no new delete starts after a failed one."""
+        if self.failed is not None:
+            return []
         registered = [r.urn for r in self.records]
         leaving = [
             self.by_urn[r.urn] for r in self.planner.deletes(registered) if r.urn not in self.gone
@@ -192,6 +255,8 @@ class RealEngine(pmocks.Mocks):
         graph = {r.urn: r for r in [*self.old, *self.pending]}
         errors: list[str] = []
         for wave in delete_waves([*victims, *old_copies], graph):
+            if self.failed is not None:
+                break
             errors += self._delete_wave(list(wave), {id(r) for r in old_copies})  # type: ignore[arg-type]
         return errors
 
@@ -204,14 +269,22 @@ class RealEngine(pmocks.Mocks):
     def _delete_one(self, r: Record, skip: set[str], copies: set[int]) -> str:
         start = time.monotonic()
         opts = Options.from_json(r.options)
+        with self.lock:
+            if self.failed is not None:
+                return ""  # not started: an earlier step failed
         try:
             # retain_on_delete: out of the state, left on the host; deleted_with: its delete
             # is the one of what it was deleted with
             if self.perform and not opts.retain_on_delete and opts.deleted_with not in skip:
-                delete(self.context, r)
-        except Exception as e:  # reported; the rest goes on
+                with self._operation(DELETING, r):
+                    delete(self.context, r)
+        except Exception as e:  # reported; the deletes running finish, no new one starts
+            with self.lock:
+                if self.failed is None:
+                    self.failed = e
             return f"delete of {r.name}: {e}"
         with self.lock:
+            self.operations.pop(id(r), None)
             if id(r) in copies:
                 self.replaced = [c for c in self.replaced if c is not r]
             else:
@@ -234,7 +307,7 @@ class RealEngine(pmocks.Mocks):
 
     def _save(self) -> None:
         if self.state_file is not None and self.perform:
-            state.save(self.state_file, self.state())
+            state.save(self.state_file, self.state(), [*self.carried, *self.operations.values()])
 
     def _pretend(
         self, kind: ResourceType, args: pmocks.MockResourceArgs

@@ -26,7 +26,7 @@ from standin.engine import RealEngine, RecordingMonitor
 from standin.executor import destroy
 from standin.ops import ResourceFailed, UnsupportedResource
 from standin.plan import Step
-from standin.state import Record
+from standin.state import Operation, Record
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -72,15 +72,17 @@ def run_program(
     secrets: dict[str, str] | None = None,
     old: list[Record] | None = None,
     on_step: Callable[[Step], None] | None = None,
+    pending: list[Operation] | None = None,
 ) -> Run:
     """Run ``__main__.py`` with this config; never raises for the program's own errors.
 
     ``old`` is the stack's state from an earlier run: the run is then an update (or, with
     ``preview``, its plan). ``perform=False`` records the graph without touching the machine
-    (unit tests)."""
+    (unit tests); ``pending``: the operations in flight an interrupted run left in the state."""
     engine = RealEngine(
-        preview=preview, state_file=state_file, perform=perform, guard=guard, old=old
-    )
+        preview=preview, state_file=state_file, perform=perform, guard=guard, old=old,
+        pending=pending,
+    )  # fmt: skip
     engine.on_step = on_step
     _fresh_runtime(engine, stack, preview, raw_config, secrets or {})
     holder: dict[str, Any] = {}
@@ -100,7 +102,8 @@ def run_program(
         if errors:
             error = ResourceFailed("; ".join(errors))
     except BaseException as e:
-        error = e
+        # The first failed step's error, not that of a registration it kept from starting.
+        error = engine.failed if engine.failed is not None else e
     finally:
         docker_ops.TUNNELS.close()
     return Run(engine, holder.get("outputs"), error, time.monotonic() - start)
