@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from overlaylab.errors import LabError
@@ -75,14 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     except (LabError, OSError, ValueError, KeyError) as e:
         print(f"error: cannot load the validation spec: {e}", file=sys.stderr)
         return 2
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     start = time.monotonic()
     results = validate(spec, timeout=args.timeout, in_up=args.in_up)
     seconds = time.monotonic() - start
     failed = sum(not r.ok for r in results)
     if args.json:
-        print(json.dumps(as_json(results, seconds), indent=2))
+        print(json.dumps(as_json(results, seconds, at), indent=2))
     else:
-        print(summary(results, seconds))
+        print(summary(results, seconds, at))
     if args.junit:
         try:
             with open(args.junit, "wb") as f:

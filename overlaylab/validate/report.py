@@ -11,18 +11,20 @@ from overlaylab.validate.diagnose import diagnose
 from overlaylab.validate.model import Result
 
 
-def summary(results: Iterable[Result], seconds: float) -> str:
+def summary(results: Iterable[Result], seconds: float, at: str | None = None) -> str:
     """FAIL lines, then the passes, then one diagnosis line per broken layer, then the count
-    (last, so that a caller reading the last line gets the verdict)."""
+    (last, so that a caller reading the last line gets the verdict) and, with ``at``, when the
+    checks ran: a report kept in the stack's outputs says how old it is."""
     results = list(results)
     failed = [r for r in results if not r.ok]
     lines = [r.line() for r in failed] + [r.line() for r in results if r.ok]
     lines += diagnose(results)
-    lines.append(f"{len(results)} checks, {len(failed)} failed, in {seconds:.1f}s")
+    when = f", at {at}" if at else ""
+    lines.append(f"{len(results)} checks, {len(failed)} failed, in {seconds:.1f}s{when}")
     return "\n".join(lines)
 
 
-def as_json(results: list[Result], seconds: float) -> dict[str, Any]:
+def as_json(results: list[Result], seconds: float, at: str | None = None) -> dict[str, Any]:
     return {
         "results": [asdict(r) for r in results],
         "diagnosis": diagnose(results),
@@ -30,6 +32,7 @@ def as_json(results: list[Result], seconds: float) -> dict[str, Any]:
             "count": len(results),
             "failed": sum(not r.ok for r in results),
             "seconds": round(seconds, 2),
+            **({"at": at} if at else {}),
         },
     }
 

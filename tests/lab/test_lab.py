@@ -88,7 +88,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 def test_up_runs_the_validator_last_and_it_passes(lab: Lab) -> None:
     report = (lab.run.outputs or {})[out.OUT_VALIDATION_REPORT]
-    assert re.fullmatch(r"\d+ checks, 0 failed, in [\d.]+s", report.splitlines()[-1]), report
+    made = r"at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"  # a kept report says how old it is
+    last = report.splitlines()[-1]
+    assert re.fullmatch(rf"\d+ checks, 0 failed, in [\d.]+s, {made}", last), report
     performed = [r.name for r in lab.run.records if r.custom]
     assert performed[-1] == "validate-run", performed
 
@@ -99,6 +101,7 @@ def test_validator_cli_passes_with_json_records(lab: Lab) -> None:
     doc = json.loads(res.stdout)
     assert doc["summary"]["failed"] == 0
     assert doc["summary"]["count"] == len(doc["results"]) >= 20
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", doc["summary"]["at"]), doc["summary"]
     assert {"check", "subject", "expected", "actual", "ok"} == set(doc["results"][0])
 
 
