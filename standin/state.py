@@ -42,6 +42,9 @@ class Record:
     prop_deps: dict[str, list[str]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     pending_delete: bool = False  # an old copy replaced create-first, not deleted yet
+    # (standin-providers) a create that failed after the resource existed: the engine's
+    # InitErrors (pulumi step.go:383-391); the next up updates it even when unchanged
+    init_errors: list[str] = field(default_factory=list)
 
 
 def load(state_file: Path) -> list[Record]:
