@@ -27,6 +27,7 @@ from standin.executor import destroy
 from standin.ops import ResourceFailed, UnsupportedResource
 from standin.plan import Step
 from standin.state import Record
+from standin.targets import Targets
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -72,16 +73,23 @@ def run_program(
     secrets: dict[str, str] | None = None,
     old: list[Record] | None = None,
     on_step: Callable[[Step], None] | None = None,
+    targets: list[str] | None = None,
+    target_dependents: bool = False,
+    replaces: list[str] | None = None,
 ) -> Run:
     """Run ``__main__.py`` with this config; never raises for the program's own errors.
 
     ``old`` is the stack's state from an earlier run: the run is then an update (or, with
     ``preview``, its plan). ``perform=False`` records the graph without touching the machine
-    (unit tests)."""
+    (unit tests). ``targets``, ``target_dependents``, ``replaces``: `up --target`,
+    `--target-dependents`, `--replace` (standin.targets)."""
     engine = RealEngine(
         preview=preview, state_file=state_file, perform=perform, guard=guard, old=old
     )
     engine.on_step = on_step
+    if targets:
+        engine.targets = Targets(frozenset(targets), target_dependents)
+    engine.planner.replaces = set(replaces or ())
     _fresh_runtime(engine, stack, preview, raw_config, secrets or {})
     holder: dict[str, Any] = {}
 
