@@ -7,6 +7,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import io
+import json
 import os
 import shlex
 import shutil
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+from pulumi.runtime import rpc
 
 from overlaylab.netrule import RouteGuard
 from standin.ops import (
@@ -120,12 +122,18 @@ def run_local(
     cwd: str | None,
     stdout: str = "",
     stdin: str | None = None,
+    stderr: str = "",
+    add_previous: bool | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """A local Command's script, as pulumi-command runs it: sh -c, its environment, its dir,
-    its stdin; ``stdout`` is the previous run's (an update or a delete sees it)."""
+    its stdin; ``stdout`` and ``stderr`` are the previous run's (an update or a delete sees
+    them, unless ``addPreviousOutputInEnv`` is false: local/commandOutputs.go:81-99)."""
     env = {**os.environ, **(environment or {})}
-    if stdout:
-        env["PULUMI_COMMAND_STDOUT"] = stdout
+    if add_previous is None or add_previous:
+        if stdout:
+            env["PULUMI_COMMAND_STDOUT"] = stdout
+        if stderr:
+            env["PULUMI_COMMAND_STDERR"] = stderr
     proc = subprocess.run(
         ["/bin/sh", "-c", script],
         env=env,
@@ -154,40 +162,109 @@ def _tail(res: subprocess.CompletedProcess[bytes]) -> str:
 # --- command:local:Command ------------------------------------------------------------------------
 
 
+class Secrets:
+    """Secret input values a later delete needs, in this process only, by the digest the
+    state file keeps in their place (``state.for_state``): never written anywhere."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def remember(self, value: Any) -> str:
+        """``value`` a secret input (or a plain secret, as the CLI's --ssh-key)."""
+        plain = unwrap(value)
+        digest = for_state(value)["secret"] if is_secret(value) else _digest(plain)
+        with self.lock:
+            self.values[digest] = plain
+        return str(digest)
+
+    def recall(self, digest: str, what: str) -> Any:
+        with self.lock:
+            if digest in self.values:
+                return self.values[digest]
+        raise UnsupportedResource(
+            f"{what} needs a secret the stand-in's state does not keep (it writes no secret "
+            f"values): run it in the process that ran `up`, or pass the secret again (--ssh-key)"
+        )
+
+
+def _digest(plain: Any) -> str:
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
+
+
+SECRETS = Secrets()
+
+
+def _kept(value: Any) -> Any:
+    """An input as the Record keeps it for the delete: a secret as its digest."""
+    return {"secretDigest": SECRETS.remember(value)} if is_secret(value) else value
+
+
+def _restored(value: Any, what: str) -> Any:
+    if isinstance(value, dict) and set(value) == {"secretDigest"}:
+        return SECRETS.recall(value["secretDigest"], what)
+    return value
+
+
+def _old_inputs_for_delete(inputs: dict[str, Any], out: dict[str, str]) -> dict[str, Any]:
+    """What pulumi-command's Delete runs with: the resource's state, that is its last inputs
+    (stdin, the whole environment, dir, addPreviousOutputInEnv) and its last outputs
+    (local/commandController.go:93-99, remote/commandController.go:86-92)."""
+    env = inputs.get("environment") or {}
+    return {
+        "delete": inputs.get("delete"),
+        "environment": {k: v for k, v in env.items() if not is_secret(v)},
+        "secretEnvironment": {k: _kept(v) for k, v in env.items() if is_secret(v)},
+        "dir": inputs.get("dir"),
+        "stdin": _kept(inputs.get("stdin")),
+        "addPreviousOutputInEnv": inputs.get("addPreviousOutputInEnv"),
+        "stdout": out["stdout"],
+        "stderr": out["stderr"],
+    }
+
+
+def _delete_environment(rec: Record) -> dict[str, str]:
+    env = dict(rec.state.get("environment") or {})
+    for k, v in (rec.state.get("secretEnvironment") or {}).items():
+        env[k] = _restored(v, f"delete of {rec.name} (its environment's {k})")
+    return env
+
+
 def create_local(ctx: Context, rec: Record, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    return new_id(rec.name), _run_local_command(rec, inputs, inputs["create"], "")
+    return new_id(rec.name), _run_local_command(rec, inputs, inputs["create"], {})
 
 
 def update_local(
     ctx: Context, rec: Record, old: Record, inputs: dict[str, Any]
 ) -> tuple[str, dict[str, Any]]:
     """The new ``update``, or the new ``create`` where ``update`` is unset, with the new
-    inputs; the previous stdout in PULUMI_COMMAND_STDOUT. The id stays."""
+    inputs; the previous stdout and stderr in PULUMI_COMMAND_STDOUT / _STDERR
+    (local/commandController.go:67-90). The id stays."""
     script = inputs.get("update") or inputs["create"]
-    return old.id, _run_local_command(rec, inputs, script, old.state.get("stdout", ""))
+    return old.id, _run_local_command(rec, inputs, script, old.state)
 
 
 def _run_local_command(
-    rec: Record, inputs: dict[str, Any], script: str, previous: str
+    rec: Record, inputs: dict[str, Any], script: str, previous: dict[str, Any]
 ) -> dict[str, Any]:
     plain = unwrap(inputs)
-    out = run_local(
+    proc = run_local(
         f"command {rec.name}",
         script,
         plain.get("environment"),
         plain.get("dir"),
-        previous,
+        previous.get("stdout", ""),
         plain.get("stdin"),
+        previous.get("stderr", ""),
+        plain.get("addPreviousOutputInEnv"),
     )
-    env = inputs.get("environment") or {}
-    rec.state = {
-        "delete": inputs.get("delete"),
-        # secret values stay out of the state file (deletes here do not need them)
-        "environment": {k: v for k, v in env.items() if isinstance(v, str)},
-        "dir": inputs.get("dir"),
-        "stdout": out.stdout.rstrip("\n"),
-    }
-    return {**inputs, "stdout": out.stdout.rstrip("\n"), "stderr": out.stderr.rstrip("\n")}
+    out = {"stdout": proc.stdout.rstrip("\n"), "stderr": proc.stderr.rstrip("\n")}
+    rec.state = _old_inputs_for_delete(inputs, out)
+    return {**inputs, **out}
 
 
 def delete_local(ctx: Context, rec: Record) -> None:
@@ -195,9 +272,12 @@ def delete_local(ctx: Context, rec: Record) -> None:
         run_local(
             f"delete of {rec.name}",
             rec.state["delete"],
-            rec.state.get("environment"),
+            _delete_environment(rec),
             rec.state.get("dir"),
             rec.state.get("stdout", ""),
+            _restored(rec.state.get("stdin"), f"delete of {rec.name} (its stdin)"),
+            rec.state.get("stderr", ""),
+            rec.state.get("addPreviousOutputInEnv"),
         )
 
 
@@ -205,42 +285,63 @@ def delete_local(ctx: Context, rec: Record) -> None:
 
 
 def create_remote(ctx: Context, rec: Record, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    return new_id(rec.name), _run_remote_command(ctx, rec, inputs, inputs["create"], "")
+    return new_id(rec.name), _run_remote_command(ctx, rec, inputs, inputs["create"], {})
 
 
 def update_remote(
     ctx: Context, rec: Record, old: Record, inputs: dict[str, Any]
 ) -> tuple[str, dict[str, Any]]:
     script = inputs.get("update") or inputs["create"]
-    return old.id, _run_remote_command(ctx, rec, inputs, script, old.state.get("stdout", ""))
+    return old.id, _run_remote_command(ctx, rec, inputs, script, old.state)
+
+
+def _with_previous(script: str, previous: dict[str, Any]) -> str:
+    """The previous outputs in PULUMI_COMMAND_STDOUT / _STDERR, unless
+    ``addPreviousOutputInEnv`` is false (remote/commandOutputs.go:51-70). The provider sets
+    them through the session (sshd's AcceptEnv decides); here, in the script."""
+    if previous.get("addPreviousOutputInEnv") is False:
+        return script
+    for var, key in (("PULUMI_COMMAND_STDOUT", "stdout"), ("PULUMI_COMMAND_STDERR", "stderr")):
+        if previous.get(key):
+            script = f"{var}={shlex.quote(previous[key])}; export {var}; {script}"
+    return script
 
 
 def _run_remote_command(
-    ctx: Context, rec: Record, inputs: dict[str, Any], script: str, previous: str
+    ctx: Context, rec: Record, inputs: dict[str, Any], script: str, previous: dict[str, Any]
 ) -> dict[str, Any]:
     conn = connection(unwrap(inputs["connection"]))
     stdin = unwrap(inputs.get("stdin"))
     if previous:
-        # as the provider does, through the session's environment
-        script = (
-            f"PULUMI_COMMAND_STDOUT={shlex.quote(previous)}; export PULUMI_COMMAND_STDOUT; {script}"
-        )
+        previous = {**previous, "addPreviousOutputInEnv": inputs.get("addPreviousOutputInEnv")}
+    script = _with_previous(script, previous)
     res = ssh_run(conn, script, ctx.guard, stdin.encode() if stdin else None)
     if res.returncode != 0:
         raise ResourceFailed(
             f"command {rec.name} on {conn['host']} exited {res.returncode}: "
             f"{_tail(res) or 'no output'}"
         )
-    text = res.stdout.decode(errors="replace").rstrip("\n")
-    rec.state = {"delete": inputs.get("delete"), "connection": conn, "stdout": text}
-    return {**inputs, "stdout": text, "stderr": res.stderr.decode(errors="replace").rstrip("\n")}
+    out = {
+        "stdout": res.stdout.decode(errors="replace").rstrip("\n"),
+        "stderr": res.stderr.decode(errors="replace").rstrip("\n"),
+    }
+    rec.state = {**_old_inputs_for_delete(inputs, out), "connection": conn}
+    return {**inputs, **out}
 
 
 def delete_remote(ctx: Context, rec: Record) -> None:
+    """The old ``delete`` with the old stdin and the previous outputs, over the old
+    connection (remote/commandController.go:86-92)."""
     script = rec.state.get("delete")
     if not script:
         return
-    res = ssh_run(rec.state["connection"], script, ctx.guard)
+    stdin = _restored(rec.state.get("stdin"), f"delete of {rec.name} (its stdin)")
+    res = ssh_run(
+        rec.state["connection"],
+        _with_previous(script, rec.state),
+        ctx.guard,
+        stdin.encode() if stdin else None,
+    )
     if res.returncode != 0:
         raise ResourceFailed(f"delete of {rec.name} exited {res.returncode}: {_tail(res)}")
 
@@ -249,48 +350,95 @@ def delete_remote(ctx: Context, rec: Record) -> None:
 
 
 def create_copy(ctx: Context, rec: Record, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """A FileArchive directory as pulumi-command v1.2.1 copies it (remote/copyController.go
-    sftpCopy, 229-255): remotePath is made if missing (an existing file is an error); a source
-    path without a trailing "/" lands in remotePath/<its basename>, one with it has its entries
-    copied into remotePath. It has no delete: files stay."""
+    """pulumi-command's sftpCopy (remote/copyController.go:203-320), over ssh: a directory
+    ``d`` lands in ``remotePath/d`` (made, with its parents, if missing); ``d/`` (a trailing
+    slash) puts its contents in ``remotePath``; a file goes into ``remotePath`` if that is a
+    directory, else becomes it. Files are written as sftp writes them (an existing file keeps
+    its mode, a new one gets the umask's), nothing is removed, and it has no delete."""
     conn = connection(unwrap(inputs["connection"]))
-    archive = _tar_of_directory(rec.name, inputs["source"])
-    q = shlex.quote(inputs["remotePath"])
-    into = str(getattr(inputs["source"], "path", "")).endswith("/")
-    script = (
-        f"if [ -e {q} ] && [ ! -d {q} ]; then echo 'remote path exists but is not a directory' "
-        f">&2; exit 1; fi; mkdir -p {q} && tar -C {q} {'--strip-components=1 ' if into else ''}"
-        "-xf -"
-    )
+    source = _source_path(rec.name, inputs["source"])
+    archive = _tar_of(source)
+    script = copy_script(source, inputs["remotePath"], Path(source).is_dir())
     res = ssh_run(conn, script, ctx.guard, stdin=archive)
     if res.returncode != 0:
-        raise ResourceFailed(f"{rec.name}: copy to {conn['host']} failed: {res.stderr.decode()}")
+        raise ResourceFailed(f"{rec.name}: copy to {conn['host']} failed: {_tail(res)}")
     return new_id(rec.name), inputs
 
 
 def update_copy(
     ctx: Context, rec: Record, old: Record, inputs: dict[str, Any]
 ) -> tuple[str, dict[str, Any]]:
-    """Copies again only when the source's contents or the path changed (a new connection
-    alone copies nothing)."""
-    if for_state(inputs.get("source")) != old.inputs.get("source") or inputs.get(
-        "remotePath"
-    ) != old.inputs.get("remotePath"):
+    """Copies again only when the source's hash or the path changed (a new connection, or
+    the same contents at another local path, copies nothing: copyController.go:148)."""
+    old_hash = (old.inputs.get("source") or {}).get("sha256")
+    new_hash = (for_state(inputs.get("source")) or {}).get("sha256")
+    if new_hash != old_hash or inputs.get("remotePath") != old.inputs.get("remotePath"):
         create_copy(ctx, rec, inputs)
     return old.id, inputs
 
 
-def _tar_of_directory(name: str, source: Any) -> bytes:
-    path = getattr(source, "path", None)
-    if not isinstance(source, pulumi.FileArchive) or not path or not Path(path).is_dir():
-        raise UnsupportedResource(f"{name}: only a FileArchive of a directory is implemented")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(
-            path,
-            arcname=Path(path).name,  # Path drops a trailing "/": create_copy strips it
-            filter=lambda t: None if "__pycache__" in t.name else t,
+def copy_script(source: str, dest: str, is_dir: bool) -> str:
+    """The remote side of sftpCopy: the source arrives on stdin as a tar (a directory's
+    contents, or the file as ``f``), unpacked in a temporary directory, then written out as
+    sftpCopy writes it (copyController.go:221-268; copyDir 293-320: WalkDir order, Mkdir,
+    Create)."""
+    q = shlex.quote(dest)
+    head = (
+        "set -e; t=$(mktemp -d); trap 'rm -rf \"$t\"' EXIT; "
+        'tar -C "$t" --no-same-owner --no-same-permissions -xf -; '
+        f"dest={q}; "
+    )
+    if not is_dir:
+        base = shlex.quote(Path(source).name)
+        return head + (
+            f'if [ -d "$dest" ]; then d="$dest"/{base}; '
+            'elif [ ! -e "$dest" ]; then mkdir -p "$(dirname "$dest")"; d="$dest"; '
+            'else d="$dest"; fi; cat "$t/f" > "$d"'
         )
+    body = 'if [ ! -e "$dest" ]; then mkdir -p "$dest"; fi; '
+    if source.endswith("/"):
+        body += 'd="$dest"; '
+    else:
+        base = shlex.quote(Path(source).name)
+        body += (
+            f'd="$dest"/{base}; '
+            '[ -d "$dest" ] || { echo "failed to stat remote path $d: not a directory" >&2; '
+            "exit 1; }; "
+        )
+    walk = (
+        # the root of the walk, then every entry in lexical order (parents first)
+        'if [ -e "$d" ]; then [ -d "$d" ] || { echo "remote path $d exists but is not a '
+        'directory" >&2; exit 1; }; else mkdir "$d"; fi; '
+        'cd "$t"; find . -mindepth 1 | LC_ALL=C sort | while IFS= read -r p; do '
+        'p=${p#./}; r="$d/$p"; '
+        'if [ -d "$p" ]; then '
+        'if [ -e "$r" ]; then [ -d "$r" ] || { echo "remote path $r exists but is not a '
+        'directory" >&2; exit 1; }; else mkdir "$r"; fi; '
+        'else cat "$p" > "$r"; fi; done'
+    )
+    return head + body + walk
+
+
+def _source_path(name: str, source: Any) -> str:
+    """The path of a FileArchive or FileAsset, as given (a trailing slash matters)."""
+    path = getattr(source, "path", None)
+    if not isinstance(source, pulumi.FileArchive | pulumi.FileAsset) or not path:
+        raise UnsupportedResource(f"{name}: only a FileArchive or FileAsset path is implemented")
+    if not Path(path).exists():
+        raise ResourceFailed(f"{name}: open {path}: no such file or directory")
+    return str(path)
+
+
+def _tar_of(path: str) -> bytes:
+    """Everything under a directory (as ``os.DirFS`` walks it: nothing left out, symlinks
+    followed), or one file as ``f``."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", dereference=True) as tar:
+        if Path(path).is_dir():
+            for child in sorted(Path(path).iterdir()):
+                tar.add(child, arcname=child.name)
+        else:
+            tar.add(path, arcname="f")
     return buf.getvalue()
 
 

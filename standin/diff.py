@@ -15,11 +15,13 @@ table does not name is refused: guessing would make the plan lie.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
 COMMAND = "command:local:Command"
@@ -106,6 +108,21 @@ RULES: dict[str, TypeRules] = {
         always_delete_before_replace=True,
     ),
 }
+
+
+#: Optional+Computed inputs of the bridged Docker resources (terraform-provider-docker v4.5.0
+#: resource_docker_network.go:40-54,56-62,99-104; resource_docker_container.go:151-153,
+#: 166-168): unset in the program, the state keeps what it has, and that is no change
+#: (terraform-plugin-sdk v2 helper/schema/schema.go:1534-1537 maps, 1589-1594 sets,
+#: 1746-1751 strings and bools).
+OPTIONAL_COMPUTED: dict[str, frozenset[str]] = {
+    NETWORK: frozenset({"driver", "options", "internal", "ipamConfigs"}),
+    CONTAINER: frozenset({"command", "hostname"}),
+}
+
+#: Bridged resources: the bridge diffs the new inputs against the resource's state (its
+#: outputs), which a Read may have changed (a stopped container's mustRun).
+BRIDGED = frozenset({REMOTE_IMAGE, NETWORK, CONTAINER})
 
 
 @dataclass(frozen=True)
@@ -200,6 +217,10 @@ SYMBOLS: dict[Kind, str] = {
 
 
 def has_unknown(value: Any) -> bool:
+    """An unknown as the registration carries it (``Unknown``, from deserializing with
+    keep_unknowns) or as the plan writes it (the ``UNKNOWN`` sentinel)."""
+    if isinstance(value, Unknown):
+        return True
     if isinstance(value, str):
         return value == UNKNOWN
     if isinstance(value, Mapping):
@@ -251,6 +272,49 @@ def apply_ignore_changes(
 _MISSING = object()
 
 
+def _unkept(value: Any) -> bool:
+    """A value the state file keeps only as a digest: a secret, a file archive."""
+    if isinstance(value, Mapping):
+        if set(value) in ({"secret"}, {"fileArchive", "sha256"}):
+            return True
+        return any(_unkept(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_unkept(v) for v in value)
+    return False
+
+
+def with_ignored_changes(
+    old_inputs: Mapping[str, Any], inputs: Mapping[str, Any], paths: Iterable[str], name: str = ""
+) -> dict[str, Any]:
+    """The inputs the provider gets on an update or a replacement: the program's, with each
+    ignored path set back to its old value (pulumi v3.259.0 pkg/resource/deploy/
+    step_generator.go:1264-1269, processIgnoreChanges 3026-3049); the old value comes from the
+    state, so one the state keeps only as a digest (a secret) is refused."""
+    result = copy.deepcopy(dict(inputs))
+    for path in paths:
+        keys = _path(path)
+        src: Any = old_inputs
+        for k in keys:
+            src = src.get(k, _MISSING) if isinstance(src, Mapping) else _MISSING
+            if src is _MISSING:
+                break
+        if src is not _MISSING and _unkept(src):
+            raise UnmodeledChange(
+                f"{name}: ignore_changes on {path}: its old value is a secret or an archive, "
+                f"which the stand-in's state keeps only as a digest"
+            )
+        dst: Any = result
+        for k in keys[:-1]:
+            dst = dst.get(k) if isinstance(dst, dict) else None
+        if not keys or not isinstance(dst, dict):
+            continue
+        if src is _MISSING:
+            dst.pop(keys[-1], None)
+        else:
+            dst[keys[-1]] = copy.deepcopy(src)
+    return result
+
+
 def _norm(value: Any) -> Any:
     """Values as the provider compares them: unset, None and empty collections are alike."""
     if value in (None, [], {}, ""):
@@ -273,13 +337,27 @@ def diff(
     *,
     provider_changed: bool = False,
     name: str = "",
+    old_outputs: Mapping[str, Any] | None = None,
+    init_errors: bool = False,
+    force_replace: bool = False,
 ) -> Diff:
-    """The engine's step for an existing custom resource: same, update or replace."""
+    """The engine's step for an existing custom resource: same, update or replace.
+
+    ``old_outputs``: the state a bridged resource is diffed against; ``init_errors``: the
+    last create failed half-way (an unchanged resource is then updated, pulumi
+    step_generator.go:2180-2195); ``force_replace``: ``up --replace`` names it."""
     rules = RULES.get(typ)
     if rules is None:
         raise UnmodeledChange(f"{typ} ({name}): the stand-in has no diff rules for this type")
     inputs = apply_ignore_changes(old_inputs, new_inputs, options.ignore_changes)
-    changed = changed_inputs(old_inputs, inputs)
+    base = dict(old_inputs)
+    if typ in BRIDGED and old_outputs:
+        base.update({k: old_outputs[k] for k in set(base) | set(inputs) if k in old_outputs})
+    changed = [
+        k
+        for k in changed_inputs(base, inputs)
+        if not (k in OPTIONAL_COMPUTED.get(typ, ()) and _norm(inputs.get(k)) is None)
+    ]
     unknown = [
         k
         for k in changed
@@ -297,6 +375,8 @@ def diff(
     ]
     if provider_changed:
         reasons.append("provider")
+    if force_replace:
+        reasons.append("--replace")
     dbr = (
         rules.always_delete_before_replace
         or options.delete_before_replace
@@ -306,7 +386,7 @@ def diff(
     )
     if reasons:
         kind: Kind = "replace"
-    elif changed:
+    elif changed or init_errors:
         kind = "update"
     else:
         kind = "same"

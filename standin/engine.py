@@ -23,8 +23,8 @@ from pulumi.runtime import rpc
 
 from overlaylab.netrule import RouteGuard
 from standin import commands, docker_ops, state
-from standin.diff import Options, options_from_request
-from standin.ops import Context, ResourceFailed, ResourceType, UnsupportedResource
+from standin.diff import Options, has_unknown, options_from_request, with_ignored_changes
+from standin.ops import Context, PartialCreate, ResourceFailed, ResourceType, UnsupportedResource
 from standin.plan import Planner, Step, delete_waves
 from standin.state import (
     CREATING,
@@ -34,7 +34,9 @@ from standin.state import (
     Record,
     contains_secret,
     for_state,
+    unwrap,
 )
+from standin.targets import Targets
 
 #: Every resource type the stand-in performs, by type token.
 TYPES: dict[str, ResourceType] = {**commands.TYPES, **docker_ops.TYPES}
@@ -116,6 +118,10 @@ class RealEngine(pmocks.Mocks):
         self.operations: dict[int, Operation] = {}  # id(record) -> its step in flight
         # snapshot.go Snap: pending creates of the base state need the user; they stay
         self.carried = [o for o in pending or [] if o.type == CREATING]
+        # (standin-providers) a preview configures providers (perform=False touches nothing);
+        # `up --target`
+        self.configure_in_preview = perform
+        self.targets: Targets | None = None
 
     def call(
         self, args: pmocks.MockCallArgs
@@ -154,6 +160,10 @@ class RealEngine(pmocks.Mocks):
         with self.lock:
             self.inputs[rec.urn] = dict(args.inputs)
         kind = _implemented(args) if args.custom else None
+        if self.targets is not None and not self.targets.targeted(
+            rec.urn, rec.type, rec.deps, rec.parent, rec.provider
+        ):
+            return self._untargeted(rec, args)
         step = self.planner.step(
             rec.urn, rec.type, rec.name, rec.custom, rec.inputs, reg.options, rec.provider
         )
@@ -161,7 +171,17 @@ class RealEngine(pmocks.Mocks):
         step.started = start - self.t0
         if step.kind != "create" and step.diff is not None:
             rec.inputs = step.diff.inputs  # ignore_changes keeps old values in the state
-        rid, outputs = self._perform(step, kind, rec, args) if kind else ("", {})
+        if kind is not None and kind.configure is not None and self._configures(declared):
+            kind.configure(self.context, unwrap(declared))  # a provider, in preview
+        try:
+            rid, outputs = self._perform(step, kind, rec, args) if kind else ("", {})
+        except PartialCreate as e:
+            # (standin-providers) the resource exists: recorded with its init error
+            rec.id, rec.outputs, rec.init_errors = e.rid, for_state(e.outputs), [str(e)]
+            with self.lock:
+                self.records.append(rec)
+                self._save()
+            raise
         rec.seconds = step.seconds = time.monotonic() - start
         rec.id = rid or ""
         rec.outputs = for_state(outputs)
@@ -176,11 +196,34 @@ class RealEngine(pmocks.Mocks):
             self.on_step(step)
         return rid, outputs
 
+    def _configures(self, declared: dict[str, Any]) -> bool:
+        """The engine configures a provider in preview when its inputs are all known
+        (provider_plugin.go:1060-1076); in `up`, its create, update or adopt does."""
+        return self.preview and self.configure_in_preview and not has_unknown(declared)
+
+    def _untargeted(self, rec: Record, args: pmocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        """Not in --target: it keeps its old state, or, new, it is not created."""
+        old = self.by_urn.get(rec.urn)
+        if old is None:
+            assert self.targets is not None
+            self.targets.skipped.add(rec.urn)
+            return "", dict(args.inputs)
+        kept = Record(**asdict(old))
+        with self.lock:
+            self.records.append(kept)
+            self.planner.steps[rec.urn] = Step(rec.urn, rec.type, rec.name, "same")
+            self._save()
+        return old.id, dict(old.outputs)
+
     def _perform(
         self, step: Step, kind: ResourceType, rec: Record, args: pmocks.MockResourceArgs
     ) -> tuple[str, dict[str, Any]]:
-        inputs = dict(args.inputs)
         old = self.by_urn.get(rec.urn)
+        inputs = dict(args.inputs)
+        if old is not None and step.kind in ("update", "replace"):
+            # what the provider gets: the ignored paths hold their old values
+            ignored = Options.from_json(rec.options).ignore_changes
+            inputs = with_ignored_changes(old.inputs, inputs, ignored, rec.name)
         if step.kind == "same" and old is not None:
             rec.state = dict(old.state)
             if self.perform:
@@ -250,6 +293,12 @@ class RealEngine(pmocks.Mocks):
         leaving = [
             self.by_urn[r.urn] for r in self.planner.deletes(registered) if r.urn not in self.gone
         ]
+        if self.targets is not None:  # only targeted resources are deleted
+            t = self.targets
+            kept = [r for r in leaving if not t.may_delete(r.urn, r.deps, r.parent, r.provider)]
+            for r in kept:
+                self.planner.steps.pop(r.urn, None)
+            leaving = [r for r in leaving if r not in kept]
         victims = [r for r in leaving if r.urn not in registered] + self.pending
         old_copies = [r for r in self.replaced if r.urn not in self.gone]
         graph = {r.urn: r for r in [*self.old, *self.pending]}

@@ -28,6 +28,18 @@ class ResourceFailed(Exception):
     """A resource's real operation failed (the engine would fail `up` here)."""
 
 
+class PartialCreate(ResourceFailed):
+    """A create that failed after the resource came to exist: the provider answers with its id
+    and state along with the error (the bridge's initializationError, pulumi-terraform-bridge
+    pkg/tfbridge/provider.go:1340-1391), and the engine records it with its init errors
+    (pulumi pkg/resource/deploy/step.go:383-391, 443-447)."""
+
+    def __init__(self, message: str, rid: str, outputs: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.rid = rid
+        self.outputs = outputs
+
+
 @dataclass
 class Context:
     """What operations share within one run: the route check for lab addresses, and the Docker
@@ -57,6 +69,9 @@ Delete = Callable[[Context, Record], None]
 Update = Callable[[Context, Record, Record, dict[str, Any]], tuple[str, dict[str, Any]]]
 #: Makes an unchanged resource of an earlier run known to this run (a provider's host).
 Adopt = Callable[[Context, Record], None]
+#: The provider's Read (refresh): the resource as it is now (its Record with new outputs, and
+#: the inputs it had taken from them), or None when it is gone.
+Read = Callable[[Context, Record], "Record | None"]
 
 
 def no_delete(ctx: Context, rec: Record) -> None:
@@ -91,6 +106,10 @@ class ResourceType:
     placeholders: Callable[[str], dict[str, Any]] = no_placeholders
     update: Update = update_state_only
     adopt: Adopt = no_adopt
+    #: None: the provider has no Read, a refresh keeps the resource as it is.
+    read: Read | None = None
+    #: A provider resource's Configure, run in preview too when its inputs are all known.
+    configure: Callable[[Context, dict[str, Any]], None] | None = None
 
 
 def new_id(name: str) -> str:

@@ -54,6 +54,7 @@ class Planner:
         self.old: dict[str, StateEntry] = {r.urn: r for r in old}
         self.steps: dict[str, Step] = {}
         self.deleted_early: set[str] = set()  # gone already, by a delete-first replacement
+        self.replaces: set[str] = set()  # `up --replace URN`
 
     # --- registration ---------------------------------------------------------------------
 
@@ -84,6 +85,9 @@ class Planner:
                 options,
                 provider_changed=_provider_urn(old.provider) != _provider_urn(provider),
                 name=name,
+                old_outputs=getattr(old, "outputs", None),
+                init_errors=bool(getattr(old, "init_errors", None)),
+                force_replace=urn in self.replaces,
             )
             st = Step(urn, typ, name, d.kind, d, dict(old.inputs))
         self.steps[urn] = st

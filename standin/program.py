@@ -27,6 +27,7 @@ from standin.executor import destroy
 from standin.ops import ResourceFailed, UnsupportedResource
 from standin.plan import Step
 from standin.state import Operation, Record
+from standin.targets import Targets
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -73,17 +74,25 @@ def run_program(
     old: list[Record] | None = None,
     on_step: Callable[[Step], None] | None = None,
     pending: list[Operation] | None = None,
+    targets: list[str] | None = None,
+    target_dependents: bool = False,
+    replaces: list[str] | None = None,
 ) -> Run:
     """Run ``__main__.py`` with this config; never raises for the program's own errors.
 
     ``old`` is the stack's state from an earlier run: the run is then an update (or, with
     ``preview``, its plan). ``perform=False`` records the graph without touching the machine
-    (unit tests); ``pending``: the operations in flight an interrupted run left in the state."""
+    (unit tests); ``pending``: the operations in flight an interrupted run left in the state.
+    ``targets``, ``target_dependents``, ``replaces``: `up --target`, `--target-dependents`,
+    `--replace` (standin.targets)."""
     engine = RealEngine(
         preview=preview, state_file=state_file, perform=perform, guard=guard, old=old,
         pending=pending,
     )  # fmt: skip
     engine.on_step = on_step
+    if targets:
+        engine.targets = Targets(frozenset(targets), target_dependents)
+    engine.planner.replaces = set(replaces or ())
     _fresh_runtime(engine, stack, preview, raw_config, secrets or {})
     holder: dict[str, Any] = {}
 

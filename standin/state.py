@@ -49,6 +49,9 @@ class Record:
     pending_delete: bool = False  # an old copy replaced create-first, not deleted yet
     # Outputs the engine keeps secret: additional_secret_outputs, and those whose input was.
     secret_outputs: list[str] = field(default_factory=list)
+    # A create that failed after the resource existed: the engine's
+    # InitErrors (pulumi step.go:383-391); the next up updates it even when unchanged
+    init_errors: list[str] = field(default_factory=list)
 
 
 #: The engine's operation types (pulumi/pulumi pkg/resource/operation.go).

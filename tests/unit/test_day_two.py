@@ -25,7 +25,8 @@ CHECKS = {"validate-run", "test-docker-node1-names", "test-docker-node2-names",
 def plan(before: dict[str, Any], after: dict[str, Any], stack: str = "local") -> dict[str, Step]:
     first = run_program(before, stack, perform=False)
     assert first.error is None, first.error
-    second = run_program(after, stack, preview=True, old=first.engine.state())
+    # perform=False: plan only; a performing preview would configure (ping) each provider
+    second = run_program(after, stack, preview=True, old=first.engine.state(), perform=False)
     assert second.error is None, second.error
     return {s.name: s for s in second.steps}
 

@@ -16,6 +16,7 @@ from standin import (
     REMOTE_COMMAND,
     RealEngine,
     Record,
+    ResourceFailed,
     UnsupportedResource,
     destroy,
 )
@@ -54,8 +55,9 @@ def test_a_local_command_really_runs(tmp_path: Path) -> None:
     assert rid and outputs["stdout"] == "made" and outputs["stderr"] == "err"
     _, fed = engine.new_resource(_args(COMMAND, {"create": "tr a-z A-Z", "stdin": "fed"}))
     assert fed["stdout"] == "FED"
-    _, provider = engine.new_resource(_args(DOCKER_PROVIDER, {"host": "unix:///nowhere.sock"}))
-    assert provider["host"] == "unix:///nowhere.sock"
+    # the provider's Configure pings the daemon: nothing answers there
+    with pytest.raises(ResourceFailed, match="failed to connect to any docker daemon"):
+        engine.new_resource(_args(DOCKER_PROVIDER, {"host": "unix:///nowhere.sock"}))
 
 
 def test_destroy_runs_dependents_first_and_stops_at_a_failure(tmp_path: Path) -> None:
