@@ -53,16 +53,17 @@ def from_pulumi(stack: str) -> tuple[LabConfig, Any]:
     return cfg, key
 
 
-def raw_from_file(stack: str) -> dict[str, Any]:
-    """A stack file's config values under this project's namespace, keyed without it."""
+def raw_from_file(stack: str, path: Path | None = None) -> dict[str, Any]:
+    """A stack file's config values under this project's namespace, keyed without it; ``path``
+    in place of stacks/Pulumi.<stack>.yaml (the CLI's ``--config-file``)."""
     import yaml
 
-    path = stack_file(stack)
+    path = path or stack_file(stack)
     if not path.is_file():
         here = sorted(p.name.split(".")[1] for p in path.parent.glob("Pulumi.*.yaml"))
         raise ConfigError(
-            f"no stack {stack!r}: {path.relative_to(PROJECT_DIR)} does not exist; the stacks "
-            f"here are {', '.join(here)}"
+            f"no stack {stack!r}: {_shown(path)} does not exist; the stacks in stacks/ are "
+            f"{', '.join(here)}"
         )
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -70,13 +71,11 @@ def raw_from_file(stack: str) -> dict[str, Any]:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or type(e).__name__
-        raise ConfigError(
-            f"{path.relative_to(PROJECT_DIR)} is not valid YAML{at}: {problem}"
-        ) from None
+        raise ConfigError(f"{_shown(path)} is not valid YAML{at}: {problem}") from None
     config = data.get("config") if isinstance(data, dict) else None
     if not isinstance(config, dict):
         raise ConfigError(
-            f"{path.relative_to(PROJECT_DIR)} has no config mapping: write the settings under "
+            f"{_shown(path)} has no config mapping: write the settings under "
             f"config:, each as {PROJECT}:<key>"
         )
     out: dict[str, Any] = {}
@@ -85,6 +84,10 @@ def raw_from_file(stack: str) -> dict[str, Any]:
         if ns == PROJECT:  # parse names any key it does not know
             out[name] = value
     return out
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(PROJECT_DIR)) if path.is_relative_to(PROJECT_DIR) else str(path)
 
 
 def from_file(stack: str) -> LabConfig:

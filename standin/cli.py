@@ -1,22 +1,27 @@
-"""The stand-in's command line: test tooling, not a deployment tool.
+"""The stand-in's command line: the Pulumi CLI's verbs, where the CLI cannot be installed.
 
-python -m standin up --stack local     # like `pulumi up` on the local stack
-python -m standin down --stack local   # like `pulumi destroy`
-python -m standin preview --stack local
-python -m standin refresh --stack local  # like `pulumi refresh`; `up --refresh`, `--target`,
-                                         # `--target-dependents`, `--replace` as `pulumi up`
+python -m standin up --stack local        # `pulumi up`: the stack as configured, for real
+python -m standin preview --stack local   # `pulumi preview` (--diff: each changed input)
+python -m standin destroy --stack local   # `pulumi destroy` (`down` is its alias)
+python -m standin refresh --stack local   # `pulumi refresh`; `up --refresh`, `--target`,
+                                          # `--target-dependents`, `--replace` as `pulumi up`
+python -m standin stack output [NAME] [--json] --stack local   # `pulumi stack output`
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import sys
 from pathlib import Path
 
+from overlaylab.config import parse
+from overlaylab.errors import ConfigError
 from overlaylab.netrule import RouteGuard
 from overlaylab.stackconfig import raw_from_file
-from standin import state
+from standin import interrupt, state
 from standin.commands import KEYS, SECRETS
 from standin.executor import destroy
 from standin.plan import Step, render, summary, timeline
@@ -26,14 +31,23 @@ from standin.refresh import refresh
 from standin.state import DEFAULT_STATE_DIR
 
 DESCRIPTION = (
-    "A test-only stand-in for the Pulumi engine: runs the real program and performs it for real."
+    "The engine stand-in: runs the project's Pulumi program and performs it for real, with the "
+    "Pulumi CLI's verbs (docs/standin.md)."
 )
+VERBS = ("up", "preview", "destroy", "down", "refresh", "stack")
+#: Verbs that change the machine: the local transport's namespaces, bridge and daemons, and the
+#: state under /var/lib/overlaylab, need root.
+CHANGING = ("up", "destroy", "down", "refresh")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m standin", description=DESCRIPTION)
-    p.add_argument("action", choices=["up", "down", "preview", "refresh"])
-    p.add_argument("--stack", default="local")
+    p.add_argument("action", choices=VERBS)
+    p.add_argument("rest", nargs="*", help="for `stack`: output [NAME]")
+    p.add_argument("--stack", "-s", default="local")
+    p.add_argument("--config-file", type=Path, help="the stack's config file, in place of "
+                   "stacks/Pulumi.STACK.yaml (as `pulumi --config-file`)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="`stack output`: as JSON")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     p.add_argument("--ssh-key", type=Path, help="private key of an ssh stack (its sshPrivateKey)")
     p.add_argument("--diff", action="store_true", help="show each changed input: old => new")
@@ -56,17 +70,46 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Each step's line as it ends, piped (tee, a CI log) or not.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     args = _parser().parse_args(argv)
-    raw = raw_from_file(args.stack)
+    state_file = args.state_dir / f"{args.stack}.json"
+    if args.action == "stack":
+        return _stack_output(args.rest, state_file, args.json)
+    try:
+        raw = raw_from_file(args.stack, args.config_file)
+        # Checked before anything runs: one line, nothing changed (the program checks it too).
+        secrets = {"sshPrivateKey": args.ssh_key.read_text()} if args.ssh_key else {}
+        shown = args.config_file or f"stacks/Pulumi.{args.stack}.yaml"
+        parse({**raw, **secrets}, str(shown))
+    except (ConfigError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    transport = (raw.get("lab") or {}).get("transport", "local")
+    if args.action in CHANGING and transport == "local" and os.geteuid() != 0:
+        print(
+            f"error: `{args.action}` of a local stack makes namespaces, a bridge and daemons on "
+            f"this machine: run it as root (sudo venv/bin/python -m standin {args.action} "
+            f"--stack {args.stack})",
+            file=sys.stderr,
+        )
+        return 2
+    if not _writable(args.state_dir) and args.action in CHANGING:
+        print(
+            f"error: cannot write the stack's state in {args.state_dir}: run as root, or give "
+            "--state-dir a directory of yours",
+            file=sys.stderr,
+        )
+        return 2
+    interrupt.install()
     bridge = (raw.get("lab") or {}).get("bridge")
     guard = RouteGuard(bridge) if bridge else None
-    secrets = {"sshPrivateKey": args.ssh_key.read_text()} if args.ssh_key else {}
     for v in secrets.values():
         KEYS.add(v)
         SECRETS.remember(v)  # a delete's secret environment (the identity's key)
-    state_file = args.state_dir / f"{args.stack}.json"
     become_subreaper()
-    if args.action == "down":
+    if args.action in ("down", "destroy"):
         return _down(args.stack, state_file, guard, args.timeline)
     old = state.load(state_file)
     pending = state.load_pending(state_file)
@@ -99,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Resources: {summary(run.steps)}")
     if args.timeline and not preview:
         _print_timeline(run.steps)
+    if run.error is None and not preview and run.outputs is not None:
+        state.save_outputs(state_file, run.outputs)
     return _report(args.stack, run)
 
 
@@ -152,11 +197,19 @@ def _print_timeline(steps: list[Step]) -> None:
 def _report(stack: str, run: Run) -> int:
     """What `up` or `preview` did, the stack's outputs and the validator's report."""
     preview = run.engine.preview
+    if isinstance(run.error, interrupt.Interrupted) or interrupt.STOP.is_set():
+        print(
+            f"{'preview' if preview else 'up'} interrupted after {run.seconds:.1f}s: the steps "
+            f"in flight finished and the state keeps what exists; run `up` again to go on, or "
+            f"`python -m standin destroy --stack {stack}` to remove it",
+            file=sys.stderr,
+        )
+        return 1
     if run.error is not None:
         print(f"error: {run.error}", file=sys.stderr)
         print(
             f"{'preview' if preview else 'up'} failed after {run.seconds:.1f}s; the state "
-            f"keeps what exists: fix and run `up` again, or `python -m standin down "
+            f"keeps what exists: fix and run `up` again, or `python -m standin destroy "
             f"--stack {stack}` to remove it",
             file=sys.stderr,
         )
@@ -165,6 +218,50 @@ def _report(stack: str, run: Run) -> int:
     report = outputs.pop("validationReport", None)
     print(json.dumps(outputs, indent=2, default=str))
     if isinstance(report, str):
+        changed = [st for st in run.steps if st.kind != "same"]
+        if not changed and not preview:
+            made = report.rstrip().rsplit(", at ", 1)
+            when = f" made at {made[1]}" if len(made) == 2 else ""
+            print(
+                f"\nno change: nothing ran. The validation report below is the last one{when}, "
+                f"not a check of the lab now: `python -m overlaylab.validate --stack {stack}` "
+                "checks it"
+            )
         print(f"\nvalidation report:\n{report}")
     print(f"{'preview' if preview else 'up'} done in {run.seconds:.1f}s")
+    return 0
+
+
+def _writable(d: Path) -> bool:
+    """The state directory, or the nearest existing one above it, can be written here."""
+    while not d.exists() and d != d.parent:
+        d = d.parent
+    return os.access(d, os.W_OK)
+
+
+def _stack_output(rest: list[str], state_file: Path, as_json: bool) -> int:
+    """`pulumi stack output [NAME] [--json]`: the outputs of the stack's last successful up."""
+    if rest[:1] != ["output"] or len(rest) > 2:
+        print("error: use `stack output [NAME] [--json]`", file=sys.stderr)
+        return 2
+    outputs = state.load_outputs(state_file)
+    if outputs is None:
+        print(f"error: no outputs: {state_file} holds no stack that is up", file=sys.stderr)
+        return 2
+    if len(rest) == 2:
+        if rest[1] not in outputs:
+            print(
+                f"error: no output {rest[1]!r}: the stack has {', '.join(sorted(outputs))}",
+                file=sys.stderr,
+            )
+            return 2
+        value = outputs[rest[1]]
+        print(json.dumps(value, indent=2) if as_json or not isinstance(value, str) else value)
+        return 0
+    if as_json:
+        print(json.dumps(outputs, indent=2))
+    else:
+        for k in sorted(outputs):
+            v = outputs[k]
+            print(f"{k:<20} {v if isinstance(v, str) else json.dumps(v)}")
     return 0

@@ -22,7 +22,7 @@ from pulumi.runtime import mocks as pmocks
 from pulumi.runtime import rpc
 
 from overlaylab.netrule import RouteGuard
-from standin import commands, docker_ops, state
+from standin import commands, docker_ops, interrupt, state
 from standin.diff import Options, has_unknown, options_from_request, with_ignored_changes
 from standin.ops import Context, PartialCreate, ResourceFailed, ResourceType, UnsupportedResource
 from standin.plan import Planner, Step, delete_waves
@@ -130,9 +130,16 @@ class RealEngine(pmocks.Mocks):
 
     def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         with self.lock:
-            failed = self.failed is not None
-        if failed:  # step_executor.go: a failed step cancels the executor; no new step starts
-            raise ResourceFailed(f"{args.name}: not started: an earlier step failed")
+            if self.failed is None and interrupt.STOP.is_set():
+                self.failed = interrupt.Interrupted()
+            failed = self.failed
+        if failed is not None:  # step_executor.go: a cancelled executor starts no new step
+            why = (
+                "interrupted"
+                if isinstance(failed, interrupt.Interrupted)
+                else "an earlier step failed"
+            )
+            raise ResourceFailed(f"{args.name}: not started: {why}")
         try:
             return self._register(args)
         except BaseException as e:
@@ -287,6 +294,9 @@ class RealEngine(pmocks.Mocks):
 
         Nothing is deleted after a failed step (deployment_executor.go: the deletes run only
         once the program ended without one), and no new delete starts after a failed one."""
+        with self.lock:
+            if self.failed is None and interrupt.STOP.is_set():
+                self.failed = interrupt.Interrupted()
         if self.failed is not None:
             return []
         registered = [r.urn for r in self.records]
@@ -319,8 +329,10 @@ class RealEngine(pmocks.Mocks):
         start = time.monotonic()
         opts = Options.from_json(r.options)
         with self.lock:
+            if self.failed is None and interrupt.STOP.is_set():
+                self.failed = interrupt.Interrupted()
             if self.failed is not None:
-                return ""  # not started: an earlier step failed
+                return ""  # not started: an earlier step failed, or interrupted
         try:
             # retain_on_delete: out of the state, left on the host; deleted_with: its delete
             # is the one of what it was deleted with

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from overlaylab.netrule import RouteGuard
-from standin import docker_ops, state
+from standin import docker_ops, interrupt, state
 from standin.engine import delete
 from standin.ops import Context
 from standin.plan import Step
@@ -98,8 +98,11 @@ def _destroy(
 
     failed = threading.Event()
 
+    def stopped() -> bool:
+        return failed.is_set() or interrupt.STOP.is_set()
+
     def timed(rec: Record) -> bool:
-        if failed.is_set():  # step_executor.go executeChain: not started once canceled
+        if stopped():  # step_executor.go executeChain: not started once canceled
             return False
         began = time.monotonic()
         deleted = False
@@ -127,10 +130,12 @@ def _destroy(
     with cf.ThreadPoolExecutor(max_workers=workers) as pool:
         while pending or running:
             # step_executor.go: after a failed step no new step starts; the running ones finish
-            for urn in [u for u in pending if dependents[u] <= done and not failed.is_set()]:
+            for urn in [u for u in pending if dependents[u] <= done and not stopped()]:
                 running[pool.submit(timed, pending.pop(urn))] = urn
             if not running:
-                if not failed.is_set():
+                if interrupt.STOP.is_set():
+                    errors.append(f"interrupted: {len(pending)} deletes not started")
+                elif not failed.is_set():
                     errors.append(f"dependency cycle among {sorted(pending)}")
                 break
             finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)

@@ -118,10 +118,28 @@ def save(state_file: Path, records: list[Record], pending: Sequence[Operation] =
     tmp.replace(state_file)
 
 
+def outputs_file(state_file: Path) -> Path:
+    return state_file.with_suffix(".outputs.json")
+
+
+def save_outputs(state_file: Path, outputs: dict[str, Any]) -> None:
+    """The stack's outputs after an `up` that succeeded (the checkpoint's root Stack outputs),
+    for `stack output`."""
+    tmp = outputs_file(state_file).with_suffix(".tmp")
+    tmp.write_text(json.dumps(outputs, indent=1, default=str))
+    tmp.replace(outputs_file(state_file))
+
+
+def load_outputs(state_file: Path) -> dict[str, Any] | None:
+    f = outputs_file(state_file)
+    return dict(json.loads(f.read_text())) if f.exists() and state_file.exists() else None
+
+
 def forget(state_file: Path) -> None:
     """Remove a destroyed stack's file, and its directories once they are empty."""
     state_file.unlink(missing_ok=True)
     secrets_file(state_file).unlink(missing_ok=True)
+    outputs_file(state_file).unlink(missing_ok=True)
     for d in (state_file.parent, state_file.parent.parent):
         with contextlib.suppress(OSError):
             d.rmdir()

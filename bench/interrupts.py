@@ -1,0 +1,171 @@
+"""Interruptions: `up` and `destroy` killed at random moments, then run again to the end.
+
+    sudo venv/bin/python -m bench.interrupts --kills 30          # 30 of each verb, long form
+    sudo venv/bin/python -m bench.interrupts --kills 5 --seed 1  # the short form CI runs
+
+Each round starts the stand-in's CLI (`python -m standin up` or `destroy`) on a 2-host local
+lab of its own (segment 192.168.224.0/24, no test uses it), sends it SIGINT or SIGKILL after a
+random delay within the verb's measured length, then runs the same verb again to the end:
+- after an `up` killed, the next `up` must reach a validated lab;
+- after a `destroy` killed, the next `destroy` must leave nothing (processes, namespaces,
+  links, mounts, the lab's directories, the stack's state).
+A SIGINT must end the run with one line and no traceback (the steps in flight finish). The
+first round that does not converge stops the loop and keeps its output. Bounded by its
+counts and timeouts; traffic only to the lab's own addresses (the stand-in checks routes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from overlaylab.config import parse
+from overlaylab.config.sample import lab_config
+from overlaylab.leftovers import leftovers
+
+PROJECT = Path(__file__).resolve().parents[1]
+STACK = "intr"
+SEGMENT = "192.168.224"
+RUN_TIMEOUT = 300
+
+
+@dataclass
+class Tally:
+    rounds: list[str] = field(default_factory=list)
+
+    def add(self, verb: str, sig: str, at: float, note: str) -> None:
+        self.rounds.append(f"{verb:<8} {sig:<8} at {at:5.1f}s  {note}")
+
+
+class Lab:
+    def __init__(self, work: Path) -> None:
+        self.cfg: dict[str, Any] = lab_config(2, lab_id=STACK, segment=SEGMENT)
+        self.config_file = work / f"Pulumi.{STACK}.yaml"
+        self.config_file.write_text(
+            json.dumps({"config": {f"overlay-etcd:{k}": v for k, v in self.cfg.items()}})
+        )
+        self.state_dir = work / "state"
+        self.state_file = self.state_dir / f"{STACK}.json"
+
+    def argv(self, verb: str) -> list[str]:
+        return [
+            *(sys.executable, "-m", "standin", verb, "--stack", STACK),
+            *("--config-file", str(self.config_file), "--state-dir", str(self.state_dir)),
+        ]
+
+    def run(self, verb: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(verb), capture_output=True, text=True, cwd=PROJECT, timeout=RUN_TIMEOUT,
+            check=False,
+        )  # fmt: skip
+
+    def interrupted(self, verb: str, delay: float, sig: signal.Signals) -> tuple[int, str]:
+        proc = subprocess.Popen(
+            self.argv(verb), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=PROJECT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            out, err = proc.communicate(timeout=delay)
+            return proc.returncode, "finished before the signal\n" + err
+        except subprocess.TimeoutExpired:
+            proc.send_signal(sig)
+        out, err = proc.communicate(timeout=RUN_TIMEOUT)
+        return proc.returncode, out + err
+
+    def left(self) -> list[str]:
+        found = leftovers(parse(self.cfg, "interrupts config"))
+        if self.state_file.exists():
+            found.append(f"state {self.state_file}")
+        return found
+
+
+def _sigint_ok(rc: int, text: str) -> str:
+    """A SIGINT ends the run with one line and no traceback ('' when it did)."""
+    if "finished before the signal" in text:
+        return ""
+    if "Traceback" in text:
+        return "a traceback after SIGINT:\n" + text[-3000:]
+    if "interrupted" not in text:
+        return "no 'interrupted' line after SIGINT:\n" + text[-3000:]
+    return ""
+
+
+def measure(lab: Lab) -> tuple[float, float]:
+    start = time.monotonic()
+    res = lab.run("up")
+    up = time.monotonic() - start
+    if res.returncode != 0:
+        raise SystemExit(f"the first up failed:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
+    start = time.monotonic()
+    res = lab.run("destroy")
+    down = time.monotonic() - start
+    if res.returncode != 0 or lab.left():
+        raise SystemExit(f"the first destroy failed: {lab.left()}\n{res.stderr[-3000:]}")
+    return up, down
+
+
+def loop(kills: int, seed: int, work: Path) -> tuple[Tally, str]:
+    rng = random.Random(seed)
+    lab = Lab(work)
+    up_s, down_s = measure(lab)
+    tally = Tally()
+    print(f"measured: up {up_s:.1f}s, destroy {down_s:.1f}s", flush=True)
+    for i in range(kills):
+        for verb, length in (("up", up_s), ("destroy", down_s)):
+            if verb == "destroy":  # a lab to destroy: up to the end first
+                res = lab.run("up")
+                if res.returncode != 0:
+                    return tally, f"round {i}: up before the destroy failed:\n{res.stderr[-3000:]}"
+            sig = signal.SIGINT if rng.random() < 0.5 else signal.SIGKILL
+            at = rng.uniform(0.2, length)
+            rc, text = lab.interrupted(verb, at, sig)
+            if sig == signal.SIGINT and (why := _sigint_ok(rc, text)):
+                return tally, f"round {i} {verb}: {why}"
+            res = lab.run(verb)
+            if res.returncode != 0:
+                return tally, (f"round {i}: {verb} after {sig.name} at {at:.1f}s did not "
+                               f"converge:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")  # fmt: skip
+            if verb == "up" and " 0 failed" not in res.stdout:
+                return tally, f"round {i}: up converged without a validation:\n{res.stdout[-2000:]}"
+            if verb == "destroy" and (left := lab.left()):
+                return tally, f"round {i}: destroy after {sig.name} at {at:.1f}s left {left}"
+            tally.add(verb, sig.name, at, "converged")
+            print(tally.rounds[-1], flush=True)
+    res = lab.run("destroy")
+    if res.returncode != 0 or lab.left():
+        return tally, f"the last destroy left {lab.left()}: {res.stderr[-2000:]}"
+    return tally, ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.interrupts", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--kills", type=int, default=30, help="interruptions of each verb")
+    p.add_argument("--seed", type=int, default=None)
+    args = p.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    with tempfile.TemporaryDirectory(prefix="interrupts-") as work:
+        tally, failure = loop(args.kills, seed, Path(work))
+        ups = sum(r.startswith("up") for r in tally.rounds)
+        downs = len(tally.rounds) - ups
+        print(f"seed {seed}: {ups} up and {downs} destroy interruptions converged")
+        if failure:
+            print(f"FAILED: {failure}", file=sys.stderr)
+            lab = Lab(Path(work))
+            lab.run("destroy")
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

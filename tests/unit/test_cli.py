@@ -1,0 +1,102 @@
+"""The stand-in's command line as a new user meets it: bad input answers in one line, exit 2,
+and changes nothing; the Pulumi CLI's verbs are there."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def standin(*argv: str, user: int | None = None) -> subprocess.CompletedProcess[str]:
+    prefix = [] if user is None else ["setpriv", f"--reuid={user}", f"--regid={user}",
+                                      "--clear-groups"]  # fmt: skip
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "standin", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=PROJECT,
+        timeout=120,
+    )
+
+
+def one_line_error(res: subprocess.CompletedProcess[str], *words: str) -> str:
+    assert res.returncode == 2, res
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert "Traceback" not in res.stdout + res.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def stack_file() -> Iterator[tuple[str, Path]]:
+    """A stack file of a name no one else uses, removed after the test."""
+    name = f"t{uuid.uuid4().hex[:8]}"
+    path = PROJECT / "stacks" / f"Pulumi.{name}.yaml"
+    yield name, path
+    path.unlink(missing_ok=True)
+
+
+def test_a_stack_that_does_not_exist_names_the_stacks_there(tmp_path: Path) -> None:
+    res = standin("preview", "--stack", "nope", "--state-dir", str(tmp_path))
+    one_line_error(res, "no stack 'nope'", "stacks/Pulumi.nope.yaml", "local")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_malformed_stack_file_says_where(stack_file: tuple[str, Path], tmp_path: Path) -> None:
+    name, path = stack_file
+    path.write_text("config:\n  overlay-etcd:lab: {id: x\n")
+    res = standin("up", "--stack", name, "--state-dir", str(tmp_path))
+    one_line_error(res, "is not valid YAML at line 3", f"Pulumi.{name}.yaml")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_misspelt_key_is_named_with_the_closest_valid_one(
+    stack_file: tuple[str, Path], tmp_path: Path
+) -> None:
+    name, path = stack_file
+    path.write_text(
+        (PROJECT / "stacks" / "Pulumi.local.yaml").read_text() + "  overlay-etcd:hsts: []\n"
+    )
+    res = standin("preview", "--stack", name, "--state-dir", str(tmp_path))
+    one_line_error(res, "overlay-etcd:hsts is not a key", "did you mean overlay-etcd:hosts?")
+
+
+def test_a_local_up_as_a_user_says_run_as_root(tmp_path: Path) -> None:
+    user = None if os.geteuid() != 0 else 65534  # root: drop to nobody for this run
+    res = standin("up", "--stack", "local", "--state-dir", str(tmp_path), user=user)
+    one_line_error(res, "run it as root")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stack_output_without_a_stack_up_says_so(tmp_path: Path) -> None:
+    one_line_error(standin("stack", "output", "--state-dir", str(tmp_path)), "no outputs")
+    one_line_error(standin("stack", "outputs", "--state-dir", str(tmp_path)), "stack output")
+
+
+def test_destroy_is_a_verb_and_down_its_alias() -> None:
+    helptext = standin("--help").stdout
+    for verb in ("up", "preview", "destroy", "down", "refresh", "stack"):
+        assert verb in helptext.split("{", 1)[1].split("}", 1)[0], helptext
+
+
+def test_stack_output_prints_the_last_ups_outputs(tmp_path: Path) -> None:
+    from standin import state
+
+    state.save(tmp_path / "local.json", [])
+    state.save_outputs(tmp_path / "local.json", {"networkId": "abc", "dockerHosts": {"n": "x"}})
+    res = standin("stack", "output", "networkId", "--state-dir", str(tmp_path))
+    assert (res.returncode, res.stdout) == (0, "abc\n"), res
+    res = standin("stack", "output", "--json", "--state-dir", str(tmp_path))
+    assert res.returncode == 0 and '"dockerHosts"' in res.stdout, res
+    one_line_error(standin("stack", "output", "x", "--state-dir", str(tmp_path)), "no output 'x'")
