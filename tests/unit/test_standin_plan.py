@@ -1,5 +1,5 @@
 """The stand-in's planner: steps, delete-first replacements with their dependents, delete waves
-through the whole old graph, and the plan's notation."""
+through direct dependencies, and the plan's notation."""
 
 from __future__ import annotations
 
@@ -115,3 +115,25 @@ def test_the_timeline_orders_what_ran_by_start_and_leaves_out_what_did_not() -> 
     lines = timeline([a, b, c])
     assert [x.split()[-1] for x in lines] == ["early", "late"]
     assert lines[1].split()[:3] == ["2.00", "3.00", "1.00s"]
+
+
+def test_a_component_dependency_counts_its_children_registered_before() -> None:
+    """pulumi/pulumi v3.259.0 pkg/resource/graph/dependency_graph.go:233-246: a dependency on a
+    component is a dependency on its children that precede the resource in the graph."""
+    comp = Entry("comp", "overlay-etcd:x:Comp", custom=False)
+    child = Entry("child", COMMAND, parent="comp", inputs={"create": "a"})
+    user = Entry("user", COMMAND, deps=["comp"], inputs={"create": "b"})
+    old = {e.urn: e for e in (comp, child, user)}
+    waves = [[e.urn for e in w] for w in delete_waves([child, user], old)]
+    assert waves == [["user"], ["child"]]
+
+
+def test_a_delete_first_chain_deletes_in_reverse_graph_order() -> None:
+    """pulumi/pulumi v3.259.0 pkg/resource/deploy/step_generator.go:2081-2083 and 3348: the
+    dependents replaced with a delete-first replacement are deleted one after another, in
+    reverse order of the old graph, even where no direct edge links two of them."""
+    from standin.plan import order_for_delete
+
+    old = {e.urn: e for e in lab()}
+    chain = [old[u] for u in ("etcd1", "dockerd1", "net", "ctr1")]
+    assert [e.urn for e in order_for_delete(chain, old)] == ["ctr1", "net", "dockerd1", "etcd1"]
