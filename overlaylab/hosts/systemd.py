@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from overlaylab import daemonjson, membership
+from overlaylab.defaults import UNDERLAY_MTU
 from overlaylab.errors import DockerError, LabError, PreflightError
 from overlaylab.etcd import EtcdClient
 from overlaylab.hosts import pki, serf
@@ -430,7 +431,7 @@ def engine_id() -> str:
         return proc.stdout.strip()
 
 
-def hosts_unique(reports: Sequence[str], mtu: int = 1500) -> None:
+def hosts_unique(reports: Sequence[str], mtu: int = UNDERLAY_MTU) -> None:
     """Run where pulumi runs, on every host's preflight line: no shared hostname or engine ID,
     and every host's lab interface carrying ``mtu`` (lab.mtu), all alike."""
     seen: dict[str, dict[str, str]] = {"hostname": {}, "engineId": {}}
