@@ -25,6 +25,7 @@ from overlaylab.errors import LabError
 from overlaylab.hosts import identity, netns, pki
 from overlaylab.hosts.base import Host
 from overlaylab.hosts.etcdcheck import etcd_health
+from overlaylab.hosts.member import Member
 from overlaylab.hosts.netns import NamespaceHost
 from overlaylab.hosts.systemd import SystemdHost, hosts_unique
 from overlaylab.hosts.systemd_files import wait_store
@@ -77,12 +78,14 @@ HOST_VERBS: dict[str, Callable[[Host, Args], None]] = {
     "pki-install": lambda h, a: h.pki_install(name=a.name),
     "pki-remove": lambda h, a: h.pki_remove(name=a.name),
     "etcd-up": lambda h, a: h.etcd_up(
-        name=a.name,
-        address=a.address,
-        client_port=a.client_port,
-        peer_port=a.peer_port,
-        token=a.token,
-        initial_cluster=_initial_cluster(a),
+        Member(
+            name=a.name,
+            address=a.address,
+            client_port=a.client_port,
+            peer_port=a.peer_port,
+            token=a.token,
+            initial_cluster=_initial_cluster(a),
+        )
     ),
     "etcd-down": lambda h, a: h.etcd_down(name=a.name),
     "docker-up": lambda h, a: h.docker_up(

@@ -1,6 +1,7 @@
 """The hosts the lab runs on, behind one interface (``base.Host``) with two transports.
 
 - ``base``: the ``Host`` interface, one method per verb the components run on a host.
+- ``member``: one etcd member's lifecycle (found, join, leave), over each transport's seat.
 - ``netns``: ``NamespaceHost``, a host as a network namespace on this machine, and the bridge
   and namespace lifecycle; ``netns_daemons``: its etcd and dockerd as plain processes.
 - ``systemd``: ``SystemdHost``, a real host whose etcd and Docker are systemd units;

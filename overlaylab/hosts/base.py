@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from overlaylab.errors import LabError
+from overlaylab.hosts.member import Member
 
 
 class Host(Protocol):
@@ -33,23 +34,12 @@ class Host(Protocol):
     def pki_remove(self, *, name: str) -> None:
         """Remove what ``pki_install`` installed."""
 
-    def etcd_up(
-        self,
-        *,
-        name: str,
-        address: str,
-        client_port: int,
-        peer_port: int,
-        token: str,
-        initial_cluster: str,
-    ) -> None:
-        """Start this host's member; return once it listens. It founds the cluster with
-        ``initial_cluster`` (static bootstrap) unless a member of it answers healthy: then it
-        joins the running cluster (``member add``, ``--initial-cluster-state existing``)."""
+    def etcd_up(self, m: Member) -> None:
+        """Start this host's member; return once it listens (``member.member_up``)."""
 
     def etcd_down(self, *, name: str) -> None:
-        """Remove the member from its cluster while it runs (``member remove``), stop it and
-        remove its data."""
+        """Remove the member from its cluster while it runs, stop it and remove its data
+        (``member.member_down``)."""
 
     def docker_up(
         self,
@@ -85,9 +75,10 @@ class Host(Protocol):
         """Return once ``container`` resolves every one of ``names``, refreshing the daemon's
         names with an endpoint change when they do not come (``overlaylab.hosts.names``)."""
 
-    # Runtime reconfiguration (join on etcd_up, leave on etcd_down) is the same logic for
-    # both transports, in ``overlaylab.membership``; each transport supplies only how it
-    # reaches etcd. Per-transport MTU is placement (a constructor argument).
+    # The member's lifecycle (found or join on etcd_up, leave on etcd_down) is the same for
+    # both transports, in ``member``; each transport supplies only its seat (``EtcdSeat``:
+    # where the member's files live, how it starts and stops, how etcd is reached).
+    # Per-transport MTU is placement (a constructor argument).
 
 
 def need(verb: str, **placement: str | None) -> list[str]:
