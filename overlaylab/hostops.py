@@ -3,8 +3,9 @@
 Every Pulumi ``Command`` of the program runs ``python -m overlaylab.hostops <verb> ...``, so a
 test that runs the program runs exactly this code. This module is only the command line: it
 parses once (the parser is built from the verbs' records, ``overlaylab.verbs``), builds the
-transport's ``Host`` from the placement flags (``make_host``), and calls the verb's method. A
-verb with no host (the PKI made here, the bridge, the health gate, ...) is a plain function.
+transport's ``HostTransport`` from the placement flags (``make_host``), and calls the verb's
+method. A verb with no host (the PKI made here, the bridge, the health gate, ...) is a plain
+function.
 The verbs themselves live in ``overlaylab.hosts``: on the local transport a host is a network
 namespace on this machine (``hosts.netns``); on a real host the same verbs run there over SSH
 with ``--systemd`` (``hosts.systemd``).
@@ -23,7 +24,7 @@ from collections.abc import Callable, Sequence
 from overlaylab import membership, verbs
 from overlaylab.errors import LabError
 from overlaylab.hosts import identity, netns, pki
-from overlaylab.hosts.base import Host
+from overlaylab.hosts.base import HostTransport
 from overlaylab.hosts.etcdcheck import etcd_health
 from overlaylab.hosts.member import Member
 from overlaylab.hosts.netns import NamespaceHost
@@ -33,7 +34,7 @@ from overlaylab.hosts.systemd_files import wait_store
 Args = argparse.Namespace
 
 
-def make_host(args: Args) -> Host:
+def make_host(args: Args) -> HostTransport:
     """The one place a transport is chosen: the placement flags (``_placement``) name it."""
     if args.systemd:
         return SystemdHost(tls_dir=args.tls_dir)
@@ -71,7 +72,7 @@ def _start_after() -> list[tuple[str, str]]:
 
 
 #: Verbs that act on one host, whatever its transport.
-HOST_VERBS: dict[str, Callable[[Host, Args], None]] = {
+HOST_VERBS: dict[str, Callable[[HostTransport, Args], None]] = {
     "preflight": lambda h, a: h.preflight(
         client_port=a.client_port, peer_port=a.peer_port, address=a.address
     ),

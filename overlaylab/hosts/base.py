@@ -1,11 +1,12 @@
-"""The ``Host`` interface: what the components do on a host, whatever the transport.
+"""The ``HostTransport`` interface: what the components do on a host, whatever the transport.
 
 A verb's own arguments (names, addresses, ports, the image) are method parameters, the same
 for every transport. Where a host is, and how to reach its daemons, is the implementation's
 constructor: ``NamespaceHost(netns=, host_dir=, lab_id=, bridge=, tls_dir=)`` for a namespace
 on this machine, ``SystemdHost(tls_dir=)`` for the machine the verb runs on. So a new verb is
 one method here and one per transport; a new transport is one new class (a module of its own)
-and a branch in ``overlaylab.hostops.make_host``, which builds a Host from the placement flags.
+and a branch in ``overlaylab.hostops.make_host``, which builds a HostTransport from the
+placement flags.
 
 Every method is idempotent: "up" on something that is up and "down" on something that is gone
 are no-ops, so ``pulumi up`` twice and ``destroy`` after a failed ``up`` are harmless. A failed
@@ -21,7 +22,7 @@ from overlaylab.errors import LabError
 from overlaylab.hosts.member import Member
 
 
-class Host(Protocol):
+class HostTransport(Protocol):
     """One host of the lab: an etcd member, a dockerd in its cluster store, the test image."""
 
     def preflight(self, *, client_port: int, peer_port: int, address: str | None = None) -> None:
@@ -52,7 +53,7 @@ class Host(Protocol):
     ) -> None:
         """Run dockerd on ``cluster_store``; return once it has joined (registered, serf on).
         ``start_after``: the (host, advertise) of the daemons that start before this one; it
-        starts once the last of them has joined (``engine.wait_for_turn``)."""
+        starts once the last of them has joined (``dockerd.wait_for_turn``)."""
 
     def docker_down(self, *, hostname: str, advertise: str, etcd_endpoint: str) -> None:
         """Undo ``docker_up``, and delete the daemon's node key from the store."""

@@ -18,7 +18,7 @@ from overlaylab.errors import PreflightError
 from overlaylab.etcd import EtcdClient
 from overlaylab.hosts import member, netns_daemons, pki, serf
 from overlaylab.hosts.base import need
-from overlaylab.hosts.engine import serf_listening, wait_for_turn
+from overlaylab.hosts.dockerd import serf_listening, wait_for_turn
 from overlaylab.hosts.image import image_import, image_remove
 from overlaylab.hosts.names import names_settle
 from overlaylab.hosts.proc import kill, log, run

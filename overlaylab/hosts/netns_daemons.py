@@ -17,7 +17,7 @@ from pathlib import Path
 from overlaylab.errors import DockerError, EtcdError, LabError
 from overlaylab.etcd import EtcdClient
 from overlaylab.hosts import member
-from overlaylab.hosts.engine import docker_api, node_key, serf_listening
+from overlaylab.hosts.dockerd import docker_api, node_key, serf_listening
 from overlaylab.hosts.pki import client_tls, docker_tls_flags, etcd_tls_flags
 from overlaylab.hosts.proc import (
     alive,

@@ -26,7 +26,7 @@ from overlaylab.etcd import EtcdClient, etcd_url
 from overlaylab.hosts import member, pki, serf
 from overlaylab.hosts import systemd_files as files
 from overlaylab.hosts.base import need
-from overlaylab.hosts.engine import SERF_PORT, node_key, serf_listening, wait_for_turn
+from overlaylab.hosts.dockerd import SERF_PORT, node_key, serf_listening, wait_for_turn
 from overlaylab.hosts.image import busybox_rootfs
 from overlaylab.hosts.names import names_settle
 from overlaylab.hosts.proc import log, run, tcp_open, wait_for

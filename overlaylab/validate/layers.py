@@ -37,8 +37,8 @@ from urllib.parse import urlsplit
 import overlaylab.validate.probes as probes
 from overlaylab.defaults import UNDERLAY_MTU, VXLAN_OVERHEAD
 from overlaylab.errors import LabError
-from overlaylab.validate.model import ContainerInfo, Lab, Result, _r
 from overlaylab.validate.overlay import overlay_mtu
+from overlaylab.validate.records import ContainerInfo, Lab, Result, _r
 
 VXLAN_PORT = 4789
 SERF_PORT = 7946
