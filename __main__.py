@@ -37,8 +37,10 @@ from components import (
     ValidationArgs,
 )
 from overlaylab import spec as out
+from overlaylab.defaults import DOCKER_OVERLAY_MTU, UNDERLAY_MTU
 from overlaylab.errors import ConfigError
 from overlaylab.stackconfig import PROJECT_DIR, from_pulumi, package_hash
+from overlaylab.verbs import Placement
 
 try:
     cfg, ssh_key = from_pulumi(pulumi.get_stack())
@@ -48,18 +50,22 @@ except ConfigError as e:
 for warning in cfg.warnings:
     pulumi.log.warn(warning)
 
-tls_flags = ("--tls-dir", cfg.host_pki_dir) if cfg.host_pki_dir else ()
 here = LocalHostCommands(
     python=sys.executable,
     project_dir=str(PROJECT_DIR),
     placements={
-        h.name: (
-            "--netns", h.netns(cfg.lab_id), "--host-dir", cfg.host_dir(h),
-            "--lab-id", cfg.lab_id, "--bridge", cfg.bridge or "", *tls_flags,
+        h.name: tuple(
+            Placement(
+                netns=h.netns(cfg.lab_id),
+                host_dir=cfg.host_dir(h),
+                lab_id=cfg.lab_id,
+                bridge=cfg.bridge or "",
+                tls_dir=cfg.host_pki_dir or None,
+            ).argv()
         )
         for h in cfg.hosts
     },
-)  # fmt: skip
+)
 commands: HostCommands
 provider_ready: tuple[pulumi.Resource, ...] = ()
 if cfg.transport == "local":
@@ -76,7 +82,7 @@ if cfg.transport == "local":
             commands=here,
             pki=tuple(f"{h.name}={h.address}" for h in cfg.hosts) if cfg.pki_dir else (),
             pki_dir=cfg.pki_dir,
-            mtu=cfg.underlay_mtu if cfg.underlay_mtu != 1500 else None,
+            mtu=cfg.underlay_mtu if cfg.underlay_mtu != UNDERLAY_MTU else None,
         ),
     )
     commands = here.with_bases(local_hosts.hosts)  # every verb on a host waits for its netns
@@ -170,8 +176,8 @@ overlay = OverlayNetwork(
         subnet=str(cfg.subnet),
         gateway=cfg.gateway,
         # Docker's option is the VXLAN packets' MTU, the containers get 50 less; left unset
-        # where Docker's own default (1500) gives the overlay MTU, as on a 1500 underlay.
-        mtu=cfg.docker_mtu_option if cfg.docker_mtu_option != 1500 else None,
+        # where Docker's own default gives the overlay MTU, as on an underlay at the default.
+        mtu=cfg.docker_mtu_option if cfg.docker_mtu_option != DOCKER_OVERLAY_MTU else None,
         docker_host=cfg.docker_host(cfg.hosts[0]),
         daemon=engines[cfg.hosts[0].name].daemon,
         engines_joined=[*(e.daemon for e in engines.values()), *serf.checks.values()],

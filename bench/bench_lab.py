@@ -43,7 +43,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 from overlaylab.config import LabConfig, parse  # noqa: E402
 from overlaylab.config.sample import lab_config  # noqa: E402
 from overlaylab.hosts import netns, proc  # noqa: E402
-from overlaylab.hosts.engine import docker_api  # noqa: E402
+from overlaylab.hosts.dockerd import docker_api  # noqa: E402
 from overlaylab.leftovers import leftovers  # noqa: E402
 from overlaylab.netrule import RouteGuard  # noqa: E402
 from overlaylab.spec import OUT_VALIDATION_SPEC  # noqa: E402

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.host_commands import HostCommands
+from overlaylab import verbs
 
 
 @dataclass(frozen=True)
@@ -49,19 +50,18 @@ class DockerEngine(pulumi.ComponentResource):
     ) -> None:
         super().__init__("overlay-etcd:docker:DockerEngine", name, None, opts)
         cmd = args.commands
-        common = [
-            "--hostname",
-            args.hostname,
-            "--advertise",
-            args.advertise,
-            "--etcd-endpoint",
-            args.etcd_endpoint,
-            *cmd.placement(args.hostname),
-        ]
+        where = cmd.placement(args.hostname)
         self.daemon = cmd.command(
             f"{name}-dockerd",
-            ["docker-up", "--cluster-store", args.cluster_store, *common],
-            ["docker-down", *common],
+            verbs.DockerUp(
+                cluster_store=args.cluster_store,
+                hostname=args.hostname,
+                advertise=args.advertise,
+                etcd_endpoint=args.etcd_endpoint,
+            ).argv(where),
+            verbs.DockerDown(
+                hostname=args.hostname, advertise=args.advertise, etcd_endpoint=args.etcd_endpoint
+            ).argv(where),
             host=args.hostname,
             # One daemon after another: Docker 20.10 joins serf once, to one neighbour, when it
             # starts, and never again (libnetwork overlay.go nodeJoin); started together they
@@ -123,21 +123,16 @@ class SerfMesh(pulumi.ComponentResource):
     ) -> None:
         super().__init__("overlay-etcd:docker:SerfMesh", name, None, opts)
         cmd = args.commands
-        peers = [arg for e in args.engines for arg in ("--peer", e.advertise.rsplit(":", 1)[0])]
+        peers = tuple(e.advertise.rsplit(":", 1)[0] for e in args.engines)
         self.checks = {
             e.hostname: cmd.command(
                 f"{name}-{e.hostname}",
-                [
-                    "serf-mesh",
-                    "--hostname",
-                    e.hostname,
-                    "--advertise",
-                    e.advertise,
-                    "--etcd-endpoint",
-                    e.etcd_endpoint,
-                    *peers,
-                    *cmd.placement(e.hostname),
-                ],
+                verbs.SerfMesh(
+                    hostname=e.hostname,
+                    advertise=e.advertise,
+                    etcd_endpoint=e.etcd_endpoint,
+                    peer=peers,
+                ).argv(cmd.placement(e.hostname)),
                 host=e.hostname,
                 triggers=[args.cluster],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.daemons)),

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import pulumi
 
 from components.host_commands import HostCommands
+from overlaylab import verbs
+from overlaylab.etcd import etcd_url
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class EtcdClusterArgs:
     commands: HostCommands
     host_ready: dict[str, pulumi.Resource]
     health_host: str | None = None  # where the gate runs: here (None) or on that host
-    health_timeout: float = 60
+    health_timeout: float = verbs.ETCD_HEALTH_TIMEOUT
     tls_dir: str | None = None  # the lab's CA and client certificate: the gate speaks TLS
     generation: int = 1  # etcd.generation: raised, the cluster is rebuilt
 
@@ -52,11 +54,11 @@ class EtcdCluster(pulumi.ComponentResource):
     ) -> None:
         super().__init__("overlay-etcd:etcd:EtcdCluster", name, None, opts)
         cmd = args.commands
-        scheme = "https" if args.tls_dir else "http"
+        tls = bool(args.tls_dir)
         initial = ",".join(
-            f"{m.name}={scheme}://{m.address}:{args.peer_port}" for m in args.members
+            f"{m.name}={etcd_url(m.address, args.peer_port, tls)}" for m in args.members
         )
-        endpoints = [f"{scheme}://{m.address}:{args.client_port}" for m in args.members]
+        endpoints = [etcd_url(m.address, args.client_port, tls) for m in args.members]
         # Runs before any member: a new token or port is a new cluster, refused here before a
         # member is touched (each would otherwise refuse its data dir half-way).
         #
@@ -69,32 +71,26 @@ class EtcdCluster(pulumi.ComponentResource):
         # running on the same port and join it (`member add` does not check the token).
         self.identity = cmd.command(
             f"{name}-identity",
-            [
-                "etcd-identity",
-                "--token",
-                args.token,
-                "--client-port",
-                str(args.client_port),
-                "--peer-port",
-                str(args.peer_port),
-                "--generation",
-                str(args.generation),
-            ],
+            verbs.EtcdIdentity(
+                token=args.token,
+                client_port=args.client_port,
+                peer_port=args.peer_port,
+                generation=args.generation,
+            ).argv(),
             triggers=[str(args.generation)],
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         self.cluster = self.identity.id
         self.members = {m.name: self._member(name, m, args, initial) for m in args.members}
-        health = ["etcd-health", "--timeout", str(args.health_timeout)]
-        if args.bridge:
-            health += ["--bridge", args.bridge]
-        if args.tls_dir:
-            health += ["--tls-dir", args.tls_dir]
-        for m, e in zip(args.members, endpoints, strict=True):
-            health += ["--endpoint", e, "--name", m.name]
+        health = verbs.EtcdHealth(
+            timeout=args.health_timeout,
+            bridge=args.bridge or None,
+            tls_dir=args.tls_dir or None,
+            member=tuple(zip(endpoints, (m.name for m in args.members), strict=True)),
+        )
         self.healthy = cmd.command(
             f"{name}-healthy",
-            health,
+            health.argv(),
             host=args.health_host,
             triggers=[self.cluster],  # a rebuilt cluster is checked again
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.members.values())),
@@ -116,14 +112,15 @@ class EtcdCluster(pulumi.ComponentResource):
         cmd = args.commands
         return cmd.command(
             f"{name}-{m.name}",
-            [
-                "etcd-up",
-                *("--name", m.name, "--address", m.address, "--token", args.token),
-                *("--client-port", str(args.client_port), "--peer-port", str(args.peer_port)),
-                "--initial-cluster-stdin",
-                *cmd.placement(m.name),
-            ],
-            ["etcd-down", "--name", m.name, *cmd.placement(m.name)],
+            verbs.EtcdUp(
+                name=m.name,
+                address=m.address,
+                token=args.token,
+                client_port=args.client_port,
+                peer_port=args.peer_port,
+                initial_cluster_stdin=True,
+            ).argv(cmd.placement(m.name)),
+            verbs.EtcdDown(name=m.name).argv(cmd.placement(m.name)),
             host=m.name,
             stdin=initial,
             triggers=[self.cluster],

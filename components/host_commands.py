@@ -26,6 +26,7 @@ import pulumi
 from pulumi_command import local, remote
 
 from overlaylab.hosts.systemd_files import REMOTE_LIB
+from overlaylab.verbs import Placement
 
 HOSTOPS = "overlaylab.hostops"
 
@@ -116,7 +117,7 @@ class RemoteHostCommands:
         return replace(self, bases={**self.bases, **bases})
 
     def placement(self, host: str) -> list[str]:
-        return ["--systemd", *(["--tls-dir", self.tls_dir] if self.tls_dir else [])]
+        return Placement(systemd=True, tls_dir=self.tls_dir or None).argv()
 
     def argv(self, module: str, args: Sequence[str]) -> str:
         return f"PYTHONPATH={REMOTE_LIB} python3 -m {module} {shlex.join(args)}"

@@ -8,6 +8,7 @@ import pulumi
 from pulumi_command import local
 
 from components.host_commands import LocalHostCommands
+from overlaylab import verbs
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class LocalHostsArgs:
     commands: LocalHostCommands
     pki: tuple[str, ...] = ()  # NAME=IP per etcd member, for a TLS lab
     pki_dir: str | None = None
-    mtu: int | None = None  # lab.mtu where it is not the kernel's 1500
+    mtu: int | None = None  # lab.mtu where it is not the default (the kernel's)
 
 
 class LocalHosts(pulumi.ComponentResource):
@@ -49,57 +50,45 @@ class LocalHosts(pulumi.ComponentResource):
     ) -> None:
         super().__init__("overlay-etcd:hosts:LocalHosts", name, None, opts)
         cmd = args.commands
-        # Only where lab.mtu is set off the default: a running stack's commands stay the same.
-        mtu_flag = ["--mtu", str(args.mtu)] if args.mtu else []
+        # --mtu only where lab.mtu is set off the default: a running stack's commands stay the
+        # same (args.mtu is None there).
         self.preflight = cmd.command(
-            f"{name}-preflight", ["preflight"], opts=pulumi.ResourceOptions(parent=self)
+            f"{name}-preflight", verbs.Preflight().argv(), opts=pulumi.ResourceOptions(parent=self)
         )
         self.bridge = cmd.command(
             f"{name}-bridge",
-            [
-                "bridge-up",
-                "--bridge",
-                args.bridge,
-                "--address",
-                args.bridge_address,
-                "--prefixlen",
-                str(args.prefixlen),
-                *mtu_flag,
-            ],
-            ["bridge-down", "--bridge", args.bridge],
+            verbs.BridgeUp(
+                bridge=args.bridge,
+                address=args.bridge_address,
+                prefixlen=args.prefixlen,
+                mtu=args.mtu,
+            ).argv(),
+            verbs.BridgeDown(bridge=args.bridge).argv(),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
         )
         before_hosts: list[pulumi.Resource] = [self.bridge]
         self.pki = None
         if args.pki_dir:
-            members = [a for m in args.pki for a in ("--member", m)]
             self.pki = cmd.command(
                 f"{name}-pki",
-                ["pki-up", "--dir", args.pki_dir, *members],
-                ["pki-down", "--dir", args.pki_dir],
+                verbs.PkiUp(dir=args.pki_dir, member=args.pki).argv(),
+                verbs.PkiDown(dir=args.pki_dir).argv(),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
             )
             before_hosts.append(self.pki)
         self.hosts = {
             h.name: cmd.command(
                 f"{name}-{h.name}",
-                [
-                    "host-up",
-                    "--netns",
-                    h.netns,
-                    "--hostname",
-                    h.name,
-                    "--veth",
-                    h.veth,
-                    "--address",
-                    h.address,
-                    "--prefixlen",
-                    str(args.prefixlen),
-                    "--bridge",
-                    args.bridge,
-                    *mtu_flag,
-                ],
-                ["host-down", "--netns", h.netns, "--veth", h.veth],
+                verbs.HostUp(
+                    netns=h.netns,
+                    hostname=h.name,
+                    veth=h.veth,
+                    address=h.address,
+                    prefixlen=args.prefixlen,
+                    bridge=args.bridge,
+                    mtu=args.mtu,
+                ).argv(),
+                verbs.HostDown(netns=h.netns, veth=h.veth).argv(),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=before_hosts),
             )
             for h in args.hosts

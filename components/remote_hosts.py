@@ -9,6 +9,8 @@ import pulumi
 from pulumi_command import remote
 
 from components.host_commands import REMOTE_LIB, RemoteHostCommands
+from overlaylab import verbs
+from overlaylab.defaults import UNDERLAY_MTU
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,7 @@ class RemoteHostsArgs:
     commands: RemoteHostCommands
     pki_dir: str | None = None  # TLS: certificates are made here ...
     addresses: tuple[str, ...] = ()  # each host's lab address (same order as hosts)
-    mtu: int = 1500  # lab.mtu: what each host's interface on the segment must carry
+    mtu: int = UNDERLAY_MTU  # lab.mtu: what each host's interface on the segment must carry
 
 
 class RemoteHosts(pulumi.ComponentResource):
@@ -58,33 +60,26 @@ class RemoteHosts(pulumi.ComponentResource):
         for h in args.hosts:
             self.preflights[h] = cmd.command(
                 f"{name}-{h}-preflight",
-                [
-                    "preflight",
-                    "--systemd",
-                    "--client-port",
-                    str(args.client_port),
-                    "--peer-port",
-                    str(args.peer_port),
-                    # The MTU of the interface holding this address goes into the report.
-                    *(["--address", address[h]] if h in address else []),
-                ],
+                # The MTU of the interface holding the address goes into the report.
+                verbs.Preflight(
+                    client_port=args.client_port, peer_port=args.peer_port, address=address.get(h)
+                ).argv(verbs.Placement(systemd=True).argv()),
                 host=h,
                 opts=pulumi.ResourceOptions(parent=self),
             )
         reports = pulumi.Output.all(*(_stdout(p) for p in self.preflights.values()))
         # Unique hostnames and engine IDs, and one underlay MTU of at least lab.mtu, can only be
         # judged across hosts: one step here, on every host's preflight report, before any host
-        # is changed. --mtu only where lab.mtu is not the verb's default, 1500.
-        mtu_flag = ["--mtu", str(args.mtu)] if args.mtu != 1500 else []
+        # is changed. --mtu only where lab.mtu is not the verb's default (HostsUnique.mtu).
         self.gate = cmd.local.command(
             f"{name}-unique",
-            reports.apply(lambda rs: ["hosts-unique", *rs, *mtu_flag]),
+            reports.apply(lambda rs: verbs.HostsUnique(reports=tuple(rs), mtu=args.mtu).argv()),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.preflights.values())),
         )
         self.identity = cmd.local.command(
             f"{name}-identity",
-            ["ssh-identity", "--file", args.identity_file],
-            ["ssh-identity-remove", "--file", args.identity_file],
+            verbs.SshIdentity(file=args.identity_file).argv(),
+            verbs.SshIdentityRemove(file=args.identity_file).argv(),
             environment={"OVERLAYLAB_SSH_KEY": args.private_key},
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -127,30 +122,26 @@ class RemoteHosts(pulumi.ComponentResource):
     def _pki(self, name: str, args: RemoteHostsArgs, pki_dir: str) -> None:
         """TLS: certificates made here, each host's bundle installed there after the gate."""
         cmd = self.commands
-        members = [
-            a
-            for h, ip in zip(args.hosts, args.addresses, strict=True)
-            for a in ("--member", f"{h}={ip}")
-        ]
+        members = tuple(f"{h}={ip}" for h, ip in zip(args.hosts, args.addresses, strict=True))
         pki = cmd.local.command(
             f"{name}-pki",
-            ["pki-up", "--dir", pki_dir, *members],
-            ["pki-down", "--dir", pki_dir],
+            verbs.PkiUp(dir=pki_dir, member=members).argv(),
+            verbs.PkiDown(dir=pki_dir).argv(),
             opts=pulumi.ResourceOptions(parent=self),
         )
         for h in args.hosts:
             # The bundle holds private keys: its stdout stays a secret in state.
             bundle = cmd.local.command(
                 f"{name}-{h}-pki-bundle",
-                ["pki-bundle", "--dir", pki_dir, "--member", h],
+                verbs.PkiBundle(dir=pki_dir, member=h).argv(),
                 opts=pulumi.ResourceOptions(
                     parent=self, depends_on=[pki], additional_secret_outputs=["stdout"]
                 ),
             )
             self.ready[h] = cmd.command(
                 f"{name}-{h}-pki",
-                ["pki-install", "--name", h, *cmd.placement(h)],
-                ["pki-remove", "--name", h, *cmd.placement(h)],
+                verbs.PkiInstall(name=h).argv(cmd.placement(h)),
+                verbs.PkiRemove(name=h).argv(cmd.placement(h)),
                 host=h,
                 stdin=_stdout(bundle),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gate]),

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.host_commands import HostCommands
+from overlaylab import verbs
 
 #: The seed's container command: a shell that lives forever and ignores nothing.
 KEEPALIVE = ["sh", "-c", "while true; do sleep 3600; done"]
@@ -67,8 +68,8 @@ class TestContainers(pulumi.ComponentResource):
                 placement = args.commands.placement(h.hostname)
                 imp = args.commands.command(
                     f"{name}-{h.hostname}-import",
-                    ["image-import", "--hostname", h.hostname, "--image", args.image, *placement],
-                    ["image-remove", "--hostname", h.hostname, "--image", args.image, *placement],
+                    verbs.ImageImport(hostname=h.hostname, image=args.image).argv(placement),
+                    verbs.ImageRemove(hostname=h.hostname, image=args.image).argv(placement),
                     host=h.hostname,
                     triggers=[args.cluster],
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[h.provider]),
@@ -117,13 +118,13 @@ class TestContainers(pulumi.ComponentResource):
                 continue
             gates[h.hostname] = args.commands.command(
                 f"{name}-{h.hostname}-names",
-                [
-                    "names-settle",
-                    *("--hostname", h.hostname, "--container", here[0]),
-                    *("--network", args.network_name, "--image", args.image),
-                    *(arg for n in others for arg in ("--name", n)),
-                    *args.commands.placement(h.hostname),
-                ],
+                verbs.NamesSettle(
+                    hostname=h.hostname,
+                    container=here[0],
+                    network=args.network_name,
+                    image=args.image,
+                    name=tuple(others),
+                ).argv(args.commands.placement(h.hostname)),
                 host=h.hostname,
                 triggers=ids,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.containers.values())),

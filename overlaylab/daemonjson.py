@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from overlaylab.errors import ConfigError
+from overlaylab.etcd import etcd_url
 
 #: The keys this project owns in daemon.json.
 OWNED = ("cluster-store", "cluster-advertise", "cluster-store-opts")
@@ -73,6 +74,6 @@ def store_endpoints(text: str | None) -> tuple[list[str], dict[str, str] | None]
         return [], None
     opts = conf.get("cluster-store-opts") or {}
     tls = {k: str(opts[k]) for k in TLS_KEYS if opts.get(k)}
-    scheme = "https" if len(tls) == len(TLS_KEYS) else "http"
+    on = len(tls) == len(TLS_KEYS)
     hosts = [h.strip() for h in store.removeprefix("etcd://").split("/")[0].split(",")]
-    return [f"{scheme}://{h}" for h in hosts if h], (tls if scheme == "https" else None)
+    return [etcd_url(h, None, on) for h in hosts if h], (tls if on else None)

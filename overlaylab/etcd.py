@@ -21,6 +21,12 @@ from overlaylab.errors import EtcdError, EtcdRefused
 from overlaylab.netrule import RouteGuard
 
 
+def etcd_url(address: str, port: int | None, tls: bool) -> str:
+    """An etcd member's client or peer URL: the one place its scheme is chosen. No ``port``:
+    ``address`` has it already (``host:port``, as a cluster store names its members)."""
+    return f"{'https' if tls else 'http'}://{address}{'' if port is None else f':{port}'}"
+
+
 @dataclass(frozen=True)
 class V2Node:
     key: str

@@ -2,11 +2,13 @@
 
 Every Pulumi ``Command`` of the program runs ``python -m overlaylab.hostops <verb> ...``, so a
 test that runs the program runs exactly this code. This module is only the command line: it
-parses once, builds the transport's ``Host`` from the placement flags (``make_host``), and
-calls the verb's method. A verb with no host (the PKI made here, the bridge, the health gate,
-...) is a plain function. The verbs themselves live in ``overlaylab.hosts``: on the local
-transport a host is a network namespace on this machine (``hosts.netns``); on a real host the
-same verbs run there over SSH with ``--systemd`` (``hosts.systemd``).
+parses once (the parser is built from the verbs' records, ``overlaylab.verbs``), builds the
+transport's ``HostTransport`` from the placement flags (``make_host``), and calls the verb's
+method. A verb with no host (the PKI made here, the bridge, the health gate, ...) is a plain
+function.
+The verbs themselves live in ``overlaylab.hosts``: on the local transport a host is a network
+namespace on this machine (``hosts.netns``); on a real host the same verbs run there over SSH
+with ``--systemd`` (``hosts.systemd``).
 
 Every verb is idempotent: "up" on something that is up is a no-op, "down" on something that
 is gone is a no-op, so ``pulumi up`` twice and ``destroy`` after a failed ``up`` are harmless.
@@ -19,11 +21,12 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from overlaylab import membership
+from overlaylab import membership, verbs
 from overlaylab.errors import LabError
 from overlaylab.hosts import identity, netns, pki
-from overlaylab.hosts.base import Host
+from overlaylab.hosts.base import HostTransport
 from overlaylab.hosts.etcdcheck import etcd_health
+from overlaylab.hosts.member import Member
 from overlaylab.hosts.netns import NamespaceHost
 from overlaylab.hosts.systemd import SystemdHost, hosts_unique
 from overlaylab.hosts.systemd_files import wait_store
@@ -31,7 +34,7 @@ from overlaylab.hosts.systemd_files import wait_store
 Args = argparse.Namespace
 
 
-def make_host(args: Args) -> Host:
+def make_host(args: Args) -> HostTransport:
     """The one place a transport is chosen: the placement flags (``_placement``) name it."""
     if args.systemd:
         return SystemdHost(tls_dir=args.tls_dir)
@@ -69,19 +72,21 @@ def _start_after() -> list[tuple[str, str]]:
 
 
 #: Verbs that act on one host, whatever its transport.
-HOST_VERBS: dict[str, Callable[[Host, Args], None]] = {
+HOST_VERBS: dict[str, Callable[[HostTransport, Args], None]] = {
     "preflight": lambda h, a: h.preflight(
         client_port=a.client_port, peer_port=a.peer_port, address=a.address
     ),
     "pki-install": lambda h, a: h.pki_install(name=a.name),
     "pki-remove": lambda h, a: h.pki_remove(name=a.name),
     "etcd-up": lambda h, a: h.etcd_up(
-        name=a.name,
-        address=a.address,
-        client_port=a.client_port,
-        peer_port=a.peer_port,
-        token=a.token,
-        initial_cluster=_initial_cluster(a),
+        Member(
+            name=a.name,
+            address=a.address,
+            client_port=a.client_port,
+            peer_port=a.peer_port,
+            token=a.token,
+            initial_cluster=_initial_cluster(a),
+        )
     ),
     "etcd-down": lambda h, a: h.etcd_down(name=a.name),
     "docker-up": lambda h, a: h.docker_up(
@@ -145,97 +150,11 @@ def dispatch(args: Args) -> None:
 # --- command line ----------------------------------------------------------------------------
 
 
-def _placement(p: argparse.ArgumentParser) -> None:
-    """Where a verb acts: a namespace host on this machine, or (--systemd) the host it runs on."""
-    p.add_argument("--systemd", action="store_true", help="act on this systemd-managed host")
-    for a in ("--netns", "--host-dir", "--lab-id", "--bridge", "--tls-dir"):
-        p.add_argument(a)
-
-
-def _required(p: argparse.ArgumentParser, *flags: str) -> None:
-    for a in flags:
-        p.add_argument(a, required=True)
-
-
-def _host_verbs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    pf = sub.add_parser("preflight")
-    pf.add_argument("--client-port", type=int, default=2379)
-    pf.add_argument("--peer-port", type=int, default=2380)
-    pf.add_argument("--address", help="the host's lab address: report its interface's MTU")
-    for verb in ("pki-install", "pki-remove"):
-        _required(sub.add_parser(verb), "--name")
-    e = sub.add_parser("etcd-up")
-    _required(e, "--name", "--address", "--token")
-    # The founding membership: on the command line, or (as the program passes it, so that a
-    # change of it is no change of the command) on stdin.
-    src = e.add_mutually_exclusive_group(required=True)
-    src.add_argument("--initial-cluster")
-    src.add_argument("--initial-cluster-stdin", action="store_true")
-    e.add_argument("--client-port", type=int, required=True)
-    e.add_argument("--peer-port", type=int, required=True)
-    _required(sub.add_parser("etcd-down"), "--name")
-    for verb in ("docker-up", "docker-down"):
-        d = sub.add_parser(verb)
-        _required(d, "--hostname", "--advertise", "--etcd-endpoint")
-        if verb == "docker-up":
-            d.add_argument("--cluster-store", required=True)
-    m = sub.add_parser("serf-mesh", help="wait until dockerd's serf knows every host")
-    _required(m, "--hostname", "--advertise", "--etcd-endpoint")
-    m.add_argument("--peer", action="append", required=True, help="every host's address")
-    m.add_argument("--timeout", type=float, default=60)
-    for verb in ("image-import", "image-remove"):
-        _required(sub.add_parser(verb), "--hostname", "--image")
-    n = sub.add_parser("names-settle", help="a container resolves every other one's name")
-    _required(n, "--hostname", "--container", "--network", "--image")
-    n.add_argument("--name", action="append", required=True, help="every name it must resolve")
-    for verb, p in sub.choices.items():
-        if verb in HOST_VERBS:
-            _placement(p)
-
-
-def _plain_verbs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    u = sub.add_parser("hosts-unique")
-    u.add_argument("reports", nargs="+")
-    u.add_argument("--mtu", type=int, default=1500, help="lab.mtu: each host's interface's least")
-    _required(sub.add_parser("ssh-identity"), "--file")
-    _required(sub.add_parser("ssh-identity-remove"), "--file")
-    k = sub.add_parser("pki-up")
-    k.add_argument("--dir", required=True)
-    k.add_argument("--member", action="append", required=True, help="NAME=IP")
-    _required(sub.add_parser("pki-down"), "--dir")
-    _required(sub.add_parser("pki-bundle"), "--dir", "--member")
-    w = sub.add_parser("wait-store", help="docker.service's ExecStartPre on a systemd host")
-    w.add_argument("--timeout", type=float, default=90)
-    b = sub.add_parser("bridge-up")
-    _required(b, "--bridge", "--address")
-    b.add_argument("--prefixlen", type=int, required=True)
-    b.add_argument("--mtu", type=int, help="the underlay's MTU (lab.mtu); the kernel's if unset")
-    _required(sub.add_parser("bridge-down"), "--bridge")
-    h = sub.add_parser("host-up")
-    _required(h, "--netns", "--hostname", "--veth", "--address", "--bridge")
-    h.add_argument("--prefixlen", type=int, required=True)
-    h.add_argument("--mtu", type=int, help="the underlay's MTU (lab.mtu); the kernel's if unset")
-    _required(sub.add_parser("host-down"), "--netns", "--veth")
-    i = sub.add_parser("etcd-identity", help="the cluster's token and ports; refuses a change")
-    _required(i, "--token")
-    i.add_argument("--client-port", type=int, required=True)
-    i.add_argument("--peer-port", type=int, required=True)
-    i.add_argument("--generation", type=int, default=1, help="etcd.generation, for the message")
-    e = sub.add_parser("etcd-health")
-    e.add_argument("--endpoint", action="append", required=True)
-    e.add_argument("--name", action="append", required=True)
-    e.add_argument("--bridge", help="check routes go through this bridge (local lab)")
-    e.add_argument("--tls-dir", help="the lab's CA and client certificate (TLS lab)")
-    e.add_argument("--timeout", type=float, default=60)
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m overlaylab.hostops", description=__doc__.split("\n")[0]
     )
-    sub = p.add_subparsers(dest="verb", required=True)
-    _host_verbs(sub)
-    _plain_verbs(sub)
+    verbs.add_parsers(p.add_subparsers(dest="verb", required=True))
     return p
 
 

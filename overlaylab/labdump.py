@@ -115,7 +115,7 @@ def serf_view(lines: list[str], hostname: str) -> tuple[str | None, dict[str, st
 
 
 def containers(cfg: LabConfig, host: Host) -> list[dict[str, str]]:
-    from overlaylab.hosts.engine import docker_api
+    from overlaylab.hosts.dockerd import docker_api
 
     out = []
     try:

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from overlaylab.errors import EtcdError, EtcdRefused
-from overlaylab.etcd import EtcdClient
+from overlaylab.etcd import EtcdClient, etcd_url
 
 ClientFor = Callable[[str], EtcdClient]  # client URL -> client (route guard, TLS, timeout)
 
@@ -68,7 +68,7 @@ def parse_cluster(text: str) -> list[tuple[str, str]]:
 def client_url(peer_url: str, client_port: int) -> str:
     """A member's client URL from its peer URL: same scheme and address, the client port."""
     u = urllib.parse.urlsplit(peer_url)
-    return f"{u.scheme}://{u.hostname}:{client_port}"
+    return etcd_url(str(u.hostname), client_port, u.scheme == "https")
 
 
 def find_running(

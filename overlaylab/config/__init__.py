@@ -9,8 +9,8 @@ with one line saying what is wrong and how to fix it. Nothing is created before 
 - :mod:`.values`: the checks of single values the sections share.
 """
 
-from overlaylab.config.model import KEYS, VXLAN_OVERHEAD, Container, Host, LabConfig
+from overlaylab.config.model import KEYS, Container, Host, LabConfig
 from overlaylab.config.sections import parse
 from overlaylab.errors import ConfigError
 
-__all__ = ["KEYS", "VXLAN_OVERHEAD", "ConfigError", "Container", "Host", "LabConfig", "parse"]
+__all__ = ["KEYS", "ConfigError", "Container", "Host", "LabConfig", "parse"]

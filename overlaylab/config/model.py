@@ -10,15 +10,13 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 
+from overlaylab.defaults import UNDERLAY_MTU, VXLAN_OVERHEAD
+from overlaylab.etcd import etcd_url
+
 #: Config keys, under the project's namespace (``overlay-etcd:<key>``).
 #: The Pulumi project's name: the namespace of its config keys.
 PROJECT = "overlay-etcd"
 KEYS = ("lab", "hosts", "etcd", "docker", "network", "containers", "image", "ssh")
-
-#: What VXLAN adds to a container's IP packet on the underlay: the inner Ethernet header 14,
-#: VXLAN 8, UDP 8 and the outer IPv4 header 20.
-#: Docker's overlay driver subtracts the same 50 (libnetwork's ``vxlanEncap``).
-VXLAN_OVERHEAD = 50
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,7 @@ class LabConfig:
     ssh_port: int = 22
     identity_file: str = "~/.overlaylab/seed/id_ssh"
     #: ``lab.mtu``: the MTU of the hosts' own interfaces on the segment (the underlay).
-    underlay_mtu: int = 1500
+    underlay_mtu: int = UNDERLAY_MTU
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -139,10 +137,6 @@ class LabConfig:
         ]
 
     @property
-    def etcd_scheme(self) -> str:
-        return "https" if self.etcd_tls else "http"
-
-    @property
     def pki_dir(self) -> str | None:
         """Where a TLS lab's CA, member and client certificates are made, on the machine that
         runs the program (for ssh stacks beside the identity file)."""
@@ -160,10 +154,10 @@ class LabConfig:
         return "/etc/overlaylab/pki" if self.transport == "ssh" else self.pki_dir
 
     def client_url(self, host: Host) -> str:
-        return f"{self.etcd_scheme}://{host.address}:{self.etcd_client_port}"
+        return etcd_url(host.address, self.etcd_client_port, self.etcd_tls)
 
     def peer_url(self, host: Host) -> str:
-        return f"{self.etcd_scheme}://{host.address}:{self.etcd_peer_port}"
+        return etcd_url(host.address, self.etcd_peer_port, self.etcd_tls)
 
     def initial_cluster(self) -> str:
         return ",".join(f"{h.name}={self.peer_url(h)}" for h in self.hosts)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from overlaylab.config import values as v
-from overlaylab.config.model import KEYS, PROJECT, VXLAN_OVERHEAD, Container, Host, LabConfig
+from overlaylab.config.model import KEYS, PROJECT, Container, Host, LabConfig
+from overlaylab.defaults import ETCD_CLIENT_PORT, ETCD_PEER_PORT, UNDERLAY_MTU, VXLAN_OVERHEAD
 from overlaylab.errors import ConfigError
 
 #: The underlay MTUs ``lab.mtu`` accepts: IPv6's minimum link MTU up to common jumbo frames.
@@ -158,7 +159,7 @@ def _parse_lab(lab: Mapping[str, Any], where: str) -> _Lab:
 
 
 def _parse_underlay_mtu(lab: Mapping[str, Any], where: str) -> int:
-    mtu = v.integer(lab.get("mtu", 1500), "lab.mtu", where)
+    mtu = v.integer(lab.get("mtu", UNDERLAY_MTU), "lab.mtu", where)
     low, high = UNDERLAY_MTU_RANGE
     if not low <= mtu <= high:
         raise ConfigError(
@@ -231,8 +232,8 @@ def _parse_etcd(etcd: Mapping[str, Any], where: str) -> _Etcd:
     # For `generation` a misspelt key would be a rebuild refused for a reason the user cannot see.
     v.known(etcd, _ETCD_KEYS, "etcd.", where)
     token = str(etcd.get("clusterToken", "etcd-cluster"))
-    client_port = v.port(etcd.get("clientPort", 2379), "etcd.clientPort", where)
-    peer_port = v.port(etcd.get("peerPort", 2380), "etcd.peerPort", where)
+    client_port = v.port(etcd.get("clientPort", ETCD_CLIENT_PORT), "etcd.clientPort", where)
+    peer_port = v.port(etcd.get("peerPort", ETCD_PEER_PORT), "etcd.peerPort", where)
     if client_port == peer_port:
         raise ConfigError(f"etcd.clientPort and etcd.peerPort are both {client_port} ({where})")
     tls = etcd.get("tls", False)

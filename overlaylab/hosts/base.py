@@ -1,11 +1,12 @@
-"""The ``Host`` interface: what the components do on a host, whatever the transport.
+"""The ``HostTransport`` interface: what the components do on a host, whatever the transport.
 
 A verb's own arguments (names, addresses, ports, the image) are method parameters, the same
 for every transport. Where a host is, and how to reach its daemons, is the implementation's
 constructor: ``NamespaceHost(netns=, host_dir=, lab_id=, bridge=, tls_dir=)`` for a namespace
 on this machine, ``SystemdHost(tls_dir=)`` for the machine the verb runs on. So a new verb is
 one method here and one per transport; a new transport is one new class (a module of its own)
-and a branch in ``overlaylab.hostops.make_host``, which builds a Host from the placement flags.
+and a branch in ``overlaylab.hostops.make_host``, which builds a HostTransport from the
+placement flags.
 
 Every method is idempotent: "up" on something that is up and "down" on something that is gone
 are no-ops, so ``pulumi up`` twice and ``destroy`` after a failed ``up`` are harmless. A failed
@@ -18,9 +19,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from overlaylab.errors import LabError
+from overlaylab.hosts.member import Member
 
 
-class Host(Protocol):
+class HostTransport(Protocol):
     """One host of the lab: an etcd member, a dockerd in its cluster store, the test image."""
 
     def preflight(self, *, client_port: int, peer_port: int, address: str | None = None) -> None:
@@ -33,23 +35,12 @@ class Host(Protocol):
     def pki_remove(self, *, name: str) -> None:
         """Remove what ``pki_install`` installed."""
 
-    def etcd_up(
-        self,
-        *,
-        name: str,
-        address: str,
-        client_port: int,
-        peer_port: int,
-        token: str,
-        initial_cluster: str,
-    ) -> None:
-        """Start this host's member; return once it listens. It founds the cluster with
-        ``initial_cluster`` (static bootstrap) unless a member of it answers healthy: then it
-        joins the running cluster (``member add``, ``--initial-cluster-state existing``)."""
+    def etcd_up(self, m: Member) -> None:
+        """Start this host's member; return once it listens (``member.member_up``)."""
 
     def etcd_down(self, *, name: str) -> None:
-        """Remove the member from its cluster while it runs (``member remove``), stop it and
-        remove its data."""
+        """Remove the member from its cluster while it runs, stop it and remove its data
+        (``member.member_down``)."""
 
     def docker_up(
         self,
@@ -62,7 +53,7 @@ class Host(Protocol):
     ) -> None:
         """Run dockerd on ``cluster_store``; return once it has joined (registered, serf on).
         ``start_after``: the (host, advertise) of the daemons that start before this one; it
-        starts once the last of them has joined (``engine.wait_for_turn``)."""
+        starts once the last of them has joined (``dockerd.wait_for_turn``)."""
 
     def docker_down(self, *, hostname: str, advertise: str, etcd_endpoint: str) -> None:
         """Undo ``docker_up``, and delete the daemon's node key from the store."""
@@ -85,9 +76,10 @@ class Host(Protocol):
         """Return once ``container`` resolves every one of ``names``, refreshing the daemon's
         names with an endpoint change when they do not come (``overlaylab.hosts.names``)."""
 
-    # Runtime reconfiguration (join on etcd_up, leave on etcd_down) is the same logic for
-    # both transports, in ``overlaylab.membership``; each transport supplies only how it
-    # reaches etcd. Per-transport MTU is placement (a constructor argument).
+    # The member's lifecycle (found or join on etcd_up, leave on etcd_down) is the same for
+    # both transports, in ``member``; each transport supplies only its seat (``EtcdSeat``:
+    # where the member's files live, how it starts and stops, how etcd is reached).
+    # Per-transport MTU is placement (a constructor argument).
 
 
 def need(verb: str, **placement: str | None) -> list[str]:

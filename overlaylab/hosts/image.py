@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path
 
 from overlaylab.errors import PreflightError
-from overlaylab.hosts.engine import docker_api
+from overlaylab.hosts.dockerd import docker_api
 from overlaylab.hosts.proc import log, run
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from overlaylab.errors import PreflightError
 from overlaylab.etcd import EtcdClient
-from overlaylab.hosts import netns_daemons, pki, serf
+from overlaylab.hosts import member, netns_daemons, pki, serf
 from overlaylab.hosts.base import need
-from overlaylab.hosts.engine import serf_listening, wait_for_turn
+from overlaylab.hosts.dockerd import serf_listening, wait_for_turn
 from overlaylab.hosts.image import image_import, image_remove
 from overlaylab.hosts.names import names_settle
 from overlaylab.hosts.proc import kill, log, run
@@ -163,31 +163,14 @@ class NamespaceHost:
         (directory,) = need("pki-remove", tls_dir=self.tls_dir)
         pki.pki_remove(name=name, directory=directory)
 
-    def etcd_up(
-        self,
-        *,
-        name: str,
-        address: str,
-        client_port: int,
-        peer_port: int,
-        token: str,
-        initial_cluster: str,
-    ) -> None:
+    def etcd_up(self, m: member.Member) -> None:
         netns, host_dir, bridge = need(
             "etcd-up", netns=self.netns, host_dir=self.host_dir, bridge=self.bridge
         )
-        netns_daemons.etcd_up(
-            netns=netns,
-            name=name,
-            address=address,
-            client_port=client_port,
-            peer_port=peer_port,
-            token=token,
-            initial_cluster=initial_cluster,
-            host_dir=host_dir,
-            bridge=bridge,
-            tls_dir=self.tls_dir,
+        seat = netns_daemons.NamespaceEtcd(
+            netns=netns, host_dir=host_dir, bridge=bridge, tls_dir=self.tls_dir
         )
+        member.member_up(seat, m)
 
     def serf_mesh(
         self, *, hostname: str, advertise: str, etcd_endpoint: str, peers: list[str], timeout: float
@@ -205,9 +188,10 @@ class NamespaceHost:
 
     def etcd_down(self, *, name: str) -> None:
         (host_dir,) = need("etcd-down", host_dir=self.host_dir)
-        netns_daemons.etcd_down(
-            name=name, host_dir=host_dir, bridge=self.bridge, tls_dir=self.tls_dir
+        seat = netns_daemons.NamespaceEtcd(
+            netns=self.netns, host_dir=host_dir, bridge=self.bridge, tls_dir=self.tls_dir
         )
+        member.member_down(seat, name)
 
     def docker_up(
         self,

@@ -8,18 +8,16 @@ etcd's data, dockerd's data-root and exec-root; teardown removes all of it.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
 import time
 from pathlib import Path
 
-from overlaylab import membership
 from overlaylab.errors import DockerError, EtcdError, LabError
 from overlaylab.etcd import EtcdClient
-from overlaylab.hosts.engine import docker_api, node_key, serf_listening
-from overlaylab.hosts.etcdcheck import refuse_foreign_data_dir
+from overlaylab.hosts import member
+from overlaylab.hosts.dockerd import docker_api, node_key, serf_listening
 from overlaylab.hosts.pki import client_tls, docker_tls_flags, etcd_tls_flags
 from overlaylab.hosts.proc import (
     alive,
@@ -70,6 +68,83 @@ def etcd_argv(
     ]
 
 
+class NamespaceEtcd:
+    """The member as a process in the namespace ``netns``, its files in ``host_dir``
+    (``member.EtcdSeat``); ``bridge``: the route guard for what this machine sends to etcd."""
+
+    listen_timeout = 30.0
+    clean_failed_start = True
+
+    def __init__(
+        self, *, netns: str | None, host_dir: str, bridge: str | None, tls_dir: str | None
+    ) -> None:
+        self.netns, self.base, self.tls_dir = netns, Path(host_dir), tls_dir
+        self.guard = RouteGuard(bridge) if bridge else None
+        self.data, self.marker = self.base / "etcd", self.base / "etcd-cluster.json"
+        self.pidfile, self.logfile = self.base / "etcd.pid", self.base / "etcd.log"
+        self.tls = bool(tls_dir)
+        self._ctx = client_tls(tls_dir)
+        self._started: tuple[int, list[str], member.Start] | None = None
+
+    def prepare(self) -> None:
+        pass
+
+    def start(self, start: member.Start) -> str:
+        pid = pid_of(self.pidfile, "etcd")
+        argv: list[str] = []
+        if pid is None:
+            if self.netns is None:
+                raise LabError("etcd-up on a local namespace host needs --netns")
+            argv = nsenter(self.netns) + etcd_argv(
+                name=start.member.name,
+                data=self.data,
+                client=start.client,
+                peer=start.peer,
+                loopback=start.loopback,
+                token=start.member.token,
+                initial_cluster=start.initial_cluster,
+                tls_dir=self.tls_dir,
+                state=start.state,
+            )
+            pid = spawn(argv, self.logfile)
+            self.pidfile.write_text(str(pid))
+            how = f"started (pid {pid})"
+        else:
+            how = f"already running (pid {pid})"
+        self._started = (pid, argv, start)
+        return f"{how} on {start.client}"
+
+    def listening(self) -> bool:
+        assert self._started is not None, "listening() before start()"
+        pid, argv, start = self._started
+        m = start.member
+        if not alive(pid):
+            raise EtcdError(f"etcd {m.name} exited at start: {log_error(self.logfile)}", argv)
+        return tcp_open(m.address, m.client_port, self.guard)
+
+    def client_for(self, url: str) -> EtcdClient:
+        return EtcdClient(url, self.guard, timeout=2, tls=self._ctx)
+
+    def own(self, client_url: str) -> EtcdClient:
+        return self.client_for(client_url)
+
+    def ours(self) -> bool:
+        return True  # every file below host_dir is this lab's
+
+    def stop(self, name: str) -> None:
+        pid = pid_of(self.pidfile, "etcd")
+        if pid is not None:
+            # Its data is deleted next, so a graceful stop buys nothing; and a leader whose
+            # peers are already gone spends seconds trying to hand over leadership first.
+            stop(pid, f"etcd {name}", grace=1)
+
+    def remove(self) -> str:
+        for f in (self.pidfile, self.logfile):
+            f.unlink(missing_ok=True)
+        remove_if_empty(self.base)
+        return "its pid file and log too"
+
+
 def etcd_up(
     *,
     netns: str,
@@ -83,96 +158,17 @@ def etcd_up(
     bridge: str,
     tls_dir: str | None = None,
 ) -> None:
-    guard = RouteGuard(bridge)
-    base = Path(host_dir)
-    data, marker = base / "etcd", base / "etcd-cluster.json"
-    pidfile, logfile = base / "etcd.pid", base / "etcd.log"
-    scheme = "https" if tls_dir else "http"
-    client = f"{scheme}://{address}:{client_port}"
-    peer = f"{scheme}://{address}:{peer_port}"
-    identity = {"name": name, "token": token, "client": client}
-    refuse_foreign_data_dir(data, marker, identity)
-    if pid_of(pidfile, "etcd") is not None:
-        log(f"etcd {name} already running")
-        return
-    # Found the cluster, or join the one that runs (a host added to a running stack).
-    start = membership.bootstrap(
+    """``member.member_up`` on a namespace host, by keyword (as tests/lab call it)."""
+    m = member.Member(
         name=name,
-        peer_url=peer,
-        founding=membership.parse_cluster(initial_cluster),
+        address=address,
         client_port=client_port,
-        client_for=_client_for(guard, tls_dir),
-    )
-    base.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(identity))
-    argv = nsenter(netns) + etcd_argv(
-        name=name,
-        data=data,
-        client=client,
-        peer=peer,
-        loopback=f"{scheme}://127.0.0.1:{client_port}",
+        peer_port=peer_port,
         token=token,
-        initial_cluster=start.initial_cluster,
-        tls_dir=tls_dir,
-        state=start.state,
+        initial_cluster=initial_cluster,
     )
-    pid = spawn(argv, logfile)
-    pidfile.write_text(str(pid))
-
-    def listening() -> bool:
-        if not alive(pid):
-            raise EtcdError(f"etcd {name} exited at start: {log_error(logfile)}", argv)
-        return tcp_open(address, client_port, guard)
-
-    # Static bootstrap: a member cannot be healthy before a quorum has started, so this waits
-    # only for the listener; the cluster-wide health gate comes after all members.
-    try:
-        wait_for(f"etcd {name} to listen on {client}", listening, 30)
-    except LabError:
-        # A failed create leaves nothing: Pulumi records no resource, so no delete would run,
-        # and the data dir left behind would be refused as another cluster's next time.
-        client_for = _client_for(guard, tls_dir)
-        log(f"etcd {name} did not start: {membership.withdraw(start, peer, client_for)}")
-        etcd_down(name=name, host_dir=host_dir)
-        raise
-    log(f"etcd {name} started (pid {pid}) on {client}, peers {peer}: {start.how}")
-
-
-def etcd_down(
-    *, name: str, host_dir: str, bridge: str | None = None, tls_dir: str | None = None
-) -> None:
-    base = Path(host_dir)
-    pid = pid_of(base / "etcd.pid", "etcd")
-    if pid is not None:
-        # Leave the cluster while still running, so the others shrink their quorum first.
-        log(f"etcd {name}: {_leave(name, base / 'etcd-cluster.json', bridge, tls_dir)}")
-        # Its data is deleted next, so a graceful stop buys nothing; and a leader whose peers
-        # are already gone spends seconds trying to hand over leadership before it exits.
-        stop(pid, f"etcd {name}", grace=1)
-    shutil.rmtree(base / "etcd", ignore_errors=True)
-    for f in ("etcd-cluster.json", "etcd.pid", "etcd.log"):
-        (base / f).unlink(missing_ok=True)
-    remove_if_empty(base)
-    log(f"etcd {name} stopped, data removed")
-
-
-def _client_for(guard: RouteGuard | None, tls_dir: str | None) -> membership.ClientFor:
-    ctx = client_tls(tls_dir)
-    return lambda url: EtcdClient(url, guard, timeout=2, tls=ctx)
-
-
-def _leave(name: str, marker: Path, bridge: str | None, tls_dir: str | None) -> str:
-    try:
-        client = json.loads(marker.read_text())["client"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return "not removed from the cluster (no client address recorded)"
-    guard = RouteGuard(bridge) if bridge else None
-    ctx = client_tls(tls_dir)
-    return membership.leave(
-        name=name,
-        own=EtcdClient(client, guard, timeout=2, tls=ctx),
-        client_for=lambda url: EtcdClient(url, guard, timeout=2, tls=ctx),
-    )
+    seat = NamespaceEtcd(netns=netns, host_dir=host_dir, bridge=bridge, tls_dir=tls_dir)
+    member.member_up(seat, m)
 
 
 # --- dockerd ---------------------------------------------------------------------------------

@@ -19,14 +19,14 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from overlaylab import daemonjson, membership
+from overlaylab import daemonjson
+from overlaylab.defaults import UNDERLAY_MTU
 from overlaylab.errors import DockerError, LabError, PreflightError
-from overlaylab.etcd import EtcdClient
-from overlaylab.hosts import pki, serf
+from overlaylab.etcd import EtcdClient, etcd_url
+from overlaylab.hosts import member, pki, serf
 from overlaylab.hosts import systemd_files as files
 from overlaylab.hosts.base import need
-from overlaylab.hosts.engine import SERF_PORT, node_key, serf_listening, wait_for_turn
-from overlaylab.hosts.etcdcheck import refuse_foreign_data_dir
+from overlaylab.hosts.dockerd import SERF_PORT, node_key, serf_listening, wait_for_turn
 from overlaylab.hosts.image import busybox_rootfs
 from overlaylab.hosts.names import names_settle
 from overlaylab.hosts.proc import log, run, tcp_open, wait_for
@@ -88,85 +88,11 @@ class SystemdHost:
 
     # --- etcd ------------------------------------------------------------------------------------
 
-    def etcd_up(
-        self,
-        *,
-        name: str,
-        address: str,
-        client_port: int,
-        peer_port: int,
-        token: str,
-        initial_cluster: str,
-    ) -> None:
-        scheme = "https" if self.tls_dir else "http"
-        client, peer = f"{scheme}://{address}:{client_port}", f"{scheme}://{address}:{peer_port}"
-        identity = {"name": name, "token": token, "client": client}
-        refuse_foreign_data_dir(files.ETCD_DATA, files.MARKER, identity)
-        if shutil.which("etcd") is None:
-            files.install_etcd()  # preflight checked apt's version
-        start = membership.Bootstrap("new", initial_cluster, "restarting on its data")
-        if not (files.ETCD_DATA / "member").exists():
-            # Found the cluster, or join the one that runs (a host added to a running stack).
-            ctx = pki.client_tls(self.tls_dir)
-            start = membership.bootstrap(
-                name=name,
-                peer_url=peer,
-                founding=membership.parse_cluster(initial_cluster),
-                client_port=client_port,
-                client_for=lambda url: EtcdClient(url, None, timeout=2, tls=ctx),
-            )
-        files.save_original(files.ETCD_DEFAULT, "etcd")
-        files.STATE.mkdir(parents=True, exist_ok=True)
-        files.MARKER.write_text(json.dumps(identity))
-        env = _etcd_env(name, client, peer, f"{scheme}://127.0.0.1:{client_port}", token, start)
-        env.update(_etcd_tls_env(self.tls_dir, name))
-        text = "# Written by overlay-etcd; destroy restores the original.\n" + "".join(
-            f'{k}="{v}"\n' for k, v in env.items()
-        )
-        default = files.ETCD_DEFAULT
-        changed = not default.exists() or default.read_text() != text
-        default.write_text(text)
-        files.dropin(files.ETCD_DROPIN, files.ETCD_DROPIN_TEXT)
-        run(["systemctl", "enable", "etcd"], check=False)
-        active = run(["systemctl", "is-active", "etcd"], check=False).stdout.strip() == "active"
-        if changed or not active:
-            # --no-block: a static member reports ready only once a quorum runs, and the other
-            # members are started by other commands. Debian's own single member (data in
-            # /var/lib/etcd/default) stops here; its data is left alone and comes back on
-            # destroy.
-            run(["systemctl", "restart", "--no-block", "etcd"])
-        try:
-            wait_for(
-                f"etcd {name} to listen on {client}",
-                lambda: tcp_open("127.0.0.1", client_port, None),
-                60,
-            )
-        except LabError:
-            ctx = pki.client_tls(self.tls_dir)
-            said = membership.withdraw(start, peer, lambda u: EtcdClient(u, None, 2, tls=ctx))
-            log(f"etcd {name} did not start: {said}")
-            raise
-        log(
-            f"etcd {name}: systemd unit etcd with {default}, data {files.ETCD_DATA}, "
-            f"peers {peer}: {start.how}"
-        )
+    def etcd_up(self, m: member.Member) -> None:
+        member.member_up(SystemdEtcd(self.tls_dir), m)
 
     def etcd_down(self, *, name: str) -> None:
-        backup = files.BACKUP / f"{files.ETCD_DEFAULT.name}.json"
-        if not files.MARKER.exists() and not backup.exists():
-            log(f"etcd {name}: nothing of this lab on the host")
-            return  # a second destroy must not stop the host's own etcd
-        log(f"etcd {name}: {self._leave(name)}")
-        run(["systemctl", "stop", "etcd"], check=False)
-        files.dropin(files.ETCD_DROPIN, None)
-        shutil.rmtree(files.ETCD_DATA, ignore_errors=True)
-        files.MARKER.unlink(missing_ok=True)
-        meta = files.restore_original(files.ETCD_DEFAULT, "etcd")
-        if files.INSTALLED_ETCD.exists():
-            files.purge_etcd()
-        elif meta is not None:
-            files.unit_back("etcd", meta)
-        log(f"etcd {name}: data removed, {files.ETCD_DEFAULT} and the etcd unit restored")
+        member.member_down(SystemdEtcd(self.tls_dir), name)
 
     # --- dockerd ---------------------------------------------------------------------------------
 
@@ -239,19 +165,6 @@ class SystemdHost:
             self._loopback(_port(etcd_endpoint)).v2_delete(node_key(advertise))
         log(f"dockerd on {hostname}: {files.DAEMON_JSON} restored, docker restarted")
 
-    def _leave(self, name: str) -> str:
-        """Leave the cluster while still running, so the others shrink their quorum first."""
-        try:
-            client = json.loads(files.MARKER.read_text())["client"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return "not removed from the cluster (no client address recorded)"
-        ctx = pki.client_tls(self.tls_dir)
-        return membership.leave(
-            name=name,
-            own=self._loopback(_port(client)),
-            client_for=lambda url: EtcdClient(url, None, timeout=2, tls=ctx),
-        )
-
     def serf_mesh(
         self, *, hostname: str, advertise: str, etcd_endpoint: str, peers: list[str], timeout: float
     ) -> None:
@@ -265,11 +178,7 @@ class SystemdHost:
         )
 
     def _loopback(self, port: int) -> EtcdClient:
-        """This host's own member, on loopback (its certificate covers 127.0.0.1)."""
-        scheme = "https" if self.tls_dir else "http"
-        return EtcdClient(
-            f"{scheme}://127.0.0.1:{port}", None, timeout=3, tls=pki.client_tls(self.tls_dir)
-        )
+        return _loopback(self.tls_dir, port)
 
     # --- image -----------------------------------------------------------------------------------
 
@@ -305,6 +214,79 @@ class SystemdHost:
                      network=network, image=image)  # fmt: skip
 
 
+class SystemdEtcd:
+    """The member as this host's etcd unit, configured in /etc/default/etcd
+    (``member.EtcdSeat``); what it changes there is put back by ``remove``."""
+
+    data, marker = files.ETCD_DATA, files.MARKER
+    listen_timeout = 60.0
+    clean_failed_start = False  # the unit restarts on failure (its drop-in)
+
+    def __init__(self, tls_dir: str | None) -> None:
+        self.tls_dir, self.tls = tls_dir, bool(tls_dir)
+        self._ctx = pki.client_tls(tls_dir)
+        self._port = 0
+
+    def prepare(self) -> None:
+        if shutil.which("etcd") is None:
+            files.install_etcd()  # preflight checked apt's version
+
+    def start(self, start: member.Start) -> str:
+        m = start.member
+        files.save_original(files.ETCD_DEFAULT, "etcd")
+        env = _etcd_env(start)
+        env.update(_etcd_tls_env(self.tls_dir, m.name))
+        text = "# Written by overlay-etcd; destroy restores the original.\n" + "".join(
+            f'{k}="{v}"\n' for k, v in env.items()
+        )
+        default = files.ETCD_DEFAULT
+        changed = not default.exists() or default.read_text() != text
+        default.write_text(text)
+        files.dropin(files.ETCD_DROPIN, files.ETCD_DROPIN_TEXT)
+        run(["systemctl", "enable", "etcd"], check=False)
+        active = run(["systemctl", "is-active", "etcd"], check=False).stdout.strip() == "active"
+        if changed or not active:
+            # --no-block: a static member reports ready only once a quorum runs, and the other
+            # members are started by other commands. Debian's own single member (data in
+            # /var/lib/etcd/default) stops here; its data is left alone and comes back on
+            # destroy.
+            run(["systemctl", "restart", "--no-block", "etcd"])
+        self._port = m.client_port
+        return f"systemd unit etcd with {default}, data {files.ETCD_DATA}"
+
+    def listening(self) -> bool:
+        return tcp_open("127.0.0.1", self._port, None)
+
+    def client_for(self, url: str) -> EtcdClient:
+        return EtcdClient(url, None, timeout=2, tls=self._ctx)
+
+    def own(self, client_url: str) -> EtcdClient:
+        """On loopback (its certificate covers 127.0.0.1)."""
+        return _loopback(self.tls_dir, _port(client_url))
+
+    def ours(self) -> bool:
+        # a second destroy must not stop the host's own etcd
+        return files.MARKER.exists() or (files.BACKUP / f"{files.ETCD_DEFAULT.name}.json").exists()
+
+    def stop(self, name: str) -> None:
+        run(["systemctl", "stop", "etcd"], check=False)
+
+    def remove(self) -> str:
+        files.dropin(files.ETCD_DROPIN, None)
+        meta = files.restore_original(files.ETCD_DEFAULT, "etcd")
+        if files.INSTALLED_ETCD.exists():
+            files.purge_etcd()
+        elif meta is not None:
+            files.unit_back("etcd", meta)
+        return f"{files.ETCD_DEFAULT} and the etcd unit restored"
+
+
+def _loopback(tls_dir: str | None, port: int) -> EtcdClient:
+    """This host's own member, on loopback (its certificate covers 127.0.0.1)."""
+    url = etcd_url("127.0.0.1", port, bool(tls_dir))
+    return EtcdClient(url, None, timeout=3, tls=pki.client_tls(tls_dir))
+
+
 def _port(url: str) -> int:
     return int(url.rstrip("/").rsplit(":", 1)[-1])
 
@@ -313,18 +295,17 @@ def _imported(image: str) -> Path:
     return files.STATE / f"imported-{image.replace('/', '_').replace(':', '_')}"
 
 
-def _etcd_env(
-    name: str, client: str, peer: str, loopback: str, token: str, start: membership.Bootstrap
-) -> dict[str, str]:
+def _etcd_env(start: member.Start) -> dict[str, str]:
     """The member's settings, as /etc/default/etcd's variables."""
+    peer, client = start.peer, start.client
     return {
-        "ETCD_NAME": name,
+        "ETCD_NAME": start.member.name,
         "ETCD_DATA_DIR": str(files.ETCD_DATA),
         "ETCD_LISTEN_PEER_URLS": peer,
         "ETCD_INITIAL_ADVERTISE_PEER_URLS": peer,
-        "ETCD_LISTEN_CLIENT_URLS": f"{client},{loopback}",
+        "ETCD_LISTEN_CLIENT_URLS": f"{client},{start.loopback}",
         "ETCD_ADVERTISE_CLIENT_URLS": client,
-        "ETCD_INITIAL_CLUSTER_TOKEN": token,
+        "ETCD_INITIAL_CLUSTER_TOKEN": start.member.token,
         "ETCD_INITIAL_CLUSTER": start.initial_cluster,
         "ETCD_INITIAL_CLUSTER_STATE": start.state,
         "ETCD_ENABLE_V2": "true",
@@ -430,7 +411,7 @@ def engine_id() -> str:
         return proc.stdout.strip()
 
 
-def hosts_unique(reports: Sequence[str], mtu: int = 1500) -> None:
+def hosts_unique(reports: Sequence[str], mtu: int = UNDERLAY_MTU) -> None:
     """Run where pulumi runs, on every host's preflight line: no shared hostname or engine ID,
     and every host's lab interface carrying ``mtu`` (lab.mtu), all alike."""
     seen: dict[str, dict[str, str]] = {"hostname": {}, "engineId": {}}

@@ -22,6 +22,7 @@ from overlaylab import daemonjson
 from overlaylab.errors import LabError
 from overlaylab.etcd import EtcdClient
 from overlaylab.hosts.proc import log, run, wait_for
+from overlaylab.verbs import STORE_WAIT
 
 #: Where the program copies this package on a host (docker's drop-in runs it from there).
 REMOTE_LIB = "/usr/local/lib/overlaylab"
@@ -53,7 +54,6 @@ RestartSec=2s
 # retries only 20 s later, and a container started meanwhile is announced to the other hosts
 # with no VTEP: they never reach it (seen here as 100% loss after a reboot). So Docker waits
 # for its store to be healthy, bounded, and never fails on it ("-": starts anyway).
-STORE_WAIT = 90
 DROPIN_TEXT = f"""# Written by overlay-etcd; removed on destroy.
 [Unit]
 Wants=etcd.service

@@ -11,13 +11,13 @@ one diagnosis line per broken layer (:mod:`.diagnose`).
     python -m overlaylab.validate --spec-json '{...}'    # what the pulumi step runs
     python -m overlaylab.validate --stack local --junit report.xml
 
-Modules: :mod:`.model` (records, clients), :mod:`.checks` (etcd, keys, network, name rule),
+Modules: :mod:`.records` (records, clients), :mod:`.checks` (etcd, keys, network, name rule),
 :mod:`.layers` (underlay, VXLAN, serf, MTU, sandbox), :mod:`.overlay` (pings, path MTU),
 :mod:`.probes` (in-namespace sockets), :mod:`.diagnose`, :mod:`.report`, :mod:`.cli`.
 """
 
 from overlaylab.validate.diagnose import diagnose
-from overlaylab.validate.model import Lab, Result
+from overlaylab.validate.records import Lab, Result
 from overlaylab.validate.report import as_json, junit, summary
 from overlaylab.validate.run import validate
 

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from overlaylab.errors import LabError
-from overlaylab.validate.model import Lab, Result, _r
+from overlaylab.validate.records import Lab, Result, _r
 
 NETWORK_PREFIX = "/docker/network/v1.0/network/"
 ENDPOINT_PREFIX = "/docker/network/v1.0/endpoint/"

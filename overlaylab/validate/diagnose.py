@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from overlaylab.validate.model import Result
+from overlaylab.validate.records import Result
 
 PREFIX = "diagnosis: "
 

@@ -35,14 +35,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import overlaylab.validate.probes as probes
+from overlaylab.defaults import UNDERLAY_MTU, VXLAN_OVERHEAD
 from overlaylab.errors import LabError
-from overlaylab.validate.model import ContainerInfo, Lab, Result, _r
-from overlaylab.validate.overlay import VXLAN_OVERHEAD, overlay_mtu
+from overlaylab.validate.overlay import overlay_mtu
+from overlaylab.validate.records import ContainerInfo, Lab, Result, _r
 
 VXLAN_PORT = 4789
 SERF_PORT = 7946
 PROBE_TIMEOUT = 1.0
-DEFAULT_OVERLAY_MTU = 1450
+DEFAULT_OVERLAY_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD
 
 
 def _host_pairs(lab: Lab) -> list[tuple[str, str]]:

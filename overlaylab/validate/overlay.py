@@ -15,10 +15,9 @@ import re
 from pathlib import Path
 
 from overlaylab.validate import probes
-from overlaylab.validate.model import ContainerInfo, Lab, Result, _r
+from overlaylab.validate.records import ContainerInfo, Lab, Result, _r
 
 PING_TIMEOUT = 1.0
-VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8
 ICMP_OVERHEAD = 28  # IP 20 + ICMP 8
 
 

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from overlaylab.validate.diagnose import diagnose
-from overlaylab.validate.model import Result
+from overlaylab.validate.records import Result
 
 
 def summary(results: Iterable[Result], seconds: float, at: str | None = None) -> str:

@@ -17,12 +17,12 @@ from overlaylab.validate.checks import (
     check_nodes,
 )
 from overlaylab.validate.layers import check_sandboxes, check_underlay, check_underlay_over_ssh
-from overlaylab.validate.model import Lab, Result, _r
 from overlaylab.validate.overlay import (
     check_connectivity,
     check_path_mtu,
     failed_pairs_across,
 )
+from overlaylab.validate.records import Lab, Result, _r
 
 __all__ = ["validate"]
 

@@ -24,7 +24,7 @@ import pytest
 from overlaylab import spec as out
 from overlaylab.config import LabConfig
 from overlaylab.etcd import EtcdClient
-from overlaylab.hosts.engine import docker_api
+from overlaylab.hosts.dockerd import docker_api
 from overlaylab.netrule import RouteGuard
 from standin.plan import Step, summary
 from tests.labtools import Running, failed_first, kept_up, lab_config, parsed, validate_cli

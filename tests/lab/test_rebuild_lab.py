@@ -23,7 +23,7 @@ import pytest
 from overlaylab import spec as out
 from overlaylab.errors import EtcdError
 from overlaylab.etcd import EtcdClient
-from overlaylab.hosts.engine import docker_api
+from overlaylab.hosts.dockerd import docker_api
 from overlaylab.netrule import RouteGuard
 from standin.plan import summary
 from tests.labtools import Running, kept_up, lab_config, parsed

@@ -29,7 +29,7 @@ from overlaylab import spec as out
 from overlaylab.config import Host, LabConfig
 from overlaylab.errors import LabError
 from overlaylab.etcd import EtcdClient
-from overlaylab.hosts.engine import serf_listening
+from overlaylab.hosts.dockerd import serf_listening
 from overlaylab.hosts.proc import run
 from overlaylab.labdump import dump
 from overlaylab.netrule import RouteGuard

@@ -10,7 +10,7 @@ import pytest
 
 from overlaylab.errors import DockerError, EtcdError
 from overlaylab.etcd import V2Node
-from overlaylab.hosts.engine import wait_for_turn
+from overlaylab.hosts.dockerd import wait_for_turn
 
 N1, N2, N3 = (
     ("docker-node1", "10.9.9.10:2375"),

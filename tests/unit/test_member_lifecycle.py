@@ -1,0 +1,125 @@
+"""The etcd member lifecycle (``overlaylab.hosts.member``) over a fake seat: what both
+transports share, without a process or a network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from overlaylab.errors import EtcdError, LabError
+from overlaylab.etcd import EtcdClient
+from overlaylab.hosts import member
+
+
+class Silent(EtcdClient):
+    """No member answers: the cluster is being founded."""
+
+    def health(self) -> bool:
+        raise EtcdError(f"{self.endpoint} refused")
+
+    def members(self) -> Any:
+        raise EtcdError(f"{self.endpoint} refused")
+
+
+class Seat:
+    listen_timeout = 0.3
+
+    def __init__(self, root: Path, *, listens: bool = True, clean: bool = True) -> None:
+        self.data, self.marker = root / "etcd", root / "etcd-cluster.json"
+        self.tls, self.clean_failed_start, self.listens = False, clean, listens
+        self.calls: list[str] = []
+        self.started: member.Start | None = None
+
+    def prepare(self) -> None:
+        self.calls.append("prepare")
+
+    def start(self, start: member.Start) -> str:
+        self.calls.append("start")
+        self.started = start
+        return "started here"
+
+    def listening(self) -> bool:
+        return self.listens
+
+    def client_for(self, url: str) -> EtcdClient:
+        return Silent(url, None)
+
+    def own(self, client_url: str) -> EtcdClient:
+        self.calls.append(f"own {client_url}")
+        return Silent(client_url, None)
+
+    def ours(self) -> bool:
+        return True
+
+    def stop(self, name: str) -> None:
+        self.calls.append("stop")
+
+    def remove(self) -> str:
+        self.calls.append("remove")
+        return "removed"
+
+
+M = member.Member(
+    name="n1",
+    address="10.1.0.1",
+    client_port=2379,
+    peer_port=2380,
+    token="t",
+    initial_cluster="n1=http://10.1.0.1:2380,n2=http://10.1.0.2:2380",
+)
+
+
+def test_a_first_member_founds_the_cluster_and_records_who_it_is(tmp_path: Path) -> None:
+    seat = Seat(tmp_path)
+    member.member_up(seat, M)
+    assert seat.calls == ["prepare", "start"]
+    assert seat.started is not None and seat.started.state == "new"
+    assert seat.started.initial_cluster == M.initial_cluster
+    assert (seat.started.client, seat.started.loopback) == (
+        "http://10.1.0.1:2379",
+        "http://127.0.0.1:2379",
+    )
+    assert json.loads(seat.marker.read_text()) == {
+        "name": "n1", "token": "t", "client": "http://10.1.0.1:2379",
+    }  # fmt: skip
+
+
+def test_a_member_with_data_restarts_on_it_without_asking_the_cluster(tmp_path: Path) -> None:
+    seat = Seat(tmp_path)
+    (seat.data / "member").mkdir(parents=True)
+    seat.marker.write_text(json.dumps({"name": "n1", "token": "t"}))
+    member.member_up(seat, M)
+    assert seat.started is not None and seat.started.state == "new"
+
+
+def test_another_clusters_data_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    seat = Seat(tmp_path)
+    (seat.data / "member").mkdir(parents=True)
+    seat.marker.write_text(json.dumps({"name": "n1", "token": "other"}))
+    with pytest.raises(EtcdError, match="belongs to another cluster"):
+        member.member_up(seat, M)
+    assert seat.calls == []
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_a_failed_start_leaves_nothing_where_the_seat_says_so(tmp_path: Path, clean: bool) -> None:
+    seat = Seat(tmp_path, listens=False, clean=clean)
+    with pytest.raises(LabError):
+        member.member_up(seat, M)
+    if clean:
+        assert seat.calls[-3:] == ["own http://10.1.0.1:2379", "stop", "remove"]
+        assert not seat.marker.exists()
+    else:
+        assert seat.calls == ["prepare", "start"] and seat.marker.exists()
+
+
+def test_down_leaves_through_its_recorded_client_then_stops_and_removes(tmp_path: Path) -> None:
+    seat = Seat(tmp_path)
+    (seat.data / "member").mkdir(parents=True)
+    seat.marker.write_text(json.dumps({"name": "n1", "token": "t", "client": "http://x:1"}))
+    member.member_down(seat, "n1")
+    assert seat.calls == ["own http://x:1", "stop", "remove"]
+    assert not seat.data.exists() and not seat.marker.exists()
