@@ -215,6 +215,8 @@ def _old_inputs_for_delete(inputs: dict[str, Any], out: dict[str, str]) -> dict[
     (stdin, the whole environment, dir, addPreviousOutputInEnv) and its last outputs
     (local/commandController.go:93-99, remote/commandController.go:86-92)."""
     env = inputs.get("environment") or {}
+    if is_secret(env):  # a map with a secret value is secret as a whole (the SDK marks it)
+        env = {k: {**env, "value": v} for k, v in unwrap(env).items()}
     return {
         "delete": inputs.get("delete"),
         "environment": {k: v for k, v in env.items() if not is_secret(v)},

@@ -123,3 +123,27 @@ def test_an_update_reruns_create_with_the_previous_stdout_and_keeps_the_id() -> 
     rid2, out2 = again.new_resource(_args(COMMAND, {"create": new_create}))
     assert (rid2, out2["stdout"]) == (rid, "first-second")
     assert [s.kind for s in again.planner.steps.values()] == ["update"]
+
+
+def test_a_delete_gets_the_environment_whose_map_is_secret_as_a_whole() -> None:
+    """An environment holding one secret Output arrives as a secret map (the SDK marks the
+    whole object): the delete still runs with each of its values (seen on the SSH stacks'
+    lab-identity, whose environment holds the private key)."""
+    from pulumi.runtime import rpc
+
+    from standin import commands
+    from standin.ops import Context
+    from standin.state import Record
+
+    env = {"K": "key-text", "P": "plain"}
+    secret = {rpc._special_sig_key: rpc._special_secret_sig, "value": env}
+    rec = Record("u", commands.COMMAND, "identity", [], "", "", True)
+    commands.create_local(
+        Context(),
+        rec,
+        {"create": "true", "delete": 'test "$K" = key-text && test "$P" = plain',
+         "environment": secret},
+    )  # fmt: skip
+    kept = repr({k: rec.state[k] for k in ("environment", "secretEnvironment")})
+    assert "key-text" not in kept and "plain" not in kept, kept  # the map is secret
+    commands.delete_local(Context(), rec)
