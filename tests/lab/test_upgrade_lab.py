@@ -1,0 +1,79 @@
+"""A stack brought up by the version before this layout, structure and real-engine work
+(commit 9614f86) plans no change under today's code, and today's destroy removes all of it.
+
+The old version runs from `git archive` of that commit, on the state directory and stack name
+this test gives it; today's stand-in then previews and destroys the same stack from the
+state the old one wrote (the format before pending operations)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from overlaylab.config import parse
+from overlaylab.config.sample import lab_config
+from overlaylab.leftovers import leftovers
+from tests.labtools import require_root
+
+PROJECT = Path(__file__).resolve().parents[2]
+BEFORE = "9614f86"  # main before this session's changes (its stand-in was tests.standin)
+STACK = "upg"
+SEGMENT = "192.168.229"
+
+
+def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=600, check=False)
+
+
+@pytest.fixture
+def old_tree(tmp_path: Path) -> Iterator[Path]:
+    require_root()
+    archive = subprocess.run(
+        ["git", "-C", str(PROJECT), "archive", BEFORE], capture_output=True, check=False
+    )
+    assert archive.returncode == 0, f"git archive {BEFORE}: {archive.stderr.decode()[-500:]}"
+    tree = tmp_path / "before"
+    tree.mkdir()
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(tree, filter="data")
+    yield tree
+
+
+def test_a_stack_up_before_plans_no_change_and_destroys_clean(
+    old_tree: Path, tmp_path: Path
+) -> None:
+    raw: dict[str, Any] = lab_config(2, lab_id=STACK, segment=SEGMENT)
+    text = json.dumps({"config": {f"overlay-etcd:{k}": v for k, v in raw.items()}})
+    (old_tree / "stacks" / f"Pulumi.{STACK}.yaml").write_text(text)
+    config_file = tmp_path / f"Pulumi.{STACK}.yaml"
+    config_file.write_text(text)
+    state = tmp_path / "state"
+    common = ["--stack", STACK, "--state-dir", str(state)]
+    now = [sys.executable, "-m", "standin"]
+    try:
+        up = _run([sys.executable, "-m", "tests.standin", "up", *common], old_tree)
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        assert " 0 failed" in up.stdout, up.stdout[-2000:]
+
+        plan = _run([*now, "preview", *common, "--config-file", str(config_file)], PROJECT)
+        assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
+        summary = re.search(r"Resources: (.*)", plan.stdout)
+        assert summary is not None, plan.stdout[-2000:]
+        assert re.fullmatch(
+            r"0 to create, 0 to update, 0 to replace, 0 to delete, \d+ unchanged", summary[1]
+        ), plan.stdout[-3000:]
+    finally:
+        down = _run([*now, "destroy", *common, "--config-file", str(config_file)], PROJECT)
+        left = leftovers(parse(raw, "upgrade test"))
+    assert down.returncode == 0, down.stdout[-2000:] + down.stderr[-3000:]
+    assert left == [], left
+    assert not (state / f"{STACK}.json").exists()
