@@ -12,7 +12,7 @@ container, and which serf does not know which host.
 
 Docker 20.10 in cluster-store mode learns remote containers only through serf (user events
 "jl" and "peerlookup" queries), and its serf joins a single neighbour once; the findings are
-what show that one host's serf is alone (see README, Troubleshooting).
+what show that one host's serf is alone (see docs/troubleshooting.md).
 """
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 
 Where ``pulumi`` is on PATH, the lab tests bring their stacks up and down through the real
 engine and the real pulumi-command and pulumi-docker providers instead of the engine
-stand-in (``tests/standin/``): same program, same config, same assertions. The backend is
+stand-in (``standin/``): same program, same config, same assertions. The backend is
 a local file backend in a temporary directory; nothing is written to Pulumi Cloud.
 ``OVERLAYLAB_ENGINE=standin`` forces the stand-in, ``OVERLAYLAB_ENGINE=automation`` requires
 the CLI.
 
 Not run where this project is built: the Pulumi CLI and its plugins cannot be installed
-there (see README, "Not yet").
+there (see docs/testing.md).
 """
 
 from __future__ import annotations

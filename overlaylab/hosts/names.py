@@ -5,7 +5,7 @@ endpoint count fires: it lists the network's endpoints in etcd (a quorum read). 
 fails on every member, for instance quorum reads stalled past libkv's 3 s timeout on a loaded
 machine, libnetwork logs it at debug level and never retries (store.go, networkWatchLoop,
 getEndpointsFromStore). The names then stay unknown until the endpoint count changes again
-(`tests/test_faults.py` produces this on demand). This gate finds such a host and makes that
+(`tests/lab/test_faults.py` produces this on demand). This gate finds such a host and makes that
 change itself: a container started on the network and gone, after which every daemon with a
 container on the network lists the endpoints again.
 

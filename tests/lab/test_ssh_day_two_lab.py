@@ -2,7 +2,7 @@
 the program's code changed while it runs, then the first host removed, then destroy; every
 host that leaves is restored byte for byte.
 
-Three Debian 12 hosts under systemd-nspawn (tests/vmhosts.py), as in tests/test_ssh_lab.py,
+Three Debian 12 hosts under systemd-nspawn (tests/vmhosts.py), as in tests/lab/test_ssh_lab.py,
 on their own bridge and segment. The program runs through the engine stand-in on the stack's
 previous state, as `pulumi up` on a running stack would.
 """

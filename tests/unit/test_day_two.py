@@ -177,7 +177,7 @@ def test_a_new_token_plans_the_identity_check_before_any_member(
 ) -> None:
     after = changed(seed_config, etcd={**seed_config["etcd"], "clusterToken": "other"})
     steps = plan(seed_config, after)
-    # The identity command runs first and refuses (tests/test_membership_identity.py); the
+    # The identity command runs first and refuses (tests/unit/test_membership_identity.py); the
     # members wait for it.
     assert steps["etcd-identity"].kind == "update"
     assert steps["etcd-docker-node1"].kind == "update"

@@ -1,4 +1,4 @@
-"""The daemons' start order (``overlaylab.hosts.engine.wait_for_turn``) against a fake store:
+"""The daemons' start order (``overlaylab.hosts.dockerd.wait_for_turn``) against a fake store:
 who waits for whom, when a re-run does not wait, and the one-line error when a daemon before
 it never joins."""
 
