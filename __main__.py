@@ -40,6 +40,8 @@ from overlaylab import spec as out
 from overlaylab.defaults import DOCKER_OVERLAY_MTU, UNDERLAY_MTU
 from overlaylab.errors import ConfigError
 from overlaylab.stackconfig import PROJECT_DIR, from_pulumi, package_hash
+from overlaylab.survey import digest as drift_digest
+from overlaylab.survey import survey
 from overlaylab.verbs import Placement
 
 try:
@@ -49,6 +51,17 @@ except ConfigError as e:
     raise pulumi.RunError(f"invalid config: {e}") from None
 for warning in cfg.warnings:
     pulumi.log.warn(warning)
+# The lab as it is (a Command has no Read): what should be there and is not. Nothing is mended
+# here; the validator runs again, so that `up` says what it finds, not what it last found.
+drift = survey(cfg)
+for finding in drift.findings:
+    pulumi.log.warn(f"drift: {finding}")
+if drift.findings:
+    pulumi.log.warn(
+        f"drift: {len(drift.findings)} finding(s); this run does not mend them, it validates the "
+        "lab again (validate-run) and `up` fails where the validator does: see "
+        "docs/troubleshooting.md#drift"
+    )
 
 here = LocalHostCommands(
     python=sys.executable,
@@ -201,6 +214,24 @@ containers = TestContainers(
     ),
 )
 
+# What `up --replace` mends of the drift: a dead daemon (with its serf check and containers)
+# and a container gone, stopped or detached. An etcd member, a namespace or the bridge is not
+# mended by a replace (a member's replace would remove its data): docs/troubleshooting.md.
+mend: list[pulumi.Resource] = []
+for f in drift.findings:
+    if f.kind == "dockerd" and f.host in engines:
+        mend += [engines[f.host].daemon, serf.checks[f.host]]
+        mend += [containers.containers[c.name] for c in cfg.containers if c.host == f.host]
+    elif f.kind == "container" and f.container in containers.containers:
+        mend.append(containers.containers[f.container])
+if mend:
+    pulumi.Output.all(*(r.urn for r in dict.fromkeys(mend))).apply(
+        lambda urns: pulumi.log.warn(
+            "drift: to mend the daemons and containers, run up with "
+            + " ".join(f"--replace {u}" for u in urns)
+        )
+    )
+
 validation_spec = out.validation_spec(cfg)
 validation = Validation(
     "validate",
@@ -212,7 +243,12 @@ validation = Validation(
             overlay.network,
             *provider_ready,
         ],
-        triggers=[overlay.network_id, *(c.id for c in containers.containers.values())],
+        triggers=[
+            overlay.network_id,
+            *(c.id for c in containers.containers.values()),
+            # only while the lab has drifted: a stack without drift keeps its inputs
+            *([f"drift {drift_digest(drift)}"] if drift.findings else []),
+        ],
         commands=commands,
     ),
 )

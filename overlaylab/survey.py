@@ -1,0 +1,116 @@
+"""The lab as it is, read while the program runs: what of a local lab that should be there is
+not (drift), before the engine plans anything.
+
+The engine believes the stack's state: a Command has no Read, and `pulumi refresh` reads only
+the Docker resources, so a dead etcd member, a dead dockerd or a host's namespace gone plan
+"unchanged" under both the Pulumi CLI and the stand-in. The program therefore looks itself, with
+read-only checks on this machine (files under the lab's state directory, /proc, /run/netns,
+the link table, each live daemon's socket), and says what it found; it never changes anything.
+
+A lab counts as expected once its directory exists (``<stateDir>/<lab id>``): a new stack has
+none, a rebooted machine still has it (on disk) with nothing running. Over SSH nothing is
+surveyed yet (each host would be one more connection per run)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from overlaylab.config import LabConfig
+from overlaylab.hosts.proc import pid_of
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing that should be there and is not."""
+
+    kind: str  # bridge, netns, etcd, dockerd, container
+    text: str
+    host: str = ""
+    container: str = ""
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class Survey:
+    expected: bool
+    """The lab's directory exists: something of this lab was made here before."""
+    findings: tuple[Finding, ...] = field(default_factory=tuple)
+    """One line per thing that should be there and is not."""
+
+
+def survey(cfg: LabConfig) -> Survey:
+    """Read-only: what of this local lab is missing or dead. Empty for a new lab, an SSH lab."""
+    if cfg.transport != "local" or not Path(cfg.state_dir, cfg.lab_id).is_dir():
+        return Survey(expected=False)
+    found: list[Finding] = []
+    links = _links()
+    if cfg.bridge and cfg.bridge not in links:
+        found.append(
+            Finding(
+                "bridge", f"bridge {cfg.bridge} is gone (the machine rebooted, or it was deleted)"
+            )
+        )
+    for h in cfg.hosts:
+        base = Path(cfg.host_dir(h))
+        if not base.is_dir():
+            continue  # not made yet: this host is new to the lab
+        where = f"host {h.name}"
+        if not Path("/run/netns", h.netns(cfg.lab_id)).exists():
+            gone = f"{where}: its network namespace {h.netns(cfg.lab_id)} is gone"
+            found.append(Finding("netns", gone, h.name))
+        if pid_of(base / "etcd.pid", "etcd") is None:
+            lost = "" if (base / "etcd" / "member").is_dir() else ", and its data is gone"
+            found.append(Finding("etcd", f"{where}: its etcd member is not running{lost}", h.name))
+        if pid_of(base / "docker.pid", "dockerd") is None:
+            found.append(Finding("dockerd", f"{where}: its dockerd is not running", h.name))
+            continue
+        found += _containers(cfg, h.name, str(base / "docker.sock"))
+    return Survey(expected=True, findings=tuple(found))
+
+
+def digest(s: Survey) -> str:
+    """The findings as a short digest: a new finding is a new value."""
+    return hashlib.sha256("\n".join(map(str, s.findings)).encode()).hexdigest()[:12]
+
+
+def _links() -> set[str]:
+    res = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=False)
+    try:
+        return {x["ifname"] for x in json.loads(res.stdout or "[]")}
+    except (ValueError, KeyError):
+        return set()
+
+
+def _containers(cfg: LabConfig, host: str, socket: str) -> list[Finding]:
+    """This host's containers through its daemon's socket: there, running, on the overlay."""
+    from overlaylab.hosts.dockerd import docker_api
+
+    found: list[Finding] = []
+    try:
+        api = docker_api(socket, timeout=5)
+        for c in (c for c in cfg.containers if c.host == host):
+            try:
+                info = api.inspect_container(c.name)
+            except Exception:
+                found.append(
+                    Finding("container", f"container {c.name} on {host} is gone", host, c.name)
+                )
+                continue
+            what = ""
+            if not info.get("State", {}).get("Running"):
+                what = "is not running"
+            elif cfg.network_name not in (info.get("NetworkSettings", {}).get("Networks") or {}):
+                what = f"is not attached to {cfg.network_name}"
+            if what:
+                found.append(
+                    Finding("container", f"container {c.name} on {host} {what}", host, c.name)
+                )
+    except Exception as e:  # the daemon's pid is alive but its socket does not answer
+        found.append(Finding("dockerd", f"host {host}: its dockerd does not answer ({e})", host))
+    return found

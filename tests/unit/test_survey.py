@@ -1,0 +1,69 @@
+"""The survey of a local lab (overlaylab.survey), on a lab directory made here: a new lab has
+no findings; one whose directory exists with nothing running has one per missing thing; the
+program then validates again (a drift trigger on validate-run) and says so."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from overlaylab.config import parse
+from overlaylab.survey import survey
+
+
+@pytest.fixture
+def raw(seed_config: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    state = tempfile.mkdtemp(prefix="svy-", dir="/tmp")
+    out = copy.deepcopy(seed_config)
+    out["lab"] = {**out["lab"], "stateDir": state, "bridge": "ovbr-svytest"}
+    yield out
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def test_a_new_lab_has_nothing_to_report(raw: dict[str, Any]) -> None:
+    s = survey(parse(raw, "test"))
+    assert (s.expected, s.findings) == (False, ())
+
+
+def test_a_lab_whose_directory_outlived_it_reports_each_missing_part(raw: dict[str, Any]) -> None:
+    cfg = parse(raw, "test")
+    (Path(cfg.host_dir(cfg.hosts[0])) / "etcd" / "member").mkdir(parents=True)
+    Path(cfg.host_dir(cfg.hosts[1])).mkdir(parents=True)
+    (Path(cfg.host_dir(cfg.hosts[1])) / "etcd.pid").write_text("1")  # alive, but not etcd
+    s = survey(cfg)
+    assert s.expected
+    n1, n2 = (h.name for h in cfg.hosts)
+    assert tuple(map(str, s.findings)) == (
+        "bridge ovbr-svytest is gone (the machine rebooted, or it was deleted)",
+        f"host {n1}: its network namespace seed-{n1} is gone",
+        f"host {n1}: its etcd member is not running",
+        f"host {n1}: its dockerd is not running",
+        f"host {n2}: its network namespace seed-{n2} is gone",
+        f"host {n2}: its etcd member is not running, and its data is gone",
+        f"host {n2}: its dockerd is not running",
+    ), s.findings
+
+
+def test_the_program_validates_again_while_the_lab_has_drifted(
+    raw: dict[str, Any], record_graph: Any
+) -> None:
+    clean = record_graph(raw)
+    assert clean.run.error is None, clean.run.error
+    triggers = clean.named("validate-run").inputs["triggers"]
+    assert not any(str(t).startswith("drift ") for t in triggers), triggers
+    cfg = parse(raw, "test")
+    Path(cfg.host_dir(cfg.hosts[0])).mkdir(parents=True)
+    drifted = record_graph(raw)
+    assert drifted.run.error is None, drifted.run.error
+    again = drifted.named("validate-run").inputs["triggers"]
+    assert [t for t in again if str(t).startswith("drift ")], again
+    # only the validator's inputs change: every other resource is planned as it was
+    before = {r.name: r.inputs for r in clean.resources if r.name != "validate-run"}
+    after = {r.name: r.inputs for r in drifted.resources if r.name != "validate-run"}
+    assert before == after
