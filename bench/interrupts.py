@@ -9,7 +9,9 @@ random delay within the verb's measured length, then runs the same verb again to
 - after an `up` killed, the next `up` must reach a validated lab;
 - after a `destroy` killed, the next `destroy` must leave nothing (processes, namespaces,
   links, mounts, the lab's directories, the stack's state).
-A SIGINT must end the run with one line and no traceback (the steps in flight finish). The
+Pending creates an interrupted run left are cleared with `refresh --clear-pending-creates`
+before the next run, as the engine's warning says (pulumi `up` only warns about them). A
+SIGINT must end the run with one line and no traceback (the steps in flight finish). The
 first round that does not converge stops the loop and keeps its output. Bounded by its
 counts and timeouts; traffic only to the lab's own addresses (the stand-in checks routes).
 """
@@ -62,11 +64,16 @@ class Lab:
             *("--config-file", str(self.config_file), "--state-dir", str(self.state_dir)),
         ]
 
-    def run(self, verb: str) -> subprocess.CompletedProcess[str]:
+    def run(self, verb: str, *extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self.argv(verb), capture_output=True, text=True, cwd=PROJECT, timeout=RUN_TIMEOUT,
-            check=False,
+            [*self.argv(verb), *extra], capture_output=True, text=True, cwd=PROJECT,
+            timeout=RUN_TIMEOUT, check=False,
         )  # fmt: skip
+
+    def pending_creates(self) -> bool:
+        from standin import state
+
+        return any(o.type == state.CREATING for o in state.load_pending(self.state_file))
 
     def interrupted(self, verb: str, delay: float, sig: signal.Signals) -> tuple[int, str]:
         proc = subprocess.Popen(
@@ -130,6 +137,15 @@ def loop(kills: int, seed: int, work: Path) -> tuple[Tally, str]:
             rc, text = lab.interrupted(verb, at, sig)
             if sig == signal.SIGINT and (why := _sigint_ok(rc, text)):
                 return tally, f"round {i} {verb}: {why}"
+            cleared = ""
+            if lab.pending_creates():  # as the engine's warning says: refresh clears them
+                ref = lab.run("refresh", "--clear-pending-creates")
+                if ref.returncode != 0:
+                    return (
+                        tally,
+                        f"round {i}: refresh after {sig.name} failed:\n{ref.stderr[-3000:]}",
+                    )
+                cleared = ", pending creates cleared"
             res = lab.run(verb)
             if res.returncode != 0:
                 return tally, (f"round {i}: {verb} after {sig.name} at {at:.1f}s did not "
@@ -138,7 +154,7 @@ def loop(kills: int, seed: int, work: Path) -> tuple[Tally, str]:
                 return tally, f"round {i}: up converged without a validation:\n{res.stdout[-2000:]}"
             if verb == "destroy" and (left := lab.left()):
                 return tally, f"round {i}: destroy after {sig.name} at {at:.1f}s left {left}"
-            tally.add(verb, sig.name, at, "converged")
+            tally.add(verb, sig.name, at, f"converged{cleared}")
             print(tally.rounds[-1], flush=True)
     res = lab.run("destroy")
     if res.returncode != 0 or lab.left():

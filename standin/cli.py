@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--diff", action="store_true", help="show each changed input: old => new")
     # pulumi v3.259.0 pkg/cmd/pulumi/operations/up.go:799-861
     p.add_argument("--refresh", action="store_true", help="refresh the state before the update")
+    # pulumi v3.259.0 pkg/cmd/pulumi/operations/refresh.go:318-328, 485-487
+    p.add_argument("--clear-pending-creates", action="store_true",
+                   help="refresh: drop the pending creates an interrupted run left")  # fmt: skip
     p.add_argument("--target", "-t", action="append", default=[], metavar="URN",
                    help="update only this resource (repeatable)")  # fmt: skip
     p.add_argument("--target-dependents", action="store_true",
@@ -114,7 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     old = state.load(state_file)
     pending = state.load_pending(state_file)
     if args.action == "refresh" or (args.refresh and args.action == "up"):
-        old = _refresh(args.stack, state_file, old, guard)
+        if args.action == "refresh" and args.clear_pending_creates:
+            dropped = [o for o in pending if o.type == state.CREATING]
+            pending = [o for o in pending if o.type != state.CREATING]
+            for o in dropped:
+                print(f"-  pending create of {o.resource.name} cleared from the state")
+        old = _refresh(args.stack, state_file, old, guard, pending)
         if args.action == "refresh":
             return 0
     preview = args.action == "preview"
@@ -174,16 +182,17 @@ def _down(stack: str, state_file: Path, guard: RouteGuard | None, show_timeline:
     return 0
 
 
-def _refresh(stack: str, state_file: Path, old: list[state.Record], guard: RouteGuard | None
-             ) -> list[state.Record]:  # fmt: skip
-    """Each resource's Read; the state file then holds what they answered."""
+def _refresh(stack: str, state_file: Path, old: list[state.Record], guard: RouteGuard | None,
+             pending: list[state.Operation]) -> list[state.Record]:  # fmt: skip
+    """Each resource's Read; the state file then holds what they answered, and the pending
+    operations it is given (refresh.go: pending creates stay unless cleared)."""
     done = refresh(old, guard)
     for name in done.changed:
         print(f"~  refreshed {name}")
     for name in done.gone:
         print(f"-  {name} is gone: it leaves the state")
-    if old:
-        state.save(state_file, done.records)
+    if old or pending:
+        state.save(state_file, done.records, pending)
     print(f"Refreshed stack {stack}: {len(done.changed)} changed, {len(done.gone)} gone")
     return done.records
 
