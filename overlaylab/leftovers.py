@@ -73,9 +73,10 @@ def _links(cfg: LabConfig) -> list[str]:
 
 def _rules(cfg: LabConfig) -> list[str]:
     """iptables rules of this machine that name the lab's bridge or an address range of its
-    segment (the lab's verbs add none here: any is someone's leftover, e.g. a test's)."""
+    segment (the lab's verbs add none here: any is someone's leftover, e.g. a test's). Only the
+    filter and nat tables: listing another may load its kernel module, a change to the machine."""
     found: list[str] = []
-    for table in ("filter", "nat", "mangle", "raw"):
+    for table in ("filter", "nat"):
         for rule in _out(["iptables", "-t", table, "-S"]).splitlines():
             if any(_names_lab(cfg, word) for word in rule.split()):
                 found.append(f"iptables {table}: {rule}")
