@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
 import json
 import os
 import subprocess
@@ -15,19 +17,22 @@ def leftovers(cfg: LabConfig) -> list[str]:
     found: list[str] = []
     netns = [n.split()[0] for n in _out(["ip", "netns", "list"]).splitlines() if n.strip()]
     found += [f"namespace {n}" for n in netns if n.startswith(f"{cfg.lab_id}-")]
-    links = {x["ifname"] for x in json.loads(_out(["ip", "-j", "link", "show"]) or "[]")}
-    wanted = {cfg.bridge} | {h.veth(cfg.lab_id) for h in cfg.hosts}
-    found += [f"link {n}" for n in sorted(links & wanted)]
+    found += _links(cfg)
+    found += _rules(cfg)
     base = f"{cfg.state_dir}/{cfg.lab_id}"
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
             continue
         try:
-            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            argv = (p / "cmdline").read_bytes().split(b"\0")
             stat = (p / "stat").read_text()
         except OSError:
             continue
-        if base + "/" in cmd and "pytest" not in cmd and "overlaylab.hostops" not in cmd:
+        cmd = b" ".join(argv).decode(errors="replace")
+        # A host verb of this lab still running (a hung one) is a leftover like its daemons;
+        # the process that asks (a test) is not.
+        ours = (base + "/" in cmd and "pytest" not in cmd) or _is_lab_verb(cfg, argv)
+        if ours and int(p.name) != os.getpid():
             found.append(f"process {p.name}: {cmd[:120]}")
         comm = stat[stat.find("(") + 1 : stat.rfind(")")]
         state = stat[stat.rfind(")") + 2 :].split()[0]
@@ -49,6 +54,63 @@ def leftovers(cfg: LabConfig) -> list[str]:
     return found
 
 
+def _links(cfg: LabConfig) -> list[str]:
+    """Veths and bridges by type: a lab's (named ``ov...``/``ovbr-...``, as the hosts' veths and
+    labs' bridges are) or enslaved to this lab's bridge, whatever their names."""
+    found: list[str] = []
+    veths = {h.veth(cfg.lab_id) for h in cfg.hosts}
+    for kind in ("veth", "bridge"):
+        for link in json.loads(_out(["ip", "-j", "link", "show", "type", kind]) or "[]"):
+            name, master = str(link.get("ifname", "")), link.get("master")
+            if kind == "bridge" and (name == cfg.bridge or name.startswith("ovbr-")):
+                found.append(f"link {name} (bridge)")
+            elif kind == "veth" and (name in veths or name.startswith("ov")):
+                found.append(f"link {name} (veth)")
+            elif kind == "veth" and cfg.bridge is not None and master == cfg.bridge:
+                found.append(f"link {name} (veth on {cfg.bridge})")
+    return found
+
+
+def _rules(cfg: LabConfig) -> list[str]:
+    """iptables rules of this machine that name the lab's bridge or an address range of its
+    segment (the lab's verbs add none here: any is someone's leftover, e.g. a test's). Only the
+    filter and nat tables: listing another may load its kernel module, a change to the machine."""
+    found: list[str] = []
+    for table in ("filter", "nat"):
+        for rule in _out(["iptables", "-t", table, "-S"]).splitlines():
+            if any(_names_lab(cfg, word) for word in rule.split()):
+                found.append(f"iptables {table}: {rule}")
+    return found
+
+
+def _names_lab(cfg: LabConfig, word: str) -> bool:
+    if cfg.bridge is not None and word == cfg.bridge:
+        return True
+    try:
+        net = ipaddress.ip_network(word, strict=False)
+    except ValueError:
+        return False
+    return isinstance(net, ipaddress.IPv4Network) and net.subnet_of(cfg.segment)
+
+
+def _is_lab_verb(cfg: LabConfig, argv: list[bytes]) -> bool:
+    """A ``python -m overlaylab.hostops <verb>`` of this lab: it names one of the lab's host
+    dirs, namespaces, its bridge or its id."""
+    words = [a.decode(errors="replace") for a in argv]
+    if "overlaylab.hostops" not in words:
+        return False
+    base = f"{cfg.state_dir}/{cfg.lab_id}/"
+    for flag, value in itertools.pairwise(words):
+        if (
+            value.startswith(base)
+            or (flag == "--lab-id" and value == cfg.lab_id)
+            or (flag == "--bridge" and value == cfg.bridge)
+            or (flag == "--netns" and value.startswith(f"{cfg.lab_id}-"))
+        ):
+            return True
+    return False
+
+
 def _is_ours(p: Path) -> bool:
     try:
         ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -58,4 +120,7 @@ def _is_ours(p: Path) -> bool:
 
 
 def _out(argv: list[str]) -> str:
-    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+    except FileNotFoundError:  # no iptables on this machine: no rules of it either
+        return ""

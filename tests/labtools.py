@@ -87,6 +87,31 @@ class LabRun(Protocol):
     def destroy(self) -> list[str]: ...
 
 
+class DestroyedOnce:
+    """A module fixture's lab run whose ``destroy()`` runs once: a test may take the lab down
+    itself (and assert that), after which the fixture's cleanup gets the same errors back
+    instead of deleting everything a second time from a state that is gone."""
+
+    def __init__(self, run: LabRun) -> None:
+        self.run = run
+        self.outputs = run.outputs
+        self.error = run.error
+        self._errors: list[str] | None = None
+
+    @property
+    def records(self) -> list[Record]:
+        return self.run.records
+
+    @property
+    def inputs(self) -> dict[str, dict[str, Any]]:
+        return self.run.inputs
+
+    def destroy(self) -> list[str]:
+        if self._errors is None:
+            self._errors = self.run.destroy()
+        return self._errors
+
+
 def run_lab(
     raw_config: dict[str, Any],
     stack: str,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,15 +110,20 @@ def make_host(name: str, lab_id: str, address: str, prefixlen: int, pubkey: str)
     if root.exists():
         shutil.rmtree(root)
     root.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["cp", "-a", str(ensure_base()), str(root)], check=True)
-    (root / "etc/hostname").write_text(name + "\n")
-    (root / "etc/systemd/network/10-lab-host0.network").write_text(
-        f"[Match]\nName=host0\n\n[Network]\nAddress={address}/{prefixlen}\nLinkLocalAddressing=no\n"
-    )
-    ssh = root / "root/.ssh"
-    ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
-    (ssh / "authorized_keys").write_text(pubkey.strip() + "\n")
-    (ssh / "authorized_keys").chmod(0o600)
+    try:
+        subprocess.run(["cp", "-a", str(ensure_base()), str(root)], check=True)
+        (root / "etc/hostname").write_text(name + "\n")
+        (root / "etc/systemd/network/10-lab-host0.network").write_text(
+            f"[Match]\nName=host0\n\n[Network]\nAddress={address}/{prefixlen}\n"
+            "LinkLocalAddressing=no\n"
+        )
+        ssh = root / "root/.ssh"
+        ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (ssh / "authorized_keys").write_text(pubkey.strip() + "\n")
+        (ssh / "authorized_keys").chmod(0o600)
+    except BaseException:
+        shutil.rmtree(root.parent, ignore_errors=True)  # a half-made tree; nothing runs in it
+        raise
     return VmHost(name, machine, address, root)
 
 
@@ -247,18 +253,53 @@ class Fleet:
         return res.stdout
 
 
+class Cleanup:
+    """Undo steps, run last in first out, every one of them even when one before fails; then
+    one error naming every step that failed."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, Callable[[], object]]] = []
+
+    def add(self, what: str, step: Callable[[], object]) -> None:
+        self.steps.append((what, step))
+
+    def run(self) -> None:
+        failed: list[str] = []
+        for what, step in reversed(self.steps):
+            try:
+                step()
+            except Exception as e:
+                failed.append(f"{what}: {type(e).__name__}: {e}")
+        if failed:
+            raise RuntimeError(f"cleanup incomplete ({len(failed)} failed): {'; '.join(failed)}")
+
+
 @contextlib.contextmanager
 def fleet(lab_id: str, bridge: str, segment: str, names: Sequence[str]) -> Iterator[Fleet]:
     """Hosts ``names`` at ``<segment>.10`` and up, booted until docker and etcd are active (as
     a host one deploys to has finished booting); powered off and removed, with the bridge and
-    the key, however the body ends."""
+    the key, however the body ends.
+
+    Each thing is handed to the cleanup as soon as it exists, and every cleanup step runs even
+    when one fails (all failures are raised together at the end). A host that does not power
+    off keeps its tree (``remove`` refuses)."""
     ensure_base()
-    tmp = Path(tempfile.mkdtemp(prefix=f"{lab_id}-"))
-    key, pub = keypair(tmp)
-    netns.bridge_up(bridge, f"{segment}.1", 24)
-    hosts = [make_host(n, lab_id, f"{segment}.{10 + i}", 24, pub) for i, n in enumerate(names)]
-    f = Fleet(hosts, key, tmp, RouteGuard(bridge))
+    cleanup = Cleanup()
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f"{lab_id}-"))
+        cleanup.add(f"remove {tmp}", lambda: shutil.rmtree(tmp, ignore_errors=True))
+        key, pub = keypair(tmp)
+        netns.bridge_up(bridge, f"{segment}.1", 24)
+        cleanup.add(f"bridge-down {bridge}", lambda: netns.bridge_down(bridge))
+        cleanup.add(f"detach the links on {bridge}", lambda: detach_all(bridge))
+        hosts: list[VmHost] = []
+        for i, n in enumerate(names):
+            h = make_host(n, lab_id, f"{segment}.{10 + i}", 24, pub)
+            hosts.append(h)
+            cleanup.add(f"remove {h.machine}", functools.partial(remove, h))
+        for h in hosts:  # added after every remove: all hosts power off first
+            cleanup.add(f"power off {h.machine}", functools.partial(power_off, h))
+        f = Fleet(hosts, key, tmp, RouteGuard(bridge))
         for h in hosts:
             boot(h, bridge)
         for h in hosts:
@@ -267,13 +308,7 @@ def fleet(lab_id: str, bridge: str, segment: str, names: Sequence[str]) -> Itera
             f.ssh(h.name, READY)
         yield f
     finally:
-        for h in hosts:
-            power_off(h)
-        for h in hosts:
-            remove(h)
-        detach_all(bridge)
-        netns.bridge_down(bridge)
-        shutil.rmtree(tmp, ignore_errors=True)
+        cleanup.run()
 
 
 def main(argv: list[str] | None = None) -> int:

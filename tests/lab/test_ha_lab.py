@@ -25,7 +25,15 @@ from overlaylab.netrule import RouteGuard
 from overlaylab.stackconfig import raw_from_file
 from overlaylab.validate import validate
 from standin import become_subreaper
-from tests.labtools import LabRun, leftovers, parsed, require_root, run_lab, validate_cli
+from tests.labtools import (
+    DestroyedOnce,
+    LabRun,
+    leftovers,
+    parsed,
+    require_root,
+    run_lab,
+    validate_cli,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -38,12 +46,13 @@ def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabRun, LabCo
     cfg = parsed(raw)
     if leftovers(cfg):
         pytest.fail(f"the ha stack is up on this machine; take it down first: {leftovers(cfg)[:3]}")
-    run = run_lab(raw, "ha", tmp_path_factory.mktemp("ha") / "ha.json")
+    run = DestroyedOnce(run_lab(raw, "ha", tmp_path_factory.mktemp("ha") / "ha.json"))
     try:
         assert run.error is None, f"up failed: {run.error}"
         yield run, cfg
     finally:
-        run.destroy()
+        errors = run.destroy()  # once: test_destroy_* may have done it (then its errors)
+        assert errors == [], errors
 
 
 def _get(url: str, cfg: LabConfig, ctx: ssl.SSLContext | None) -> bytes:

@@ -32,6 +32,7 @@ from overlaylab.stackconfig import raw_from_file
 from standin import become_subreaper
 from tests.labtools import (
     STATE_DIR,
+    DestroyedOnce,
     LabRun,
     delete_node_key_after_heartbeat,
     lab_config,
@@ -78,12 +79,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             f"(python -m standin down --stack local): {leftovers(cfg)[:3]}"
         )
     state = tmp_path_factory.mktemp("state") / "local.json"
-    run = run_lab(raw, "local", state)
+    run = DestroyedOnce(run_lab(raw, "local", state))
     try:
         assert run.error is None, f"up failed: {run.error}"
         yield Lab(run, cfg, (run.outputs or {})[out.OUT_VALIDATION_SPEC])
     finally:
-        run.destroy()  # the safety net; test_destroy_* asserts it properly
+        # the safety net, unless test_destroy_* took the lab down already (then its errors)
+        errors = run.destroy()
+        assert errors == [], errors
 
 
 def test_up_runs_the_validator_last_and_it_passes(lab: Lab) -> None:

@@ -18,9 +18,11 @@ overlay must work: the program has to make sure every daemon's serf knows every 
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -47,18 +49,39 @@ SERF_RULES = [
 ]
 
 
-def _iptables(netns: str, op: str, rule: list[str]) -> None:
-    run(["nsenter", f"--net=/run/netns/{netns}", "--", "iptables", op, *rule], check=False)
+def _iptables(netns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    argv = ["nsenter", f"--net=/run/netns/{netns}", "--", "iptables", "-w", *args]
+    return run(argv, check=check)
+
+
+def _rejected(netns: str) -> int:
+    """Packets the serf rules have rejected so far in ``netns`` (their counters)."""
+    total = 0
+    for chain in ("INPUT", "OUTPUT"):
+        for line in _iptables(netns, "-L", chain, "-v", "-x", "-n").stdout.splitlines():
+            if "REJECT" in line and "dpt:7946" in line:
+                total += int(line.split()[0])
+    return total
+
+
+@dataclass
+class Cut:
+    """What the cut did: its events, the serf packets its rules rejected, and what went wrong
+    (in its thread, so the test asserts it)."""
+
+    events: list[str] = field(default_factory=list)
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
 
 
 @contextlib.contextmanager
 def serf_cut_while_daemons_start(
     cfg: LabConfig, victim: Host, hold: float = 3.0, timeout: float = 180
-) -> Iterator[list[str]]:
+) -> Iterator[Cut]:
     """Reject serf in ``victim``'s namespace from the moment it exists until every daemon's serf
     listens and every host's ``/docker/nodes`` key is written, plus ``hold`` seconds."""
     netns = victim.netns(cfg.lab_id)
-    events: list[str] = []
+    cut = Cut()
     stop = threading.Event()
 
     def all_registered() -> bool:
@@ -75,28 +98,46 @@ def serf_cut_while_daemons_start(
         t0 = time.monotonic()
         while not Path(f"/run/netns/{netns}").exists():
             if stop.is_set() or time.monotonic() - t0 > timeout:
+                cut.errors.append(f"{netns} did not appear: serf was never cut")
                 return
             time.sleep(0.02)
-        for r in SERF_RULES:
-            _iptables(netns, "-I", r)
-        events.append(f"{time.strftime('%H:%M:%S')} serf rejected in {netns}")
-        while not stop.is_set() and time.monotonic() - t0 < timeout:
-            listening = all(serf_listening(h.netns(cfg.lab_id)) for h in cfg.hosts)
-            if listening and all_registered():
-                break
-            time.sleep(0.1)
-        stop.wait(hold)
-        for r in SERF_RULES:
-            _iptables(netns, "-D", r)
-        events.append(f"{time.strftime('%H:%M:%S')} serf allowed again in {netns}")
+        inserted: list[list[str]] = []
+        try:
+            for r in SERF_RULES:
+                _iptables(netns, "-I", *r)
+                inserted.append(r)
+                _iptables(netns, "-C", *r)  # fails unless the rule is in place
+            cut.events.append(f"{time.strftime('%H:%M:%S')} serf rejected in {netns}")
+            while not stop.is_set() and time.monotonic() - t0 < timeout:
+                listening = all(serf_listening(h.netns(cfg.lab_id)) for h in cfg.hosts)
+                if listening and all_registered():
+                    break
+                time.sleep(0.1)
+            stop.wait(hold)
+            cut.rejected = _rejected(netns)
+            cut.events.append(f"{time.strftime('%H:%M:%S')} {cut.rejected} serf packets rejected")
+        except Exception as e:
+            cut.errors.append(f"cutting serf in {netns}: {e}")
+        finally:
+            for r in inserted:
+                try:
+                    _iptables(netns, "-D", *r)
+                except Exception as e:
+                    cut.errors.append(f"rule {' '.join(r)} not removed from {netns}: {e}")
+                    continue
+                if _iptables(netns, "-C", *r, check=False).returncode == 0:
+                    cut.errors.append(f"rule {' '.join(r)} still in {netns} after its removal")
+            cut.events.append(f"{time.strftime('%H:%M:%S')} serf allowed again in {netns}")
 
     t = threading.Thread(target=inject, daemon=True)
     t.start()
     try:
-        yield events
+        yield cut
     finally:
         stop.set()
         t.join(timeout=30)
+        if t.is_alive():
+            cut.errors.append("the serf cut's thread did not end in 30s")
 
 
 def test_overlay_works_when_a_daemons_first_serf_join_fails(tmp_path: Path) -> None:
@@ -107,12 +148,15 @@ def test_overlay_works_when_a_daemons_first_serf_join_fails(tmp_path: Path) -> N
     if leftovers(cfg):
         pytest.fail(f"a lab with id {cfg.lab_id} is up on this machine: {leftovers(cfg)[:3]}")
     victim = cfg.hosts[-1]
-    with serf_cut_while_daemons_start(cfg, victim) as events:
+    with serf_cut_while_daemons_start(cfg, victim) as cut:
         lab = run_lab(raw, "race", tmp_path / "race.json")
     try:
         capture = dump(cfg)
-        print("\n".join(events))
+        print("\n".join(cut.events))
         print(capture)
+        # The cut was real: its rules were in place, rejected serf (a join refused), and are gone.
+        assert cut.errors == [], cut.errors
+        assert cut.rejected > 0, f"no serf packet was rejected, no join was refused: {cut.events}"
         assert lab.error is None, f"up failed after serf was cut and restored: {lab.error}"
         # Nothing heals on its own later either: validate again once serf has been open a while.
         time.sleep(5)

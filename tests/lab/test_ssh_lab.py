@@ -22,7 +22,7 @@ from overlaylab import spec as out
 from overlaylab.hosts import proc
 from standin import become_subreaper
 from tests import vmhosts
-from tests.labtools import LabRun, require_root, run_lab, validate_cli
+from tests.labtools import DestroyedOnce, LabRun, require_root, run_lab, validate_cli
 
 pytestmark = pytest.mark.lab
 
@@ -85,12 +85,13 @@ def deployed(vms: SshLab) -> Iterator[tuple[SshLab, LabRun, dict[str, str]]]:
         for n in NODES
     }
     assert "started, docker-node1, http://localhost:2380" in before[NODES[0]]
-    run = vms.up("up.json")
+    run = DestroyedOnce(vms.up("up.json"))
     try:
         assert run.error is None, f"up over SSH failed: {run.error}"
         yield vms, run, before
     finally:
-        run.destroy()
+        errors = run.destroy()  # once: test_destroy_* may have done it (then its errors)
+        assert errors == [], errors
 
 
 def test_up_over_ssh_validates(deployed: tuple[SshLab, LabRun, dict[str, str]]) -> None:

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from standin import run_program
+from standin import Run, run_program
 from standin.plan import Step, summary
+from tests.conftest import Graph
 
 NODE3 = {"name": "docker-node3", "address": "192.168.205.12"}
 #: The checks that re-run when a container changes (their triggers hold the container ids):
@@ -23,12 +24,17 @@ CHECKS = {"validate-run", "test-docker-node1-names", "test-docker-node2-names",
 
 
 def plan(before: dict[str, Any], after: dict[str, Any], stack: str = "local") -> dict[str, Step]:
+    return {s.name: s for s in preview(before, after, stack).steps}
+
+
+def preview(before: dict[str, Any], after: dict[str, Any], stack: str = "local") -> Run:
+    """The preview of ``after`` against the state a run of ``before`` left."""
     first = run_program(before, stack, perform=False)
     assert first.error is None, first.error
     # perform=False: plan only; a performing preview would configure (ping) each provider
     second = run_program(after, stack, preview=True, old=first.engine.state(), perform=False)
     assert second.error is None, second.error
-    return {s.name: s for s in second.steps}
+    return second
 
 
 def kinds(steps: dict[str, Step], kind: str) -> set[str]:
@@ -176,11 +182,17 @@ def test_a_new_token_plans_the_identity_check_before_any_member(
     seed_config: dict[str, Any],
 ) -> None:
     after = changed(seed_config, etcd={**seed_config["etcd"], "clusterToken": "other"})
-    steps = plan(seed_config, after)
+    run = preview(seed_config, after)
+    steps = {s.name: s for s in run.steps}
     # The identity command runs first and refuses (tests/unit/test_membership_identity.py); the
     # members wait for it.
     assert steps["etcd-identity"].kind == "update"
-    assert steps["etcd-docker-node1"].kind == "update"
+    g = Graph(run)
+    members = [f"etcd-{h['name']}" for h in seed_config["hosts"]]
+    for member in members:
+        assert steps[member].kind == "update", member
+        assert g.waits_for(member, "etcd-identity"), f"{member} does not wait for etcd-identity"
+    assert not g.waits_for("etcd-identity", members[0])
     assert steps["overlay-network"].kind == "same"
 
 
@@ -233,7 +245,18 @@ def test_a_raised_generation_alone_rebuilds_and_the_next_preview_is_same(
     steps = plan(seed_config, after)
     assert steps["etcd-identity"].kind == "replace"
     assert "etcd-docker-node1" in steps["etcd-identity"].replaced_with
-    assert {s.kind for s in plan(after, after).values()} == {"same"}
+    # The rebuild itself (`up`, under mocks) on the first config's state, then the next
+    # preview on the state the rebuild left.
+    first = run_program(seed_config, perform=False)
+    assert first.error is None, first.error
+    rebuild = run_program(after, perform=False, old=first.engine.state())
+    assert rebuild.error is None, rebuild.error
+    assert {s.name for s in rebuild.steps if s.kind == "replace"} >= {
+        "etcd-identity", "etcd-docker-node1", "etcd-docker-node2"
+    }  # fmt: skip
+    nxt = run_program(after, preview=True, old=rebuild.engine.state())
+    assert nxt.error is None, nxt.error
+    assert {s.kind for s in nxt.steps} == {"same"}, summary(nxt.steps)
 
 
 def test_a_misspelt_generation_is_refused_in_one_line(seed_config: dict[str, Any]) -> None:

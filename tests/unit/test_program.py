@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
+import shlex
+import sys
+from pathlib import Path
 from typing import Any
 
 import pulumi
+import pytest
 from pulumi.output import Unknown
 
 from overlaylab import spec as out
+from overlaylab.membership import Bootstrap
 from standin import COMMAND, CONTAINER, DOCKER_PROVIDER, NETWORK, REMOTE_IMAGE
 from tests.conftest import Graph
 
@@ -60,8 +66,41 @@ def test_every_resource_belongs_to_its_component(
         assert component_type(g, rec.parent) == typ, f"{rec.urn} has parent {rec.parent}"
 
 
+def _etcd_started_by(
+    inputs: dict[str, Any], host_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """The etcd command line a member's create command starts on its host: the command is
+    parsed and dispatched by overlaylab.hostops as the engine's run of it would be, with the
+    machine left out (no other member answers, so it founds the cluster; nothing is spawned)."""
+    from overlaylab import hostops
+    from overlaylab.hosts import netns_daemons
+
+    argv = shlex.split(inputs["create"])
+    assert argv[1:4] == ["-m", "overlaylab.hostops", "etcd-up"], argv
+    args = hostops.parser().parse_args(argv[3:])
+    args.host_dir = str(host_dir)
+    started: list[list[str]] = []
+
+    class Spawned(Exception):
+        pass
+
+    def spawn(cmd: list[str], logfile: Path) -> int:
+        started.append(cmd)
+        raise Spawned
+
+    def founding(**kw: Any) -> Bootstrap:
+        return Bootstrap("new", inputs["stdin"], "founding the cluster")
+
+    monkeypatch.setattr(netns_daemons, "spawn", spawn)
+    monkeypatch.setattr(netns_daemons.membership, "bootstrap", founding)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(inputs["stdin"]))
+    with pytest.raises(Spawned):
+        hostops.dispatch(args)
+    return started[0]
+
+
 def test_etcd_members_are_bootstrapped_statically_with_v2(
-    record_graph: Any, seed_config: dict[str, Any]
+    record_graph: Any, seed_config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     g: Graph = record_graph(seed_config)
     from standin import RealEngine  # noqa: F401 - the inputs below are what it would run
@@ -83,6 +122,14 @@ def test_etcd_members_are_bootstrapped_statically_with_v2(
         assert f"--host-dir /var/lib/overlaylab/seed/{node}" in create
         assert "etcd-down" in _inputs(g, f"etcd-{node}")["delete"]
         assert g.waits_for(f"etcd-{node}", "etcd-identity")  # a new token is refused first
+        # With v2 (Docker's libkv writes through it), and statically: the founding membership.
+        etcd = _etcd_started_by(inputs, tmp_path / node, monkeypatch)
+        assert "--enable-v2=true" in etcd, etcd
+        at = {flag: i for i, flag in enumerate(etcd)}
+        assert etcd[at["--initial-cluster"] + 1] == founding
+        assert etcd[at["--initial-cluster-state"] + 1] == "new"
+        assert etcd[at["--initial-cluster-token"] + 1] == "etcd-cluster"
+        assert etcd[at["--name"] + 1] == node
 
 
 def test_dockerd_uses_etcd_store_and_no_tcp_listener(

@@ -37,6 +37,10 @@ def test_cli_exits_1_with_json_records() -> None:
 
 
 def test_cli_reports_an_unreadable_spec_in_one_line() -> None:
+    """docs/validator.md: exit 2 when the spec cannot be read; the reason on one line."""
     res = validate_cli({"not": "a spec"}, 0)
-    assert res.returncode != 0
-    assert "Traceback" not in res.stderr
+    assert res.returncode == 2
+    assert res.stdout == ""
+    assert res.stderr.splitlines() == [
+        "error: cannot load the validation spec: 'lab' is missing or not a dict"
+    ]
