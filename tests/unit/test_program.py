@@ -73,7 +73,7 @@ def _etcd_started_by(
     parsed and dispatched by overlaylab.hostops as the engine's run of it would be, with the
     machine left out (no other member answers, so it founds the cluster; nothing is spawned)."""
     from overlaylab import hostops
-    from overlaylab.hosts import netns_daemons
+    from overlaylab.hosts import member, netns_daemons
 
     argv = shlex.split(inputs["create"])
     assert argv[1:4] == ["-m", "overlaylab.hostops", "etcd-up"], argv
@@ -92,7 +92,7 @@ def _etcd_started_by(
         return Bootstrap("new", inputs["stdin"], "founding the cluster")
 
     monkeypatch.setattr(netns_daemons, "spawn", spawn)
-    monkeypatch.setattr(netns_daemons.membership, "bootstrap", founding)
+    monkeypatch.setattr(member.membership, "bootstrap", founding)
     monkeypatch.setattr(sys, "stdin", io.StringIO(inputs["stdin"]))
     with pytest.raises(Spawned):
         hostops.dispatch(args)
