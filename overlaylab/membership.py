@@ -193,6 +193,11 @@ def leave(
             own.member_remove(member_id)
             break
         except EtcdError as e:
+            # A member that removes itself is stopped by etcd once the removal is applied,
+            # often before it answers ("etcdserver: server stopped", then refused): the
+            # removal went through if the others no longer list it.
+            if _listed_by_others(name, urls, client_for) is False:
+                break
             # etcd refuses a removal until the members that remain have been connected for a
             # while (its strict reconfiguration check): worth waiting for while they all
             # answer, pointless once one of them is gone (the whole stack is going down).
@@ -262,3 +267,14 @@ def cluster_identity(
 
 def previous_output() -> str:
     return os.environ.get("PULUMI_COMMAND_STDOUT", "")
+
+
+def _listed_by_others(name: str, urls: list[str], client_for: ClientFor) -> bool | None:
+    """Whether the first other member that answers still lists ``name``; None if none does."""
+    for url in urls:
+        try:
+            _, members = client_for(url).members()
+        except EtcdError:
+            continue
+        return any(m.get("name") == name for m in members)
+    return None

@@ -123,3 +123,31 @@ def test_down_leaves_through_its_recorded_client_then_stops_and_removes(tmp_path
     member.member_down(seat, "n1")
     assert seat.calls == ["own http://x:1", "stop", "remove"]
     assert not seat.data.exists() and not seat.marker.exists()
+
+
+def test_a_member_stopped_by_its_own_removal_before_it_answers_is_removed() -> None:
+    """etcd applies a member's removal of itself and stops it, often before the answer is out
+    ("etcdserver: server stopped", then refused): the others' member list says it is gone."""
+    from overlaylab import membership
+    from overlaylab.errors import EtcdError
+
+    listed = {"m1": {"name": "m1", "ID": "1", "clientURLs": ["http://a"]},
+              "m2": {"name": "m2", "ID": "2", "clientURLs": ["http://b"]}}  # fmt: skip
+
+    class Own:
+        def members(self) -> tuple[str, list[dict[str, object]]]:
+            return "c", list(listed.values())
+
+        def member_remove(self, member_id: str) -> None:
+            listed.pop("m1")  # applied by the cluster ...
+            raise EtcdError("etcd at http://a: etcdserver: server stopped")  # ... unanswered
+
+    class Peer:
+        def members(self) -> tuple[str, list[dict[str, object]]]:
+            return "c", list(listed.values())
+
+        def health(self) -> bool:
+            return True
+
+    said = membership.leave(name="m1", own=Own(), client_for=lambda url: Peer(), timeout=5)  # type: ignore[arg-type]
+    assert said == "removed from the cluster; 1 remain healthy: m2", said
