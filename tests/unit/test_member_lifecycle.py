@@ -131,11 +131,11 @@ def test_a_member_stopped_by_its_own_removal_before_it_answers_is_removed() -> N
     from overlaylab import membership
     from overlaylab.errors import EtcdError
 
-    listed = {"m1": {"name": "m1", "ID": "1", "clientURLs": ["http://a"]},
+    listed: dict[str, dict[str, Any]] = {"m1": {"name": "m1", "ID": "1", "clientURLs": ["http://a"]},
               "m2": {"name": "m2", "ID": "2", "clientURLs": ["http://b"]}}  # fmt: skip
 
     class Own:
-        def members(self) -> tuple[str, list[dict[str, object]]]:
+        def members(self) -> tuple[str, list[dict[str, Any]]]:
             return "c", list(listed.values())
 
         def member_remove(self, member_id: str) -> None:
@@ -143,11 +143,13 @@ def test_a_member_stopped_by_its_own_removal_before_it_answers_is_removed() -> N
             raise EtcdError("etcd at http://a: etcdserver: server stopped")  # ... unanswered
 
     class Peer:
-        def members(self) -> tuple[str, list[dict[str, object]]]:
+        def members(self) -> tuple[str, list[dict[str, Any]]]:
             return "c", list(listed.values())
 
         def health(self) -> bool:
             return True
 
-    said = membership.leave(name="m1", own=Own(), client_for=lambda url: Peer(), timeout=5)  # type: ignore[arg-type]
+    peer: Any = Peer()
+    own: Any = Own()
+    said = membership.leave(name="m1", own=own, client_for=lambda url: peer, timeout=5)
     assert said == "removed from the cluster; 1 remain healthy: m2", said
