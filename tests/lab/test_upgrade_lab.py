@@ -1,15 +1,17 @@
 """A stack brought up by the version before this layout, structure and real-engine work
 (commit 9614f86) plans no change under today's code, and today's destroy removes all of it.
 
-The old version runs from `git archive` of that commit, on the state directory and stack name
-this test gives it; today's stand-in then previews and destroys the same stack from the
-state the old one wrote (the format before pending operations)."""
+An upgrade in place, as a user makes it: the old version (`git archive` of that commit) in a
+checkout directory brings the stack up; that directory then gets today's tree, whose
+stand-in previews and destroys the same stack from the state the old one wrote (the format
+before pending operations). The directory matters: every local command runs there."""
 
 from __future__ import annotations
 
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -41,11 +43,22 @@ def old_tree(tmp_path: Path) -> Iterator[Path]:
         ["git", "-C", str(PROJECT), "archive", BEFORE], capture_output=True, check=False
     )
     assert archive.returncode == 0, f"git archive {BEFORE}: {archive.stderr.decode()[-500:]}"
-    tree = tmp_path / "before"
+    tree = tmp_path / "checkout"
     tree.mkdir()
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(tree, filter="data")
     yield tree
+
+
+def _upgrade(tree: Path) -> None:
+    """The checkout gets today's tree in place of the old one (a `git pull`)."""
+    for p in tree.iterdir():
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+    skip = shutil.ignore_patterns("venv", ".venv", ".git", "__pycache__", ".*_cache")
+    shutil.copytree(PROJECT, tree, ignore=skip, dirs_exist_ok=True)
 
 
 def test_a_stack_up_before_plans_no_change_and_destroys_clean(
@@ -59,12 +72,15 @@ def test_a_stack_up_before_plans_no_change_and_destroys_clean(
     state = tmp_path / "state"
     common = ["--stack", STACK, "--state-dir", str(state)]
     now = [sys.executable, "-m", "standin"]
+    upgraded = False
     try:
         up = _run([sys.executable, "-m", "tests.standin", "up", *common], old_tree)
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         assert " 0 failed" in up.stdout, up.stdout[-2000:]
 
-        plan = _run([*now, "preview", *common, "--config-file", str(config_file)], PROJECT)
+        _upgrade(old_tree)
+        upgraded = True
+        plan = _run([*now, "preview", *common, "--config-file", str(config_file)], old_tree)
         assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
         summary = re.search(r"Resources: (.*)", plan.stdout)
         assert summary is not None, plan.stdout[-2000:]
@@ -72,7 +88,9 @@ def test_a_stack_up_before_plans_no_change_and_destroys_clean(
             r"0 to create, 0 to update, 0 to replace, 0 to delete, \d+ unchanged", summary[1]
         ), plan.stdout[-3000:]
     finally:
-        down = _run([*now, "destroy", *common, "--config-file", str(config_file)], PROJECT)
+        if not upgraded:
+            _upgrade(old_tree)
+        down = _run([*now, "destroy", *common, "--config-file", str(config_file)], old_tree)
         left = leftovers(parse(raw, "upgrade test"))
     assert down.returncode == 0, down.stdout[-2000:] + down.stderr[-3000:]
     assert left == [], left
