@@ -41,7 +41,7 @@ from overlaylab.defaults import DOCKER_OVERLAY_MTU, UNDERLAY_MTU
 from overlaylab.errors import ConfigError
 from overlaylab.stackconfig import PROJECT_DIR, from_pulumi, package_hash
 from overlaylab.survey import digest as drift_digest
-from overlaylab.survey import survey
+from overlaylab.survey import mend_urns, survey
 from overlaylab.verbs import Placement
 
 try:
@@ -59,9 +59,15 @@ for finding in drift.findings:
 if drift.findings:
     pulumi.log.warn(
         f"drift: {len(drift.findings)} finding(s); this run does not mend them, it validates the "
-        "lab again (validate-run) and `up` fails where the validator does: see "
-        "docs/troubleshooting.md#drift"
+        "lab again (validate-run) and `up` fails where the validator does (a dead daemon's "
+        "provider fails first, in preview too): see docs/troubleshooting.md#drift"
     )
+    # Said before anything registers: a dead daemon's provider fails the run at its Configure.
+    if mend := mend_urns(drift, cfg, pulumi.get_stack(), pulumi.get_project()):
+        pulumi.log.warn(
+            "drift: to mend the daemons and containers, run up with "
+            + " ".join(f"--replace {u}" for u in mend)
+        )
 
 here = LocalHostCommands(
     python=sys.executable,
@@ -213,24 +219,6 @@ containers = TestContainers(
         cluster=etcd.cluster,
     ),
 )
-
-# What `up --replace` mends of the drift: a dead daemon (with its serf check and containers)
-# and a container gone, stopped or detached. An etcd member, a namespace or the bridge is not
-# mended by a replace (a member's replace would remove its data): docs/troubleshooting.md.
-mend: list[pulumi.Resource] = []
-for f in drift.findings:
-    if f.kind == "dockerd" and f.host in engines:
-        mend += [engines[f.host].daemon, serf.checks[f.host]]
-        mend += [containers.containers[c.name] for c in cfg.containers if c.host == f.host]
-    elif f.kind == "container" and f.container in containers.containers:
-        mend.append(containers.containers[f.container])
-if mend:
-    pulumi.Output.all(*(r.urn for r in dict.fromkeys(mend))).apply(
-        lambda urns: pulumi.log.warn(
-            "drift: to mend the daemons and containers, run up with "
-            + " ".join(f"--replace {u}" for u in urns)
-        )
-    )
 
 validation_spec = out.validation_spec(cfg)
 validation = Validation(

@@ -114,3 +114,24 @@ def _containers(cfg: LabConfig, host: str, socket: str) -> list[Finding]:
     except Exception as e:  # the daemon's pid is alive but its socket does not answer
         found.append(Finding("dockerd", f"host {host}: its dockerd does not answer ({e})", host))
     return found
+
+
+#: The URNs `up --replace` takes to mend a local lab's daemons and containers, by the types the
+#: components register them under (tests/unit/test_survey.py holds them to the program's graph).
+DAEMON = "overlay-etcd:docker:DockerEngine$command:local:Command::docker-{host}-dockerd"
+SERF = "overlay-etcd:docker:SerfMesh$command:local:Command::serf-{host}"
+CONTAINER = "overlay-etcd:containers:TestContainers$docker:index/container:Container::test-{name}"
+
+
+def mend_urns(s: Survey, cfg: LabConfig, stack: str, project: str) -> list[str]:
+    """What a replace mends: a dead daemon (its serf check and containers with it), a container
+    gone, stopped or detached. An etcd member, a namespace or the bridge is not mended by a
+    replace (a member's replace removes its data)."""
+    tails: list[str] = []
+    for f in s.findings:
+        if f.kind == "dockerd":
+            tails += [DAEMON.format(host=f.host), SERF.format(host=f.host)]
+            tails += [CONTAINER.format(name=c.name) for c in cfg.containers if c.host == f.host]
+        elif f.kind == "container":
+            tails.append(CONTAINER.format(name=f.container))
+    return [f"urn:pulumi:{stack}::{project}::{t}" for t in dict.fromkeys(tails)]

@@ -67,3 +67,20 @@ def test_the_program_validates_again_while_the_lab_has_drifted(
     before = {r.name: r.inputs for r in clean.resources if r.name != "validate-run"}
     after = {r.name: r.inputs for r in drifted.resources if r.name != "validate-run"}
     assert before == after
+
+
+def test_the_urns_to_mend_are_the_programs_own(raw: dict[str, Any], record_graph: Any) -> None:
+    from overlaylab.survey import Finding, Survey, mend_urns
+
+    cfg = parse(raw, "test")
+    n2 = cfg.hosts[1].name
+    drifted = Survey(True, (Finding("dockerd", "x", n2), Finding("container", "y", "", "test1")))
+    urns = mend_urns(drifted, cfg, "local", "overlay-etcd")
+    g = record_graph(raw)
+    registered = {r.urn: r.name for r in g.resources}
+    assert [registered.get(u) for u in urns] == [
+        f"docker-{n2}-dockerd",
+        f"serf-{n2}",
+        "test-test2",
+        "test-test1",
+    ], urns
