@@ -120,17 +120,22 @@ def _containers(cfg: LabConfig, host: str, socket: str) -> list[Finding]:
 #: components register them under (tests/unit/test_survey.py holds them to the program's graph).
 DAEMON = "overlay-etcd:docker:DockerEngine$command:local:Command::docker-{host}-dockerd"
 SERF = "overlay-etcd:docker:SerfMesh$command:local:Command::serf-{host}"
+IMPORT = "overlay-etcd:containers:TestContainers$command:local:Command::test-{host}-import"
+IMAGE = (
+    "overlay-etcd:containers:TestContainers$docker:index/remoteImage:RemoteImage::test-{host}-image"
+)
 CONTAINER = "overlay-etcd:containers:TestContainers$docker:index/container:Container::test-{name}"
 
 
 def mend_urns(s: Survey, cfg: LabConfig, stack: str, project: str) -> list[str]:
-    """What a replace mends: a dead daemon (its serf check and containers with it), a container
+    """What a replace mends: a dead daemon (its serf check, its image, imported again into the
+    new daemon's empty data root, and its containers with it), a container
     gone, stopped or detached. An etcd member, a namespace or the bridge is not mended by a
     replace (a member's replace removes its data)."""
     tails: list[str] = []
     for f in s.findings:
         if f.kind == "dockerd":
-            tails += [DAEMON.format(host=f.host), SERF.format(host=f.host)]
+            tails += [t.format(host=f.host) for t in (DAEMON, SERF, IMPORT, IMAGE)]
             tails += [CONTAINER.format(name=c.name) for c in cfg.containers if c.host == f.host]
         elif f.kind == "container":
             tails.append(CONTAINER.format(name=f.container))

@@ -69,7 +69,9 @@ def test_a_dead_dockerd_is_seen_by_preview_and_up_fails_with_the_validators_find
         assert hint is not None, res.stderr[-3000:]
         flags = hint[1].split()
         names = [u.rsplit("::", 1)[1] for u in flags if u != "--replace"]
-        assert names == [f"docker-{node2.name}-dockerd", f"serf-{node2.name}", "test-test2"]
+        n2 = node2.name
+        assert names == [f"docker-{n2}-dockerd", f"serf-{n2}", f"test-{n2}-import",
+                         f"test-{n2}-image", "test-test2"]  # fmt: skip
 
         mended = _cli("up", config_file, state, *flags)
         assert mended.returncode == 0 and " 0 failed" in mended.stdout, (
