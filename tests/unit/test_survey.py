@@ -81,6 +81,8 @@ def test_the_urns_to_mend_are_the_programs_own(raw: dict[str, Any], record_graph
     assert [registered.get(u) for u in urns] == [
         f"docker-{n2}-dockerd",
         f"serf-{n2}",
+        f"test-{n2}-import",
+        f"test-{n2}-image",
         "test-test2",
         "test-test1",
     ], urns
