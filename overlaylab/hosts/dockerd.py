@@ -3,6 +3,7 @@ the order the daemons start in."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -95,3 +96,47 @@ def wait_for_turn(
                 f"none more did in {stall:.0f}s: {why}"
             )
         time.sleep(0.2)
+
+
+ENDPOINTS = "/docker/network/v1.0/endpoint"
+
+
+def stale_endpoints(store: StoreReader, advertise_ip: str) -> list[tuple[str, str]]:
+    """(network id, endpoint name) of every endpoint the store locates on this host."""
+    node = store.v2_get(ENDPOINTS, recursive=True)
+    out: list[tuple[str, str]] = []
+    for n in node.walk() if node else []:
+        if n.dir or not n.value:
+            continue
+        try:
+            v = json.loads(n.value)
+        except ValueError:
+            continue
+        if isinstance(v, dict) and v.get("locator") == advertise_ip and v.get("name"):
+            out.append((n.key.rstrip("/").split("/")[-2], str(v["name"])))
+    return out
+
+
+def clear_stale_endpoints(
+    docker: Sequence[str], store: StoreReader, advertise_ip: str, hostname: str
+) -> list[str]:
+    """Endpoints the store locates on this host that no container of this daemon holds: left
+    by a daemon that died with containers on the overlay. A new container of the same name is
+    then refused ("endpoint with name X already exists in network Y", moby/libnetwork#1108).
+    Removed through Docker itself, with the forced disconnect that is the known remedy (it
+    also counts the network's endpoints down), never by deleting keys; an endpoint a
+    container of this daemon holds is never touched. Returns what was removed."""
+    res = run([*docker, "ps", "-a", "--format", "{{.Names}}"], check=False)
+    if res.returncode != 0:
+        return []  # the daemon does not answer: nothing is removed on a guess
+    held = set(res.stdout.split())
+    removed = []
+    for net, name in stale_endpoints(store, advertise_ip):
+        if name in held:
+            continue
+        gone = run([*docker, "network", "disconnect", "-f", net, name], check=False)
+        if gone.returncode == 0:
+            removed.append(f"{name} in {net[:12]}")
+    if removed:
+        log(f"dockerd {hostname}: stale endpoints removed: {', '.join(removed)}")
+    return removed

@@ -17,7 +17,7 @@ from pathlib import Path
 from overlaylab.errors import DockerError, EtcdError, LabError
 from overlaylab.etcd import EtcdClient
 from overlaylab.hosts import member
-from overlaylab.hosts.dockerd import docker_api, node_key, serf_listening
+from overlaylab.hosts.dockerd import clear_stale_endpoints, docker_api, node_key, serf_listening
 from overlaylab.hosts.pki import client_tls, docker_tls_flags, etcd_tls_flags
 from overlaylab.hosts.proc import (
     alive,
@@ -261,6 +261,8 @@ def docker_up(
         f"dockerd {hostname} joined the cluster store: ID {info.get('ID')}, "
         f"server {info.get('ServerVersion')}"
     )
+    docker = ["docker", "-H", f"unix://{base / 'docker.sock'}"]
+    clear_stale_endpoints(docker, etcd, advertise.rsplit(":", 1)[0], hostname)
 
 
 def _wait_joined(

@@ -26,7 +26,13 @@ from overlaylab.etcd import EtcdClient, etcd_url
 from overlaylab.hosts import member, pki, serf
 from overlaylab.hosts import systemd_files as files
 from overlaylab.hosts.base import need
-from overlaylab.hosts.dockerd import SERF_PORT, node_key, serf_listening, wait_for_turn
+from overlaylab.hosts.dockerd import (
+    SERF_PORT,
+    clear_stale_endpoints,
+    node_key,
+    serf_listening,
+    wait_for_turn,
+)
 from overlaylab.hosts.image import busybox_rootfs
 from overlaylab.hosts.names import names_settle
 from overlaylab.hosts.proc import log, run, tcp_open, wait_for
@@ -130,6 +136,8 @@ class SystemdHost:
                 raise DockerError(f"docker did not restart on {hostname}", stdout=journal.stdout)
         run(["systemctl", "enable", "docker"], check=False)
         self._wait_joined(hostname, advertise, _port(etcd_endpoint))
+        store = self._loopback(_port(etcd_endpoint))
+        clear_stale_endpoints(["docker"], store, advertise.rsplit(":", 1)[0], hostname)
         log(
             f"dockerd on {hostname}: cluster-store {cluster_store}, advertise {advertise} "
             f"(in {path}, kept across reboots), joined the store"
