@@ -28,6 +28,7 @@ from overlaylab.hosts.base import HostTransport
 from overlaylab.hosts.etcdcheck import etcd_health
 from overlaylab.hosts.member import Member
 from overlaylab.hosts.netns import NamespaceHost
+from overlaylab.hosts.proc import LIFECYCLE, wait_for_earlier_lifecycle
 from overlaylab.hosts.systemd import SystemdHost, hosts_unique
 from overlaylab.hosts.systemd_files import wait_store
 
@@ -141,6 +142,9 @@ PLAIN_VERBS: dict[str, Callable[[Args], None]] = {
 
 def dispatch(args: Args) -> None:
     """Run one verb: on the host the placement flags name, or a host-less one."""
+    if args.verb in LIFECYCLE:
+        netns = getattr(args, "netns", None)
+        wait_for_earlier_lifecycle(("--netns", netns) if netns else None, args.verb)
     if args.verb in HOST_VERBS:
         HOST_VERBS[args.verb](make_host(args), args)
     else:

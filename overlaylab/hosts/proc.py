@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import signal
@@ -168,3 +169,62 @@ def remove_if_empty(d: Path) -> None:
             p.rmdir()
         except OSError:
             return
+
+
+#: The verbs that make or unmake a host's state. On one host they never overlap in a run (each
+#: waits for the one before it), so one still running is a step in flight of an interrupted
+#: run (its engine was killed; the verb goes on, an orphan).
+LIFECYCLE = frozenset({"host-up", "host-down", "etcd-up", "etcd-down", "docker-up", "docker-down"})
+
+
+def _started(pid: int) -> int:
+    """The process's start time, in clock ticks since boot (/proc/<pid>/stat field 22)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _ancestors(pid: int) -> set[int]:
+    seen: set[int] = set()
+    while pid > 1 and pid not in seen:
+        seen.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return seen
+
+
+def earlier_lifecycle(host: tuple[str, str] | None, me: int | None = None) -> list[int]:
+    """Lifecycle verbs on the same host (``host`` is a flag and its value, e.g. ("--netns",
+    "seed-docker-node1"); None on a machine that is one host) started before this process,
+    other than its own ancestors."""
+    me = me or os.getpid()
+    mine, since = _ancestors(me), _started(me)
+    found = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or int(p.name) in mine:
+            continue
+        argv = cmdline(int(p.name))
+        if "overlaylab.hostops" not in argv:
+            continue
+        rest = argv[argv.index("overlaylab.hostops") + 1 :]
+        pairs = set(itertools.pairwise(rest))
+        same = host is None or host in pairs
+        if rest[:1] and rest[0] in LIFECYCLE and same and _started(int(p.name)) <= since:
+            found.append(int(p.name))
+    return found
+
+
+def wait_for_earlier_lifecycle(
+    host: tuple[str, str] | None, what: str, timeout: float = 180
+) -> None:
+    """A step in flight of an interrupted run goes on after its engine was killed: wait for it
+    (every verb is bounded), so that this one sees the host as that one leaves it."""
+    pids = earlier_lifecycle(host)
+    if not pids:
+        return
+    log(f"{what}: waiting for a verb of an interrupted run on this host (pid {pids[0]})")
+    wait_for(f"{what}: the verbs of an interrupted run", lambda: not earlier_lifecycle(host),
+             timeout)  # fmt: skip
