@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from overlaylab.config import parse
 from overlaylab.errors import ConfigError
@@ -80,31 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     state_file = args.state_dir / f"{args.stack}.json"
     if args.action == "stack":
         return _stack_output(args.rest, state_file, args.json)
-    try:
-        raw = raw_from_file(args.stack, args.config_file)
-        # Checked before anything runs: one line, nothing changed (the program checks it too).
-        secrets = {"sshPrivateKey": args.ssh_key.read_text()} if args.ssh_key else {}
-        shown = args.config_file or f"stacks/Pulumi.{args.stack}.yaml"
-        parse({**raw, **secrets}, str(shown))
-    except (ConfigError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    checked = _checked(args)
+    if isinstance(checked, str):
+        print(f"error: {checked}", file=sys.stderr)
         return 2
-    transport = (raw.get("lab") or {}).get("transport", "local")
-    if args.action in CHANGING and transport == "local" and os.geteuid() != 0:
-        print(
-            f"error: `{args.action}` of a local stack makes namespaces, a bridge and daemons on "
-            f"this machine: run it as root (sudo venv/bin/python -m standin {args.action} "
-            f"--stack {args.stack})",
-            file=sys.stderr,
-        )
-        return 2
-    if not _writable(args.state_dir) and args.action in CHANGING:
-        print(
-            f"error: cannot write the stack's state in {args.state_dir}: run as root, or give "
-            "--state-dir a directory of yours",
-            file=sys.stderr,
-        )
-        return 2
+    raw, secrets = checked
     interrupt.install()
     bridge = (raw.get("lab") or {}).get("bridge")
     guard = RouteGuard(bridge) if bridge else None
@@ -118,13 +99,56 @@ def main(argv: list[str] | None = None) -> int:
     pending = state.load_pending(state_file)
     if args.action == "refresh" or (args.refresh and args.action == "up"):
         if args.action == "refresh" and args.clear_pending_creates:
-            dropped = [o for o in pending if o.type == state.CREATING]
-            pending = [o for o in pending if o.type != state.CREATING]
-            for o in dropped:
-                print(f"-  pending create of {o.resource.name} cleared from the state")
+            pending = _clear_pending_creates(pending)
         old = _refresh(args.stack, state_file, old, guard, pending)
         if args.action == "refresh":
             return 0
+    return _update(args, raw, secrets, state_file, guard, old, pending)
+
+
+def _checked(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]] | str:
+    """The stack's raw config and secrets, or what is wrong, in one line: checked before
+    anything runs, so that bad input changes nothing (the program checks it too)."""
+    try:
+        raw = raw_from_file(args.stack, args.config_file)
+        secrets = {"sshPrivateKey": args.ssh_key.read_text()} if args.ssh_key else {}
+        shown = args.config_file or f"stacks/Pulumi.{args.stack}.yaml"
+        parse({**raw, **secrets}, str(shown))
+    except (ConfigError, OSError) as e:
+        return str(e)
+    transport = (raw.get("lab") or {}).get("transport", "local")
+    if args.action in CHANGING and transport == "local" and os.geteuid() != 0:
+        return (
+            f"`{args.action}` of a local stack makes namespaces, a bridge and daemons on this "
+            f"machine: run it as root (sudo venv/bin/python -m standin {args.action} "
+            f"--stack {args.stack})"
+        )
+    if args.action in CHANGING and not _writable(args.state_dir):
+        return (
+            f"cannot write the stack's state in {args.state_dir}: run as root, or give "
+            "--state-dir a directory of yours"
+        )
+    return raw, secrets
+
+
+def _clear_pending_creates(pending: list[state.Operation]) -> list[state.Operation]:
+    """refresh --clear-pending-creates (pulumi refresh.go:318-328): dropped from the state."""
+    for o in pending:
+        if o.type == state.CREATING:
+            print(f"-  pending create of {o.resource.name} cleared from the state")
+    return [o for o in pending if o.type != state.CREATING]
+
+
+def _update(
+    args: argparse.Namespace,
+    raw: dict[str, Any],
+    secrets: dict[str, str],
+    state_file: Path,
+    guard: RouteGuard | None,
+    old: list[state.Record],
+    pending: list[state.Operation],
+) -> int:
+    """`up` or `preview`: the plan or its steps as they end, the summary, the report."""
     preview = args.action == "preview"
     if pending and not preview:
         print(state.pending_warning(pending), file=sys.stderr)

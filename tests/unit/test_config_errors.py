@@ -8,6 +8,7 @@ compared in full, through the program as the engine runs it.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +208,7 @@ def test_a_missing_stack_file_names_the_stacks_there() -> None:
     with pytest.raises(ConfigError) as info:
         stackconfig.raw_from_file("nosuch")
     assert str(info.value) == (
-        f"no stack 'nosuch': stacks/Pulumi.nosuch.yaml does not exist; the stacks here are "
+        f"no stack 'nosuch': stacks/Pulumi.nosuch.yaml does not exist; the stacks in stacks/ are "
         f"{', '.join(here)}"
     )
 
@@ -246,17 +247,20 @@ def test_a_stack_file_without_a_config_mapping_says_how_to_write_one(
 
 @pytest.mark.parametrize("stack", ["nosuch", "bad"])
 def test_a_stack_file_error_stops_the_standin_before_the_program(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stack: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], stack: str
 ) -> None:
-    """`python -m standin up` reads the stack file first: a bad one runs no program at all."""
+    """`python -m standin up` reads the stack file first: a bad one runs no program at all,
+    and says why in one line, exit 2."""
     import standin.cli
 
     _stack_dir(tmp_path, monkeypatch, "config: [\n")
     ran: list[Any] = []
     monkeypatch.setattr(standin.cli, "run_program", lambda *a, **k: ran.append(a))
     state_dir = tmp_path / "state"
-    with pytest.raises(ConfigError, match=rf"^(no stack '{stack}'|stacks/Pulumi\.{stack}\.yaml)"):
-        standin.cli.main(["up", "--stack", stack, "--state-dir", str(state_dir)])
+    assert standin.cli.main(["up", "--stack", stack, "--state-dir", str(state_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert re.match(rf"^error: (no stack '{stack}'|stacks/Pulumi\.{stack}\.yaml)", err[0]), err
     assert ran == [] and not state_dir.exists()
 
 
