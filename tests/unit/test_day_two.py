@@ -254,7 +254,8 @@ def test_a_raised_generation_alone_rebuilds_and_the_next_preview_is_same(
     assert {s.name for s in rebuild.steps if s.kind == "replace"} >= {
         "etcd-identity", "etcd-docker-node1", "etcd-docker-node2"
     }  # fmt: skip
-    nxt = run_program(after, preview=True, old=rebuild.engine.state())
+    # perform=False: a performing preview would configure (ping) each provider
+    nxt = run_program(after, preview=True, old=rebuild.engine.state(), perform=False)
     assert nxt.error is None, nxt.error
     assert {s.kind for s in nxt.steps} == {"same"}, summary(nxt.steps)
 
