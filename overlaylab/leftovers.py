@@ -12,12 +12,16 @@ from pathlib import Path
 from overlaylab.config import LabConfig
 
 
-def leftovers(cfg: LabConfig) -> list[str]:
-    """Everything of this lab still on the machine: empty means teardown was complete."""
+def leftovers(cfg: LabConfig, every_lab: bool = False) -> list[str]:
+    """Everything of this lab still on the machine: empty means teardown was complete.
+
+    ``every_lab``: also every link named as a lab's are (``ov...``, ``ovbr-...``), whoever
+    made it; off by default, since two labs may be up at once (a test of two clusters, a
+    developer's lab beside the tests)."""
     found: list[str] = []
     netns = [n.split()[0] for n in _out(["ip", "netns", "list"]).splitlines() if n.strip()]
     found += [f"namespace {n}" for n in netns if n.startswith(f"{cfg.lab_id}-")]
-    found += _links(cfg)
+    found += _links(cfg, every_lab)
     found += _rules(cfg)
     base = f"{cfg.state_dir}/{cfg.lab_id}"
     for p in Path("/proc").iterdir():
@@ -54,17 +58,18 @@ def leftovers(cfg: LabConfig) -> list[str]:
     return found
 
 
-def _links(cfg: LabConfig) -> list[str]:
-    """Veths and bridges by type: a lab's (named ``ov...``/``ovbr-...``, as the hosts' veths and
-    labs' bridges are) or enslaved to this lab's bridge, whatever their names."""
+def _links(cfg: LabConfig, every_lab: bool) -> list[str]:
+    """Veths and bridges by type: this lab's by their names, any enslaved to this lab's bridge
+    whatever its name, and with ``every_lab`` any named as a lab's are."""
     found: list[str] = []
     veths = {h.veth(cfg.lab_id) for h in cfg.hosts}
     for kind in ("veth", "bridge"):
         for link in json.loads(_out(["ip", "-j", "link", "show", "type", kind]) or "[]"):
             name, master = str(link.get("ifname", "")), link.get("master")
-            if kind == "bridge" and (name == cfg.bridge or name.startswith("ovbr-")):
+            labs = every_lab and name.startswith("ovbr-" if kind == "bridge" else "ov")
+            if kind == "bridge" and (name == cfg.bridge or labs):
                 found.append(f"link {name} (bridge)")
-            elif kind == "veth" and (name in veths or name.startswith("ov")):
+            elif kind == "veth" and (name in veths or labs):
                 found.append(f"link {name} (veth)")
             elif kind == "veth" and cfg.bridge is not None and master == cfg.bridge:
                 found.append(f"link {name} (veth on {cfg.bridge})")

@@ -58,7 +58,7 @@ def test_every_veth_and_bridge_of_a_lab_is_found_by_type_not_only_by_the_names_i
             ),
         },
     )
-    found = lo.leftovers(cfg)
+    found = lo.leftovers(cfg, every_lab=True)
     links = {x for x in found if x.startswith("link ")}
     assert links == {
         "link ovbr-older (bridge)",
@@ -66,6 +66,12 @@ def test_every_veth_and_bridge_of_a_lab_is_found_by_type_not_only_by_the_names_i
         f"link {cfg.hosts[0].veth(LAB)} (veth)",
         f"link vb-node7 (veth on {cfg.bridge})",
     }, found
+    # by default only this lab's: another lab may be up beside it (its bridge, its veths)
+    mine = {x for x in lo.leftovers(cfg) if x.startswith("link ")}
+    assert mine == {
+        f"link {cfg.hosts[0].veth(LAB)} (veth)",
+        f"link vb-node7 (veth on {cfg.bridge})",
+    }
 
 
 def test_the_labs_bridge_is_found_by_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
