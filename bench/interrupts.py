@@ -35,6 +35,12 @@ from overlaylab.config.sample import lab_config
 from overlaylab.leftovers import leftovers
 
 PROJECT = Path(__file__).resolve().parents[1]
+#: What does not converge today. An `up` killed (SIGKILL) between Docker's creating a container
+#: and the engine's recording it leaves a pending create: the engine only warns, `refresh
+#: --clear-pending-creates` drops it, and the next `up` creates the container again and Docker
+#: refuses the name ("is already in use"), under the Pulumi engine as here. The remedy is the
+#: engine's `refresh --import-pending-creates URN ID`, which the stand-in does not model yet.
+KNOWN = "a container create killed in flight conflicts with the next up (pending create)"
 STACK = "intr"
 SEGMENT = "192.168.224"
 RUN_TIMEOUT = 300
@@ -120,7 +126,8 @@ def measure(lab: Lab) -> tuple[float, float]:
     return up, down
 
 
-def loop(kills: int, seed: int, work: Path) -> tuple[Tally, str]:
+def loop(kills: int, seed: int, work: Path, kill_up: bool = True) -> tuple[Tally, str]:
+    """``kill_up=False``: `up` only gets SIGINT (see KNOWN)."""
     rng = random.Random(seed)
     lab = Lab(work)
     up_s, down_s = measure(lab)
@@ -132,7 +139,8 @@ def loop(kills: int, seed: int, work: Path) -> tuple[Tally, str]:
                 res = lab.run("up")
                 if res.returncode != 0:
                     return tally, f"round {i}: up before the destroy failed:\n{res.stderr[-3000:]}"
-            sig = signal.SIGINT if rng.random() < 0.5 else signal.SIGKILL
+            kill = rng.random() >= 0.5 and (kill_up or verb == "destroy")
+            sig = signal.SIGKILL if kill else signal.SIGINT
             at = rng.uniform(0.2, length)
             rc, text = lab.interrupted(verb, at, sig)
             if sig == signal.SIGINT and (why := _sigint_ok(rc, text)):
@@ -168,10 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--kills", type=int, default=30, help="interruptions of each verb")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--no-kill-up", action="store_true", help=f"SIGINT only for up ({KNOWN})")
     args = p.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     with tempfile.TemporaryDirectory(prefix="interrupts-") as work:
-        tally, failure = loop(args.kills, seed, Path(work))
+        tally, failure = loop(args.kills, seed, Path(work), kill_up=not args.no_kill_up)
         ups = sum(r.startswith("up") for r in tally.rounds)
         downs = len(tally.rounds) - ups
         print(f"seed {seed}: {ups} up and {downs} destroy interruptions converged")
