@@ -56,18 +56,18 @@ for warning in cfg.warnings:
 drift = survey(cfg)
 for finding in drift.findings:
     pulumi.log.warn(f"drift: {finding}")
-if drift.findings:
+if drift.broken:
     pulumi.log.warn(
-        f"drift: {len(drift.findings)} finding(s); this run does not mend them, it validates the "
+        f"drift: {len(drift.broken)} finding(s); this run does not mend them, it validates the "
         "lab again (validate-run) and `up` fails where the validator does (a dead daemon's "
         "provider fails first, in preview too): see docs/troubleshooting.md#drift"
     )
-    # Said before anything registers: a dead daemon's provider fails the run at its Configure.
-    if mend := mend_urns(drift, cfg, pulumi.get_stack(), pulumi.get_project()):
-        pulumi.log.warn(
-            "drift: to mend the daemons and containers, run up with "
-            + " ".join(f"--replace {u}" for u in mend)
-        )
+# Said before anything registers: a dead daemon's provider fails the run at its Configure.
+if mend := mend_urns(drift, cfg, pulumi.get_stack(), pulumi.get_project()):
+    pulumi.log.warn(
+        "drift: to mend the daemons and containers, run up with "
+        + " ".join(f"--replace {u}" for u in mend)
+    )
 
 here = LocalHostCommands(
     python=sys.executable,
@@ -235,7 +235,7 @@ validation = Validation(
             overlay.network_id,
             *(c.id for c in containers.containers.values()),
             # only while the lab has drifted: a stack without drift keeps its inputs
-            *([f"drift {drift_digest(drift)}"] if drift.findings else []),
+            *([f"drift {drift_digest(drift)}"] if drift.broken else []),
         ],
         commands=commands,
     ),

@@ -2,13 +2,14 @@
 
     sudo venv/bin/python -m bench.soak --hosts 8 --cycles 50
     sudo venv/bin/python -m bench.soak --hosts 8 --cycles 20 --busy 2     # cores kept busy
-    sudo venv/bin/python -m bench.soak --hosts 2 --restarts 100           # stop/start test2
+    sudo venv/bin/python -m bench.soak --hosts 2 --restarts 100 --busy 2  # docker restart test2
 
 Each cycle brings an N-host local lab up through the engine stand-in (the validator runs last
 in `up`), takes it down, and checks that nothing is left. On a failed cycle it writes the
 lab's capture (``overlaylab.labdump``: every host's overlay sandbox, serf members, endpoint keys)
 before teardown, prints where, and stops. ``--restarts`` instead keeps one lab up and stops
-and starts one container that many times, requiring every by-name ping to pass each time.
+and restarts test2 that many times as a user does (Docker's CLI, then the validator's own
+command), counting the runs that fail and the names keeper's mends.
 Not part of CI: a loop of lab runs, bounded by its counts, only to the lab's own addresses.
 """
 
@@ -17,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +32,6 @@ from overlaylab.config.sample import lab_config
 from overlaylab.labdump import dump
 from overlaylab.leftovers import leftovers
 from overlaylab.netrule import RouteGuard
-from overlaylab.validate import summary, validate
 
 SEGMENT = "192.168.222"  # no test uses it: a soak may run beside them
 
@@ -39,6 +41,30 @@ def _busy() -> None:
         pass
 
 
+def capture(cfg: dict[str, Any], keep: Path, lines: int = 40) -> None:
+    """The lab's dump and the tail of every host's logs, written to ``keep`` before teardown;
+    beside it (``<keep>.d/``) every host's whole logs and its containers' `docker inspect`."""
+    lab = parse(cfg, "soak config")
+    whole = keep.with_name(keep.name + ".d")
+    shutil.rmtree(whole, ignore_errors=True)
+    whole.mkdir(parents=True)
+    logs = []
+    for h in lab.hosts:
+        base = Path(lab.host_dir(h))
+        for name in ("etcd.log", "docker.log", "keeper.log"):
+            f = base / name
+            text = f.read_text(errors="replace") if f.exists() else ""
+            (whole / f"{h.name}-{name}").write_text(text)
+            logs.append(f"--- {h.name} {name}\n" + "\n".join(text.splitlines()[-lines:]))
+        docker = ["docker", "-H", f"unix://{base / 'docker.sock'}"]
+        ids = subprocess.run([*docker, "ps", "-aq"], capture_output=True, text=True, check=False)
+        if ids.stdout.split():
+            got = subprocess.run([*docker, "inspect", *ids.stdout.split()], capture_output=True,
+                                 text=True, check=False)  # fmt: skip
+            (whole / f"{h.name}-inspect.json").write_text(got.stdout + got.stderr)
+    keep.write_text(dump(lab) + "\n\n" + "\n".join(logs) + f"\n\nwhole logs in {whole}\n")
+
+
 def cycle(n: int, cfg: dict[str, Any], state: Path, keep: Path) -> tuple[bool, str]:
     guard = RouteGuard(cfg["lab"]["bridge"])
     start = time.monotonic()
@@ -46,14 +72,7 @@ def cycle(n: int, cfg: dict[str, Any], state: Path, keep: Path) -> tuple[bool, s
     up = time.monotonic() - start
     ok, why = run.error is None, "" if run.error is None else str(run.error).splitlines()[0]
     if not ok:
-        lab = parse(cfg, "soak config")
-        logs = []
-        for h in lab.hosts:
-            for name in ("etcd.log", "docker.log"):
-                f = Path(lab.host_dir(h)) / name
-                tail = f.read_text(errors="replace").splitlines()[-40:] if f.exists() else []
-                logs.append(f"--- {h.name} {name}\n" + "\n".join(tail))
-        keep.write_text(dump(lab) + "\n\n" + "\n".join(logs))
+        capture(cfg, keep)
         why += f" (capture in {keep})"
     errors = run.destroy()
     left = leftovers(parse(cfg, "soak config"))
@@ -63,34 +82,43 @@ def cycle(n: int, cfg: dict[str, Any], state: Path, keep: Path) -> tuple[bool, s
     return ok, why
 
 
-def restarts(cfg: dict[str, Any], count: int, state: Path) -> int:
-    import docker
-
+def restarts(cfg: dict[str, Any], count: int, state: Path, busy: int, keep: Path) -> int:
+    """Restart test2 as a user does: `docker restart` with Docker's CLI, then the validator's
+    own command, ``count`` times. Every run is counted (a failure does not stop the loop; the
+    first one's report and capture are kept), and so are the names keeper's mends."""
     guard = RouteGuard(cfg["lab"]["bridge"])
     run = standin.run_program(cfg, stack="soak", state_file=state, guard=guard)
-    failed = 0
+    failed: list[int] = []
     try:
         if run.error is not None:
-            print(f"up failed: {run.error}")
+            capture(cfg, keep, lines=400)
+            print(f"up failed: {run.error} (capture in {keep})")
             return 1
-        spec = (run.outputs or {})[out.OUT_VALIDATION_SPEC]
+        spec = json.dumps((run.outputs or {})[out.OUT_VALIDATION_SPEC])
         lab = parse(cfg, "soak config")
-        host = lab.host("docker-node2")
-        client = docker.DockerClient(base_url=f"unix://{lab.host_dir(host)}/docker.sock")
+        base = Path(lab.host_dir(lab.host("docker-node2")))
+        docker = ["docker", "-H", f"unix://{base / 'docker.sock'}"]
+        validator = [sys.executable, "-m", "overlaylab.validate", "--spec-json", spec]
         for i in range(1, count + 1):
-            c = client.containers.get("test2")
-            c.stop(timeout=1)
-            c.start()
-            results = validate(spec, timeout=30)
-            bad = [r for r in results if not r.ok]
-            by_name = [r for r in results if r.check == "overlay.ping" and "by name" in r.subject]
-            print(f"restart {i}: {len(by_name)} by-name pings, {len(bad)} failed", flush=True)
-            if bad:
-                failed += 1
-                print(summary(results, 0))
-                break
+            res = subprocess.run([*docker, "restart", "-t", "1", "test2"], capture_output=True,
+                                 text=True, check=False)  # fmt: skip
+            check = subprocess.run(validator, capture_output=True, text=True, check=False)
+            last = check.stdout.strip().splitlines()[-1:] or ["(no report)"]
+            print(f"restart {i}: docker restart rc {res.returncode}, validator rc "
+                  f"{check.returncode}: {last[0]}", flush=True)  # fmt: skip
+            if res.returncode or check.returncode:
+                failed.append(i)
+                if len(failed) == 1:
+                    print(res.stderr + check.stdout + check.stderr)
+                    capture(cfg, keep, lines=400)
+        keeper_log = base / "keeper.log"
+        mends = (
+            keeper_log.read_text().count("an endpoint change (1 of") if keeper_log.exists() else 0
+        )
     finally:
         run.destroy()
+    print(json.dumps({"restarts": count, "failed": len(failed), "failed_runs": failed,
+                      "keeper_mends": mends, "busy": busy}))  # fmt: skip
     return 1 if failed else 0
 
 
@@ -99,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hosts", type=int, default=8)
     p.add_argument("--cycles", type=int, default=50)
     p.add_argument("--busy", type=int, default=0, help="busy-loop processes beside the runs")
-    p.add_argument("--restarts", type=int, default=0, help="stop/start cycles instead")
+    p.add_argument(
+        "--restarts", type=int, default=0, help="docker restart test2, then validate, N times"
+    )
     p.add_argument("--keep", type=Path, default=Path("/tmp/soak-failure.txt"))
     args = p.parse_args(argv)
     standin.become_subreaper()
@@ -113,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     state = Path("/tmp/soak-state.json")
     try:
         if args.restarts:
-            return restarts(cfg, args.restarts, state)
+            return restarts(cfg, args.restarts, state, args.busy, args.keep)
         results = []
         for i in range(1, args.cycles + 1):
             results.append(cycle(i, cfg, state, args.keep))

@@ -23,14 +23,17 @@ from collections.abc import Callable, Sequence
 
 from overlaylab import membership, verbs
 from overlaylab.errors import LabError
+from overlaylab.etcd import EtcdClient
 from overlaylab.hosts import identity, netns, pki
 from overlaylab.hosts.base import HostTransport
 from overlaylab.hosts.etcdcheck import etcd_health
+from overlaylab.hosts.keeper import names_keep
 from overlaylab.hosts.member import Member
 from overlaylab.hosts.netns import NamespaceHost
 from overlaylab.hosts.proc import LIFECYCLE, wait_for_earlier_lifecycle
 from overlaylab.hosts.systemd import SystemdHost, hosts_unique
 from overlaylab.hosts.systemd_files import wait_store
+from overlaylab.netrule import RouteGuard
 
 Args = argparse.Namespace
 
@@ -133,6 +136,15 @@ PLAIN_VERBS: dict[str, Callable[[Args], None]] = {
         membership.cluster_identity(
             a.token, a.client_port, a.peer_port, membership.previous_output(), a.generation
         )
+    ),
+    "names-keep": lambda a: names_keep(
+        hostname=a.hostname,
+        docker=["docker", "-H", a.docker_host],
+        store=EtcdClient(
+            a.etcd_endpoint,
+            RouteGuard(a.bridge) if a.bridge else None,
+            tls=pki.client_tls(a.tls_dir),
+        ),
     ),
     "etcd-health": lambda a: etcd_health(
         endpoints=a.endpoint, names=a.name, bridge=a.bridge, timeout=a.timeout, tls_dir=a.tls_dir

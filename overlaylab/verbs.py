@@ -405,13 +405,26 @@ class EtcdHealth(Verb):
     """(client URL, name) per member."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class NamesKeep(Verb):
+    """Runs for as long as its host's dockerd: started by docker-up, stopped by docker-down."""
+
+    verb = "names-keep"
+    help = "the names gate's mend whenever a container joins an overlay (hosts/keeper.py)"
+    hostname: str = arg()
+    docker_host: str = arg(help="the daemon, as docker -H takes it")
+    etcd_endpoint: str = arg(help="the host's own member (client URL)")
+    bridge: str | None = arg(None, help="check routes go through this bridge (local lab)")
+    tls_dir: str | None = arg(None, help="the lab's CA and client certificate (TLS lab)")
+
+
 HOST_VERBS: tuple[type[Verb], ...] = (
     Preflight, PkiInstall, PkiRemove, EtcdUp, EtcdDown, DockerUp, DockerDown, SerfMesh,
     ImageImport, ImageRemove, NamesSettle,
 )  # fmt: skip
 PLAIN_VERBS: tuple[type[Verb], ...] = (
     HostsUnique, SshIdentity, SshIdentityRemove, PkiUp, PkiDown, PkiBundle, WaitStore,
-    BridgeUp, BridgeDown, HostUp, HostDown, EtcdIdentity, EtcdHealth,
+    BridgeUp, BridgeDown, HostUp, HostDown, EtcdIdentity, EtcdHealth, NamesKeep,
 )  # fmt: skip
 
 

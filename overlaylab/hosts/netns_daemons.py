@@ -11,9 +11,11 @@ import contextlib
 import os
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 
+from overlaylab import verbs
 from overlaylab.errors import DockerError, EtcdError, LabError
 from overlaylab.etcd import EtcdClient
 from overlaylab.hosts import member
@@ -263,6 +265,36 @@ def docker_up(
     )
     docker = ["docker", "-H", f"unix://{base / 'docker.sock'}"]
     clear_stale_endpoints(docker, etcd, advertise.rsplit(":", 1)[0], hostname)
+    keeper_up(base, hostname, etcd_endpoint, bridge, tls_dir)
+
+
+def keeper_up(
+    base: Path, hostname: str, etcd_endpoint: str, bridge: str, tls_dir: str | None
+) -> None:
+    """The names keeper beside the daemon (``hosts/keeper.py``), unless it runs already."""
+    pidfile = base / "keeper.pid"
+    pid = pid_of(pidfile, "names-keep")
+    if pid is not None:
+        log(f"names keeper {hostname} already running (pid {pid})")
+        return
+    record = verbs.NamesKeep(
+        hostname=hostname,
+        docker_host=f"unix://{base / 'docker.sock'}",
+        etcd_endpoint=etcd_endpoint,
+        bridge=bridge,
+        tls_dir=tls_dir,
+    )
+    pid = spawn([sys.executable, "-m", "overlaylab.hostops", *record.argv()], base / "keeper.log")
+    pidfile.write_text(f"{pid}\n")
+    log(f"names keeper {hostname} started (pid {pid}), log {base / 'keeper.log'}")
+
+
+def keeper_down(base: Path, hostname: str) -> None:
+    pid = pid_of(base / "keeper.pid", "names-keep")
+    if pid is not None:
+        stop(pid, f"names keeper {hostname}", grace=5)
+    for f in ("keeper.pid", "keeper.log"):
+        (base / f).unlink(missing_ok=True)
 
 
 def _wait_joined(
@@ -316,6 +348,7 @@ def docker_down(
     tls_dir: str | None = None,
 ) -> None:
     base = Path(host_dir)
+    keeper_down(base, hostname)
     pid = pid_of(base / "docker.pid", "dockerd")
     if pid is not None:
         # dockerd waits for its containers on SIGTERM: remove them first.

@@ -19,7 +19,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from overlaylab import daemonjson
+from overlaylab import daemonjson, verbs
 from overlaylab.defaults import UNDERLAY_MTU
 from overlaylab.errors import DockerError, LabError, PreflightError
 from overlaylab.etcd import EtcdClient, etcd_url
@@ -138,6 +138,7 @@ class SystemdHost:
         self._wait_joined(hostname, advertise, _port(etcd_endpoint))
         store = self._loopback(_port(etcd_endpoint))
         clear_stale_endpoints(["docker"], store, advertise.rsplit(":", 1)[0], hostname)
+        self._keeper_up(hostname, _port(etcd_endpoint))
         log(
             f"dockerd on {hostname}: cluster-store {cluster_store}, advertise {advertise} "
             f"(in {path}, kept across reboots), joined the store"
@@ -163,7 +164,24 @@ class SystemdHost:
                 f"{SERF_PORT}): journalctl -u docker"
             ) from None
 
+    def _keeper_up(self, hostname: str, client_port: int) -> None:
+        record = verbs.NamesKeep(
+            hostname=hostname,
+            docker_host="unix:///var/run/docker.sock",
+            etcd_endpoint=etcd_url("127.0.0.1", client_port, bool(self.tls_dir)),
+            tls_dir=self.tls_dir,
+        )
+        files.dropin(files.KEEPER_UNIT, files.keeper_unit_text(record.argv()))
+        unit = files.KEEPER_UNIT.name
+        res = run(["systemctl", "enable", "--now", unit], check=False)
+        if res.returncode != 0:
+            raise DockerError(f"{unit} did not start on {hostname}: {res.stderr.strip()[-300:]}")
+        log(f"names keeper on {hostname}: {unit} enabled and started")
+
     def docker_down(self, *, hostname: str, advertise: str, etcd_endpoint: str) -> None:
+        if files.KEEPER_UNIT.exists():
+            run(["systemctl", "disable", "--now", files.KEEPER_UNIT.name], check=False)
+            files.dropin(files.KEEPER_UNIT, None)
         files.dropin(files.DOCKER_DROPIN, None)
         meta = files.restore_original(files.DAEMON_JSON, "docker")
         if meta is not None:

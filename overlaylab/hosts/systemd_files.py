@@ -63,6 +63,27 @@ After=etcd.service
 ExecStartPre=-/usr/bin/env PYTHONPATH={REMOTE_LIB} python3 -m overlaylab.hostops wait-store \\
     --timeout {STORE_WAIT}
 """
+KEEPER_UNIT = Path("/etc/systemd/system/overlaylab-names-keeper.service")
+
+
+def keeper_unit_text(argv: list[str]) -> str:
+    """The names keeper (``hosts/keeper.py``) as a unit: it follows Docker's events and
+    reconnects by itself when Docker restarts, so it is not bound to docker.service."""
+    return f"""# Written by overlay-etcd; removed on destroy.
+[Unit]
+Description=overlay-etcd names keeper: mends Docker's lost reads of the overlay's names
+After=docker.service
+
+[Service]
+ExecStart=/usr/bin/env PYTHONPATH={REMOTE_LIB} python3 -m overlaylab.hostops {" ".join(argv)}
+Restart=always
+RestartSec=2s
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
 MARKER = STATE / "etcd-cluster.json"
 ETCD_PACKAGE = "etcd-server"
 INSTALLED_ETCD = STATE / "installed-etcd.json"  # only when this lab installed the package

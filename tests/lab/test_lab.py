@@ -195,26 +195,10 @@ def test_validator_names_the_failed_pairs_when_test2_stops(lab: Lab) -> None:
         assert "failed" in lines[-1]
     finally:
         test2.start()
+    # A lost read of the endpoints at test2's start is mended by docker-node2's names keeper
+    # (overlaylab/hosts/keeper.py), not by a second restart: the validator's wait covers it.
     res = validate_cli(lab.spec, 30)
-    if res.returncode and _only_names_lost_in(res.stdout, "test2"):
-        # Seen twice in about 14 runs, both under load (CI; a CPU hog): after the restart
-        # docker-node2's embedded DNS never again knew test1, all else passing. The likely
-        # cause is Docker 20.10's watch on the network's endpoints in the store, re-created
-        # when a host's first container joins, which ends silently if its first read fails.
-        # A restart re-creates it; if this does not bring the name back, the test fails.
-        log = Path(lab.cfg.host_dir(lab.cfg.host("docker-node2"))) / "docker.log"
-        print(f"test2 lost test1's name after its restart; restarting it once more. {log}:")
-        print("\n".join(log.read_text(errors="replace").splitlines()[-30:]))
-        test2.restart(timeout=1)
-        res = validate_cli(lab.spec, 30)
     assert res.returncode == 0, res.stdout + res.stderr
-
-
-def _only_names_lost_in(report: str, source: str) -> bool:
-    failed = [x for x in report.splitlines() if x.startswith("FAIL")]
-    return bool(failed) and all(
-        f" {source} -> " in x and "by name" in x and "does not resolve" in x for x in failed
-    )
 
 
 def test_validator_names_the_host_whose_node_key_is_gone(lab: Lab) -> None:

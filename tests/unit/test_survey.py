@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import shutil
+import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,14 +16,15 @@ from typing import Any
 import pytest
 
 from overlaylab.config import parse
-from overlaylab.survey import survey
+from overlaylab.survey import Survey, mend_urns, survey
 
 
 @pytest.fixture
 def raw(seed_config: dict[str, Any]) -> Iterator[dict[str, Any]]:
     state = tempfile.mkdtemp(prefix="svy-", dir="/tmp")
     out = copy.deepcopy(seed_config)
-    out["lab"] = {**out["lab"], "stateDir": state, "bridge": "ovbr-svytest"}
+    # its own lab id: a seed lab running on this machine has the seed's namespaces
+    out["lab"] = {**out["lab"], "id": "svytest", "stateDir": state, "bridge": "ovbr-svytest"}
     yield out
     shutil.rmtree(state, ignore_errors=True)
 
@@ -41,13 +44,43 @@ def test_a_lab_whose_directory_outlived_it_reports_each_missing_part(raw: dict[s
     n1, n2 = (h.name for h in cfg.hosts)
     assert tuple(map(str, s.findings)) == (
         "bridge ovbr-svytest is gone (the machine rebooted, or it was deleted)",
-        f"host {n1}: its network namespace seed-{n1} is gone",
+        f"host {n1}: its network namespace svytest-{n1} is gone",
         f"host {n1}: its etcd member is not running",
         f"host {n1}: its dockerd is not running",
-        f"host {n2}: its network namespace seed-{n2} is gone",
+        f"host {n2}: its network namespace svytest-{n2} is gone",
         f"host {n2}: its etcd member is not running, and its data is gone",
         f"host {n2}: its dockerd is not running",
     ), s.findings
+
+
+def test_a_daemon_without_its_names_keeper_is_found_and_mended_by_its_daemons_create(
+    raw: dict[str, Any],
+) -> None:
+    """A live dockerd with no names keeper beside it (a lab made before the keeper existed,
+    or a keeper that died) is a finding whose mend is the daemon's replace (its create starts
+    the keeper); it is not one that validation must look at again (`broken`, the drift
+    trigger): an upgraded stack plans no change (tests/lab/test_upgrade_lab.py)."""
+    cfg = parse(raw, "test")
+    base = Path(cfg.host_dir(cfg.hosts[0]))
+    base.mkdir(parents=True)
+    (base / "docker.sock").touch()
+    dockerd = subprocess.Popen(["bash", "-c", "exec -a dockerd sleep 60"])
+    try:
+        time.sleep(0.2)
+        (base / "docker.pid").write_text(f"{dockerd.pid}\n")
+        s = survey(cfg)
+    finally:
+        dockerd.kill()
+        dockerd.wait()
+    keepers = [f for f in s.findings if f.kind == "keeper"]
+    assert [str(f) for f in keepers] == [
+        f"host {cfg.hosts[0].name}: its names keeper is not running (a container restarted "
+        "by hand may lose the other hosts' names)"
+    ]
+    only = Survey(expected=True, findings=tuple(keepers))
+    assert only.broken == ()
+    urns = mend_urns(only, cfg, "test", "overlay-etcd")
+    assert any(u.endswith(f"::docker-{cfg.hosts[0].name}-dockerd") for u in urns), urns
 
 
 def test_the_program_validates_again_while_the_lab_has_drifted(
