@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -458,6 +459,42 @@ def report(sizes: list[Size], planes: list[Dataplane], eval8: float | None) -> N
     print("\n".join(targets(sizes, planes, eval8)))
 
 
+def machine() -> str:
+    return f"{socket.gethostname()}, {os.cpu_count()} cores"
+
+
+def plot(sizes: list[Size], path: Path, when: str, where: str) -> None:
+    """Up and down time against host count, the program's and the script's: the median of the
+    rounds that passed as a line, each passed round as a dot; ``when`` and ``where`` (the date,
+    the machine) in the title. A PNG at ``path``, drawn with matplotlib's Agg backend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4.4), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2, sharex=True)
+    ns = sorted({s.n for s in sizes})
+    for ax, what in zip(axes, ("up", "down"), strict=True):
+        for who, style, colour in (("program", "o-", "#1f77b4"), ("script", "s--", "#ff7f0e")):
+            med = [(s.n, s.med(who, what)) for s in sizes]
+            pts = [(n, m) for n, m in med if m is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), style, color=colour, label=f"{who} (median)")
+            dots = [(s.n, getattr(r, what)) for s in sizes for r in s.ok(who)]
+            if dots:
+                ax.plot(*zip(*dots, strict=True), ".", color=colour, alpha=0.35)
+        ax.set_title(f"{what}: {'to a validated lab / first ping' if what == 'up' else 'teardown'}")
+        ax.set_xlabel("hosts")
+        ax.set_ylabel("seconds")
+        ax.set_xticks(ns)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+    fig.suptitle(f"bench.bench_lab: the program against the seed's script; {when}; {where}")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--hosts", type=int, nargs="+", default=[2, 4, 8])
@@ -474,6 +511,13 @@ def main() -> int:
     p.add_argument("--iperf-runs", type=int, default=3)
     p.add_argument(
         "--timeline", action="store_true", help="print the last program up's timeline per size"
+    )
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=Path("bench_lab.png"),
+        metavar="PNG",
+        help="where to draw up and down time against host count (default: %(default)s)",
     )
     args = p.parse_args()
     if any(n < 2 for n in args.hosts) or args.rounds < 1:
@@ -509,6 +553,12 @@ def main() -> int:
             print(f"  data plane at MTU {mtu}: ratio {_x(planes[-1].ratio())}", flush=True)
     finally:  # what was measured is printed even when a later step stops the run
         report(sizes, planes, eval8)
+        if sizes:
+            try:
+                plot(sizes, args.plot, time.strftime("%Y-%m-%d %H:%M %Z"), machine())
+                print(f"\nplot: {args.plot}")
+            except (OSError, ValueError, ImportError) as e:
+                print(f"\nplot not drawn: {e}")
     return 0
 
 

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from overlaylab.config import parse
 from overlaylab.errors import ConfigError
 from overlaylab.netrule import RouteGuard
 from overlaylab.stackconfig import raw_from_file
+from overlaylab.validate.cli import RECORDS_ENV
 from standin import interrupt, state
 from standin.commands import KEYS, SECRETS
 from standin.executor import destroy
@@ -161,13 +163,23 @@ def _update(
                 line + ("" if preview or line.startswith("      ") else f" ({step.seconds:.1f}s)")
             )
 
-    run = run_program(
-        raw, args.stack, preview, state_file, guard=guard, secrets=secrets, old=old,
-        on_step=None if preview else show, pending=pending,
-        targets=[*args.target, *args.target_replace] or None,
-        target_dependents=args.target_dependents,
-        replaces=[*args.replace, *args.target_replace],
-    )  # fmt: skip
+    started = time.time()
+    before = os.environ.get(RECORDS_ENV)
+    if not preview:  # the validator's records, for the page drawn at the end
+        os.environ[RECORDS_ENV] = str(state.records_file(state_file))
+    try:
+        run = run_program(
+            raw, args.stack, preview, state_file, guard=guard, secrets=secrets, old=old,
+            on_step=None if preview else show, pending=pending,
+            targets=[*args.target, *args.target_replace] or None,
+            target_dependents=args.target_dependents,
+            replaces=[*args.replace, *args.target_replace],
+        )  # fmt: skip
+    finally:
+        if before is None:
+            os.environ.pop(RECORDS_ENV, None)
+        else:
+            os.environ[RECORDS_ENV] = before
     if preview:
         for line in render(run.steps, show_diff=args.diff):
             print(line)
@@ -176,7 +188,50 @@ def _update(
         _print_timeline(run.steps)
     if run.error is None and not preview and run.outputs is not None:
         state.save_outputs(state_file, run.outputs)
-    return _report(args.stack, run)
+    code = _report(args.stack, run)
+    if not preview:
+        _page(args.stack, state_file, started, run.error is None)
+    return code
+
+
+def _page(stack: str, state_file: Path, started: float, succeeded: bool) -> None:
+    """The lab's page next to the state, from the records of the validator this `up` ran (or,
+    when it ran none and succeeded, of the last one, as its report is): its path printed. A
+    page that cannot be drawn is a warning; the `up`'s result stands."""
+    records = state.records_file(state_file)
+    try:
+        fresh = records.stat().st_mtime >= started
+    except OSError:
+        return  # no validator has run for this stack here yet
+    if not fresh and not succeeded:
+        return  # the last records are not this failed run's
+    path = state.page_file(state_file)
+    try:
+        from overlaylab.picture import PictureError, page
+    except ImportError as e:
+        print(f"warning: the lab's page was not drawn: {e}", file=sys.stderr)
+        return
+    from overlaylab.validate import Result
+    from overlaylab.validate.facts import Facts
+
+    try:
+        doc = json.loads(records.read_text())
+        text = page(
+            doc["spec"],
+            [Result(**r) for r in doc["results"]],
+            Facts.from_json(doc.get("facts")),
+            seconds=float(doc["summary"]["seconds"]),
+            at=doc["summary"].get("at"),
+            stack=stack,
+        )
+        tmp = path.with_suffix(".html.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    except (OSError, ValueError, KeyError, TypeError, PictureError) as e:
+        print(f"warning: the lab's page was not drawn: {e}", file=sys.stderr)
+        return
+    when = "" if fresh else f" (of the last validation, at {doc['summary'].get('at', '?')})"
+    print(f"page of the lab: {path}{when}")
 
 
 def _down(stack: str, state_file: Path, guard: RouteGuard | None, show_timeline: bool) -> int:

@@ -130,6 +130,16 @@ def save_outputs(state_file: Path, outputs: dict[str, Any]) -> None:
     tmp.replace(outputs_file(state_file))
 
 
+def records_file(state_file: Path) -> Path:
+    """Where the validator run by `up` leaves its records for the page (see ``cli``)."""
+    return state_file.with_suffix(".validation.json")
+
+
+def page_file(state_file: Path) -> Path:
+    """The page of the lab that `up` draws from them."""
+    return state_file.with_suffix(".html")
+
+
 def load_outputs(state_file: Path) -> dict[str, Any] | None:
     f = outputs_file(state_file)
     return dict(json.loads(f.read_text())) if f.exists() and state_file.exists() else None
@@ -140,6 +150,8 @@ def forget(state_file: Path) -> None:
     state_file.unlink(missing_ok=True)
     secrets_file(state_file).unlink(missing_ok=True)
     outputs_file(state_file).unlink(missing_ok=True)
+    records_file(state_file).unlink(missing_ok=True)
+    page_file(state_file).unlink(missing_ok=True)
     for d in (state_file.parent, state_file.parent.parent):
         with contextlib.suppress(OSError):
             d.rmdir()

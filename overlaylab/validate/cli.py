@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from overlaylab.errors import LabError
+from overlaylab.validate.facts import Facts
+from overlaylab.validate.records import Result
 from overlaylab.validate.report import as_json, junit, summary
+
+#: Set by the stand-in's `up`: where the validator also leaves its records, what it saw and its
+#: spec as JSON, from which `up` draws the lab's page next to the stack's state.
+RECORDS_ENV = "OVERLAYLAB_VALIDATE_RECORDS"
 
 
 def check_spec(spec: Any) -> None:
@@ -58,6 +65,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print records as JSON")
     p.add_argument("--junit", metavar="FILE", help="also write the records as JUnit XML to FILE")
     p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write a page with a drawing of the lab coloured by the checks to FILE",
+    )
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="with --html: draw the stack as configured and check nothing (no lab needed)",
+    )
+    p.add_argument(
         "--in-up",
         action="store_true",
         help="run by `up`: members and node keys of hosts leaving the stack are reported, "
@@ -69,17 +86,29 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from overlaylab.validate.run import validate
 
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.plan and not args.html:
+        p.error("--plan draws the stack as configured: give --html FILE")
     try:
         spec = load_spec(args)
         check_spec(spec)
     except (LabError, OSError, ValueError, KeyError) as e:
         print(f"error: cannot load the validation spec: {e}", file=sys.stderr)
         return 2
+    stack = None if (args.spec_json or args.spec or args.outputs) else args.stack
+    if args.plan:
+        if not write_page(args.html, spec, stack=stack, planned=True):
+            return 2
+        print(f"the stack as configured (nothing checked) drawn in {args.html}")
+        return 0
     at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     start = time.monotonic()
-    results = validate(spec, timeout=args.timeout, in_up=args.in_up)
+    facts = Facts()
+    results = validate(spec, timeout=args.timeout, in_up=args.in_up, facts=facts)
     seconds = time.monotonic() - start
+    if os.environ.get(RECORDS_ENV):
+        keep_records(os.environ[RECORDS_ENV], spec, results, facts, seconds, at)
     failed = sum(not r.ok for r in results)
     if args.json:
         print(json.dumps(as_json(results, seconds, at), indent=2))
@@ -92,6 +121,53 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as e:
             print(f"error: cannot write the JUnit report {args.junit}: {e}", file=sys.stderr)
             return 2
+    if args.html and not write_page(
+        args.html, spec, results, facts, seconds=seconds, at=at, stack=stack
+    ):
+        return 2
     if failed:
         print(f"validation failed: {failed} of {len(results)} checks", file=sys.stderr)
     return 1 if failed else 0
+
+
+def write_page(path: str, spec: dict[str, Any], *args: Any, **kw: Any) -> bool:
+    """The page (``overlaylab.picture.page``'s arguments) written to ``path``; False, said in
+    one line, where it cannot be drawn or written."""
+    try:
+        from overlaylab.picture import PictureError, page
+
+        text = page(spec, *args, **kw)
+    except (ImportError, PictureError) as e:
+        print(f"error: cannot draw the page {path}: {e}", file=sys.stderr)
+        return False
+    try:
+        _write(path, text)
+    except OSError as e:
+        print(f"error: cannot write the page {path}: {e.strerror or e}", file=sys.stderr)
+        return False
+    return True
+
+
+def _write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def keep_records(
+    path: str,
+    spec: dict[str, Any],
+    results: list[Result],
+    facts: Facts,
+    seconds: float,
+    at: str,
+) -> None:
+    """The records, the facts and the spec as JSON at ``path`` (for `up`'s page); a failure is
+    a warning: the validation's result stands."""
+    doc = {"spec": spec, **as_json(results, seconds, at), "facts": facts.as_json()}
+    try:
+        _write(path, json.dumps(doc, indent=1))
+    except OSError as e:
+        why = e.strerror or e
+        print(f"warning: cannot keep the records for the page in {path}: {why}", file=sys.stderr)

@@ -110,6 +110,7 @@ def check_underlay_mtu(lab: Lab) -> list[Result]:
             mtu = probes.link_mtu(lab.host_netns(name), "eth0")
         except OSError as e:
             return _r("underlay.mtu", name, expected, f"cannot read eth0's MTU: {e}", False)
+        lab.facts.host_mtu(name, mtu)
         return _r("underlay.mtu", name, expected, f"eth0 MTU {mtu}", mtu >= need)
 
     return lab.map(host, [h["name"] for h in lab.hosts])

@@ -131,6 +131,12 @@ def dns_history(lab: Lab, host: str, name: str) -> str:
 
 def overlay_mtu(lab: Lab, info: ContainerInfo) -> int | None:
     """The MTU of a container's overlay interface (eth0: its first and only network)."""
+    mtu = _overlay_mtu(lab, info)
+    lab.facts.container_mtu(info.name, info.host, mtu)
+    return mtu
+
+
+def _overlay_mtu(lab: Lab, info: ContainerInfo) -> int | None:
     if lab.local and info.netns:
         try:
             return probes.link_mtu(info.netns, "eth0")

@@ -14,6 +14,7 @@ from overlaylab.config import Host
 from overlaylab.errors import LabError
 from overlaylab.etcd import EtcdClient
 from overlaylab.netrule import RouteGuard
+from overlaylab.validate.facts import Facts
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -60,8 +61,11 @@ class ContainerInfo:
 class Lab:
     """Clients to the lab's etcd members and daemons, built from a spec."""
 
-    def __init__(self, spec: dict[str, Any], in_up: bool = False) -> None:
+    def __init__(
+        self, spec: dict[str, Any], in_up: bool = False, facts: Facts | None = None
+    ) -> None:
         self.spec = spec
+        self.facts = facts if facts is not None else Facts()  # what the checks saw, for a picture
         # Run by `up`: hosts that left the stack are deleted only after the program (the
         # engine's order), so their member and node key may still be there: reported, not
         # failed. The validator run by hand afterwards is strict.
@@ -167,6 +171,7 @@ class Lab:
         nets = [n for n in nets if n.name == self.network["name"]]
         if nets:
             self._net_ids[host] = nets[0].id
+            self.facts.network_id(host, nets[0].id)
         return nets[0].id if nets else None
 
     def container(self, c: dict[str, Any]) -> ContainerInfo:
@@ -194,6 +199,8 @@ class Lab:
         with self._infos_lock:
             if self._infos is None:
                 self._infos = {i.name: i for i in self.map(self.container, self.containers)}
+                for i in self._infos.values():
+                    self.facts.container(i.name, i.host, i.ip, i.mac, i.error)
             return self._infos
 
     def refresh(self) -> None:

@@ -19,9 +19,15 @@ def summary(results: Iterable[Result], seconds: float, at: str | None = None) ->
     failed = [r for r in results if not r.ok]
     lines = [r.line() for r in failed] + [r.line() for r in results if r.ok]
     lines += diagnose(results)
-    when = f", at {at}" if at else ""
-    lines.append(f"{len(results)} checks, {len(failed)} failed, in {seconds:.1f}s{when}")
+    lines.append(count_line(results, seconds, at))
     return "\n".join(lines)
+
+
+def count_line(results: list[Result], seconds: float, at: str | None = None) -> str:
+    """The report's last line: ``N checks, F failed, in S s`` and, with ``at``, when."""
+    when = f", at {at}" if at else ""
+    failed = sum(not r.ok for r in results)
+    return f"{len(results)} checks, {failed} failed, in {seconds:.1f}s{when}"
 
 
 def as_json(results: list[Result], seconds: float, at: str | None = None) -> dict[str, Any]:

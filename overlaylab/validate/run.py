@@ -16,6 +16,7 @@ from overlaylab.validate.checks import (
     check_network,
     check_nodes,
 )
+from overlaylab.validate.facts import Facts
 from overlaylab.validate.layers import check_sandboxes, check_underlay, check_underlay_over_ssh
 from overlaylab.validate.overlay import (
     check_connectivity,
@@ -63,12 +64,17 @@ def _converge(lab: Lab, name: str, fn: Check, deadline: float, interval: float) 
 
 
 def validate(
-    spec: dict[str, Any], timeout: float = 60, interval: float = 1.0, in_up: bool = False
+    spec: dict[str, Any],
+    timeout: float = 60,
+    interval: float = 1.0,
+    in_up: bool = False,
+    facts: Facts | None = None,
 ) -> list[Result]:
     """Every check once converged (or timed out), in a fixed order; see the package doc.
 
-    ``in_up``: run by `up`, where hosts that left the stack still exist (see ``Lab``)."""
-    lab = Lab(spec, in_up=in_up)
+    ``in_up``: run by `up`, where hosts that left the stack still exist (see ``Lab``).
+    ``facts``: filled with what the checks saw of the lab (addresses, MTUs), for a picture."""
+    lab = Lab(spec, in_up=in_up, facts=facts)
     deadline = time.monotonic() + timeout
     results: list[Result] = []
     try:
