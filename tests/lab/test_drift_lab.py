@@ -7,7 +7,6 @@ untouched; `destroy` leaves nothing."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -20,6 +19,7 @@ from overlaylab.config import parse
 from overlaylab.config.sample import lab_config
 from overlaylab.hosts.proc import pid_of
 from overlaylab.leftovers import leftovers
+from overlaylab.stackconfig import write_stack_file
 from overlaylab.survey import mend_urns, survey
 from tests.labtools import require_root
 
@@ -43,8 +43,7 @@ def test_a_dead_dockerd_is_seen_by_preview_and_up_fails_with_the_validators_find
 ) -> None:
     require_root()
     raw: dict[str, Any] = lab_config(2, lab_id=STACK, segment=SEGMENT)
-    config_file = tmp_path / f"Pulumi.{STACK}.yaml"
-    config_file.write_text(json.dumps({"config": {f"overlay-etcd:{k}": v for k, v in raw.items()}}))
+    config_file = write_stack_file(tmp_path / f"Pulumi.{STACK}.yaml", raw)
     state = tmp_path / "state"
     cfg = parse(raw, "drift test")
     try:

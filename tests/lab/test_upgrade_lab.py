@@ -9,7 +9,6 @@ before pending operations). The directory matters: every local command runs ther
 from __future__ import annotations
 
 import io
-import json
 import re
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ import pytest
 from overlaylab.config import parse
 from overlaylab.config.sample import lab_config
 from overlaylab.leftovers import leftovers
+from overlaylab.stackconfig import write_stack_file
 from tests.labtools import require_root
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -65,10 +65,8 @@ def test_a_stack_up_before_plans_no_change_and_destroys_clean(
     old_tree: Path, tmp_path: Path
 ) -> None:
     raw: dict[str, Any] = lab_config(2, lab_id=STACK, segment=SEGMENT)
-    text = json.dumps({"config": {f"overlay-etcd:{k}": v for k, v in raw.items()}})
-    (old_tree / "stacks" / f"Pulumi.{STACK}.yaml").write_text(text)
-    config_file = tmp_path / f"Pulumi.{STACK}.yaml"
-    config_file.write_text(text)
+    write_stack_file(old_tree / "stacks" / f"Pulumi.{STACK}.yaml", raw)
+    config_file = write_stack_file(tmp_path / f"Pulumi.{STACK}.yaml", raw)
     state = tmp_path / "state"
     common = ["--stack", STACK, "--state-dir", str(state)]
     now = [sys.executable, "-m", "standin"]
