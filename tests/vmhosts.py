@@ -21,12 +21,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from overlaylab.hosts import netns, proc
 from overlaylab.netrule import RouteGuard
+from tests.labtools import Cleanup
 
 CACHE = Path("/var/cache/overlaylab")
 BASE = CACHE / "bookworm-vmhost-v1"
@@ -251,27 +252,6 @@ class Fleet:
         if check and res.returncode != 0:
             raise AssertionError(f"{host}: {script}: {res.stderr}")
         return res.stdout
-
-
-class Cleanup:
-    """Undo steps, run last in first out, every one of them even when one before fails; then
-    one error naming every step that failed."""
-
-    def __init__(self) -> None:
-        self.steps: list[tuple[str, Callable[[], object]]] = []
-
-    def add(self, what: str, step: Callable[[], object]) -> None:
-        self.steps.append((what, step))
-
-    def run(self) -> None:
-        failed: list[str] = []
-        for what, step in reversed(self.steps):
-            try:
-                step()
-            except Exception as e:
-                failed.append(f"{what}: {type(e).__name__}: {e}")
-        if failed:
-            raise RuntimeError(f"cleanup incomplete ({len(failed)} failed): {'; '.join(failed)}")
 
 
 @contextlib.contextmanager
