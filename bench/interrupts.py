@@ -19,7 +19,6 @@ counts and timeouts; traffic only to the lab's own addresses (the stand-in check
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import signal
 import subprocess
@@ -33,6 +32,7 @@ from typing import Any
 from overlaylab.config import parse
 from overlaylab.config.sample import lab_config
 from overlaylab.leftovers import leftovers
+from overlaylab.stackconfig import write_stack_file
 
 PROJECT = Path(__file__).resolve().parents[1]
 #: What does not converge today. An `up` killed (SIGKILL) between Docker's creating a container
@@ -57,10 +57,7 @@ class Tally:
 class Lab:
     def __init__(self, work: Path) -> None:
         self.cfg: dict[str, Any] = lab_config(2, lab_id=STACK, segment=SEGMENT)
-        self.config_file = work / f"Pulumi.{STACK}.yaml"
-        self.config_file.write_text(
-            json.dumps({"config": {f"overlay-etcd:{k}": v for k, v in self.cfg.items()}})
-        )
+        self.config_file = write_stack_file(work / f"Pulumi.{STACK}.yaml", self.cfg)
         self.state_dir = work / "state"
         self.state_file = self.state_dir / f"{STACK}.json"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,13 @@ def raw_from_file(stack: str, path: Path | None = None) -> dict[str, Any]:
         if ns == PROJECT:  # parse names any key it does not know
             out[name] = value
     return out
+
+
+def write_stack_file(path: Path, raw: dict[str, Any]) -> Path:
+    """A stack file holding ``raw`` under this project's namespace, as ``raw_from_file`` (the
+    CLI's ``--config-file``) reads it back; written as JSON, which is YAML. Returns ``path``."""
+    path.write_text(json.dumps({"config": {f"{PROJECT}:{k}": v for k, v in raw.items()}}))
+    return path
 
 
 def _shown(path: Path) -> str:

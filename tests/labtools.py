@@ -1,4 +1,6 @@
-"""Helpers for tests that bring up a real lab: its config, and what it may have left behind."""
+"""Helpers for tests that bring up a real lab: its config, the one fixture every lab module
+brings its labs up and tears them down with (``LabFixture``), and what a lab may have left
+behind."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pytest
 
@@ -21,10 +25,11 @@ if TYPE_CHECKING:
     from standin import Record
     from standin.plan import Step
 
-from overlaylab.config import LabConfig, parse
+from overlaylab.config import ConfigError, LabConfig, parse
 from overlaylab.config.sample import LAB_ID, SEGMENT, STATE_DIR, lab_config
 from overlaylab.leftovers import leftovers
 from overlaylab.spec import OUT_VALIDATION_SPEC
+from overlaylab.stackconfig import stack_file
 
 __all__ = ["LAB_ID", "SEGMENT", "STATE_DIR", "lab_config", "leftovers"]
 
@@ -70,6 +75,12 @@ def failed_first(report: str, tail: int = 2000) -> str:
 
 def parsed(raw: dict[str, Any]) -> LabConfig:
     return parse(raw, "test config")
+
+
+def assert_valid(spec: dict[str, Any], timeout: float = 60) -> None:
+    """The strict validator, as a person runs it after `up`: every check passes."""
+    res = validate_cli(spec, timeout)
+    assert res.returncode == 0, failed_first(res.stdout) + res.stderr[-2000:]
 
 
 class LabRun(Protocol):
@@ -152,7 +163,7 @@ def delete_node_key_after_heartbeat(client: EtcdClient, key: str, timeout: float
 class Running:
     """A stack kept up across `up`s, each on the state the last one left, as `pulumi up` on a
     running stack (through the stand-in): its config, state and outputs, and every config
-    applied (where to look for leftovers at the end)."""
+    applied (where a ``LabFixture`` that keeps it looks for leftovers at the end)."""
 
     def __init__(
         self,
@@ -194,8 +205,7 @@ class Running:
 
     def validate(self) -> None:
         """The strict validator, as a person runs it after `up`."""
-        res = validate_cli(self.outputs[OUT_VALIDATION_SPEC], 60)
-        assert res.returncode == 0, failed_first(res.stdout) + res.stderr[-2000:]
+        assert_valid(self.outputs[OUT_VALIDATION_SPEC])
 
     def destroy(self) -> list[str]:
         import standin
@@ -204,32 +214,252 @@ class Running:
         self.state = []
         return errors
 
+
+_R = TypeVar("_R", bound=Running)
+
+
+class Cleanup:
+    """Undo steps, run last in first out, every one of them even when one before fails; then
+    one error naming every step that failed."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, Callable[[], object]]] = []
+
+    def add(self, what: str, step: Callable[[], object]) -> None:
+        self.steps.append((what, step))
+
+    def failures(self) -> list[str]:
+        """Runs every step (each once: they are taken off the list), and names those that
+        raised."""
+        steps, self.steps = self.steps, []
+        failed: list[str] = []
+        for what, step in reversed(steps):
+            try:
+                step()
+            except Exception as e:
+                failed.append(f"{what}: {type(e).__name__}: {e}")
+        return failed
+
+    def run(self) -> None:
+        failed = self.failures()
+        if failed:
+            raise RuntimeError(f"cleanup incomplete ({len(failed)} failed): {'; '.join(failed)}")
+
+
+class DestroyErrors(Exception):
+    """A destroy that returned errors, as a teardown step's failure."""
+
+
+_T = TypeVar("_T")
+
+
+class LabFixture:
+    """The lab tests' one fixture: a lab from its raw config to nothing left on the machine.
+
+    Used as a context manager, by a module fixture (``with LabFixture(...) as lab: yield``) or
+    by a test itself:
+
+    - entering: root (a skip without it, a failure in CI), this process the reaper of the
+      lab's daemons, and a failure if a lab of ``widest`` (else ``raw``) is up here already;
+    - ``up()``: a fresh `up` of ``raw`` (or another config) through ``run_lab`` (the
+      Automation API or the stand-in), failed unless it succeeds (``fails=True``: unless it
+      fails; ``None``: the test judges); its ``destroy()`` runs once, by the test or at the end;
+    - ``keep(running)``: a stack kept up across `up`s (``Running``), destroyed at the end;
+      ``destroy_with(what, fn)``: what the test brought up itself (a CLI `destroy`);
+      ``cleanup(what, fn)``, ``enter(cm)``: more to undo at the end (a directory, VM hosts);
+    - ``validate(run)``: the strict validator on a run's spec, as a person runs it;
+    - leaving, also when the body failed: every step above undone, last in first out, each
+      even when one before failed; then ``leftovers()``, waiting up to ``settle`` seconds
+      for the lab's processes to be reaped. Destroy errors, failed steps and anything left
+      fail the test, together in one error at the end (when the body failed already, that
+      error is a note on the body's).
+
+    ``leftovers()`` looks (overlaylab/leftovers.py) for every config the lab applied: ``raw``,
+    each `up`'s config that parses (one that does not is refused before anything exists),
+    and each kept stack's; ``left_behind`` replaces that look (e.g. also a stack's state file).
+    """
+
+    def __init__(
+        self,
+        stack: str,
+        state_file: Path | None = None,
+        raw: dict[str, Any] | None = None,
+        *,
+        guard: RouteGuard | None = None,
+        secrets: dict[str, str] | None = None,
+        widest: dict[str, Any] | None = None,
+        settle: float = 10.0,
+        left_behind: Callable[[], list[str]] | None = None,
+    ) -> None:
+        self.stack, self.state_file, self.raw = stack, state_file, raw
+        self.guard, self.secrets, self.widest = guard, secrets, widest
+        self.settle, self.left_behind = settle, left_behind
+        self._run: DestroyedOnce | None = None
+        self._applied: list[tuple[dict[str, Any], dict[str, str] | None]] = []
+        if raw is not None:
+            self._applied.append((copy.deepcopy(raw), secrets))
+        self._kept: list[Running] = []
+        self._undo = Cleanup()
+
+    @property
+    def run(self) -> DestroyedOnce:
+        """The last ``up()``."""
+        assert self._run is not None, "nothing brought up yet"
+        return self._run
+
+    @property
+    def cfg(self) -> LabConfig:
+        assert self.raw is not None, "this lab has no config of its own"
+        return _parsed(self.raw, self.secrets)
+
+    def __enter__(self) -> LabFixture:
+        import standin
+
+        require_root()
+        standin.become_subreaper()
+        look = self.widest or self.raw
+        there = self._look(look) if look is not None or self.left_behind else []
+        if there:
+            how = f" (python -m standin down --stack {self.stack})"
+            hint = how if stack_file(self.stack).is_file() else ""
+            pytest.fail(
+                f"stack {self.stack}'s lab is up on this machine, or what it left: take it "
+                f"down before the tests{hint}: {there[:3]}"
+            )
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not isinstance(exc, Exception):  # no failure (or a skip, an interrupt): raise
+            self.close()
+            return
+        try:  # the test's own failure stays the one shown; the teardown's is added to it
+            self.close()
+        except AssertionError as e:
+            exc.add_note(str(e))
+
+    def up(
+        self,
+        raw: dict[str, Any] | None = None,
+        *,
+        fails: bool | None = False,
+        state_file: Path | None = None,
+    ) -> DestroyedOnce:
+        """A fresh `up` of ``raw`` (else the lab's own config), destroyed at the end unless the
+        test destroys it first (then its errors are asserted again at the end)."""
+        raw = self.raw if raw is None else raw
+        state = state_file or self.state_file
+        assert raw is not None and state is not None, "up() needs a config and a state file"
+        try:
+            _parsed(raw, self.secrets)
+            self._applied.append((copy.deepcopy(raw), self.secrets))
+        except ConfigError:
+            pass  # refused before any resource exists: nothing of it to look for
+        start = time.monotonic()
+        run = DestroyedOnce(run_lab(raw, self.stack, state, self.guard, self.secrets))
+        self.destroy_with(f"destroy {self.stack} ({state.name})", run.destroy)
+        self._run = run
+        if fails is None:
+            return run
+        if fails:
+            assert run.error is not None, "up succeeded"
+        else:
+            took = time.monotonic() - start
+            assert run.error is None, f"up failed after {took:.0f}s: {run.error}"
+        return run
+
+    def keep(self, running: _R) -> _R:
+        """A stack kept up across `up`s: destroyed at the end, every config it applied looked
+        for."""
+        self._kept.append(running)
+        self.destroy_with(f"destroy {running.stack}", running.destroy)
+        return running
+
+    def destroy_with(self, what: str, destroy: Callable[[], list[str]]) -> None:
+        def step() -> None:
+            errors = destroy()
+            if errors:
+                raise DestroyErrors(errors)
+
+        self._undo.add(what, step)
+
+    def cleanup(self, what: str, step: Callable[[], object]) -> None:
+        self._undo.add(what, step)
+
+    def enter(self, what: str, cm: AbstractContextManager[_T]) -> _T:
+        """``cm`` entered now and left at the end, after what is added later is undone (the VM
+        hosts: every stack on them is destroyed before they go)."""
+        stack = contextlib.ExitStack()
+        value = stack.enter_context(cm)
+        self._undo.add(what, stack.close)
+        return value
+
+    @staticmethod
+    def validate(run: LabRun, timeout: float = 60) -> None:
+        assert_valid((run.outputs or {})[OUT_VALIDATION_SPEC], timeout)
+
     def leftovers(self) -> list[str]:
-        return [x for raw in self.ever for x in leftovers(parsed(raw))]
+        """What the lab left on this machine, once the reaper had up to ``settle`` seconds."""
+        deadline = time.monotonic() + self.settle
+        while self._look() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return self._look()
+
+    def close(self) -> None:
+        """The teardown (``__exit__``): undo everything, then look for what is left."""
+        failed = self._undo.failures()
+        try:
+            left = self.leftovers()
+        except Exception as e:
+            failed.append(f"the leftover check: {type(e).__name__}: {e}")
+            left = []
+        if failed or left:
+            lines = [*failed, *(f"left: {x}" for x in left)]
+            raise AssertionError(
+                f"teardown of stack {self.stack} incomplete ({len(failed)} failed, "
+                f"{len(left)} left):\n" + "\n".join(f"  {x}" for x in lines)
+            )
+
+    def _look(self, only: dict[str, Any] | None = None) -> list[str]:
+        """What is on this machine of ``only``, else of every config applied (or what
+        ``left_behind`` finds)."""
+        if self.left_behind is not None:
+            return self.left_behind()
+        if only is not None:
+            every = [(only, self.secrets)]
+        else:
+            every = [*self._applied, *((r, k.secrets) for k in self._kept for r in k.ever)]
+        configs: list[tuple[dict[str, Any], dict[str, str] | None]] = []
+        for c in every:  # each once: a kept stack applies the same config again and again
+            if c not in configs:
+                configs.append(c)
+        found = (x for r, secrets in configs for x in leftovers(_parsed(r, secrets)))
+        return list(dict.fromkeys(found))
+
+
+def _parsed(raw: dict[str, Any], secrets: dict[str, str] | None) -> LabConfig:
+    return parsed({**raw, **(secrets or {})})
 
 
 @contextlib.contextmanager
 def kept_up(
     lab: Running, raw: dict[str, Any], validate: bool = True, widest: dict[str, Any] | None = None
 ) -> Iterator[Running]:
-    """A module's running stack: refused if a lab with that id is already up (looked for with
-    ``widest``, the largest config the module applies, else ``raw``); brought up with ``raw``
-    and validated; destroyed at the end, asserting no error and nothing left, also when a test
-    failed."""
-    import standin
-
-    require_root()
-    standin.become_subreaper()
-    there = leftovers(parsed(widest or raw))
-    if there:
-        pytest.fail(f"a lab with id {lab.stack} is up here: {there[:3]}")
-    try:
+    """A module's running stack, in a ``LabFixture``: refused if a lab with that id is already
+    up (looked for with ``widest``, the largest config the module applies, else ``raw``);
+    brought up with ``raw`` and validated; destroyed at the end, failing on any error and on
+    anything left at once (no settling), also when a test failed."""
+    fixture = LabFixture(
+        lab.stack, lab.state_file, raw, guard=lab.guard, secrets=lab.secrets, widest=widest,
+        settle=0,
+    )  # fmt: skip
+    with fixture:
+        fixture.keep(lab)
         lab.up(raw)
         if validate:
             lab.validate()
         yield lab
-    finally:
-        errors = lab.destroy()
-        left = lab.leftovers()
-        assert not errors, errors
-        assert not left, left

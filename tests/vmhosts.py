@@ -21,12 +21,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from overlaylab.hosts import netns, proc
 from overlaylab.netrule import RouteGuard
+from tests.labtools import Cleanup
 
 CACHE = Path("/var/cache/overlaylab")
 BASE = CACHE / "bookworm-vmhost-v1"
@@ -227,6 +229,19 @@ def keypair(directory: Path) -> tuple[Path, str]:
 
 READY = "systemctl is-system-running --wait; systemctl is-active docker && systemctl is-active etcd"
 
+# What a host looks like to a lab before and after it: its etcd and docker config, its
+# services and the packaged member (HOST_CONFIG); with the lab's own paths, every one of
+# which is gone when no lab is on it (HOST_STATE).
+HOST_CONFIG = (
+    "cat /etc/default/etcd; echo ===; cat /etc/docker/daemon.json 2>&1; "
+    "echo ===; systemctl is-active etcd docker; etcdctl member list"
+)
+LAB_PATHS = (
+    "/usr/local/lib/overlaylab /var/lib/overlaylab /var/lib/etcd/overlaylab"
+    " /etc/systemd/system/docker.service.d /etc/systemd/system/etcd.service.d"
+)
+HOST_STATE = f"{HOST_CONFIG}; echo ===; ls {LAB_PATHS} 2>&1 || true"
+
 
 @dataclass
 class Fleet:
@@ -252,26 +267,30 @@ class Fleet:
             raise AssertionError(f"{host}: {script}: {res.stderr}")
         return res.stdout
 
+    def snapshot(self, script: str = HOST_STATE) -> dict[str, str]:
+        """Every host as ``script`` shows it, by name."""
+        return {h.name: self.ssh(h.name, script) for h in self.hosts}
 
-class Cleanup:
-    """Undo steps, run last in first out, every one of them even when one before fails; then
-    one error naming every step that failed."""
-
-    def __init__(self) -> None:
-        self.steps: list[tuple[str, Callable[[], object]]] = []
-
-    def add(self, what: str, step: Callable[[], object]) -> None:
-        self.steps.append((what, step))
-
-    def run(self) -> None:
-        failed: list[str] = []
-        for what, step in reversed(self.steps):
-            try:
-                step()
-            except Exception as e:
-                failed.append(f"{what}: {type(e).__name__}: {e}")
-        if failed:
-            raise RuntimeError(f"cleanup incomplete ({len(failed)} failed): {'; '.join(failed)}")
+    def stack_config(self, lab_id: str, names: Sequence[str]) -> dict[str, Any]:
+        """An SSH stack on the hosts ``names``, on this fleet's bridge and segment (its hosts'
+        /24, the bridge at .1), a container ``test<n>`` on each ``docker-node<n>``, the key
+        written into this fleet's directory."""
+        address = {h.name: h.address for h in self.hosts}
+        segment = self.hosts[0].address.rsplit(".", 1)[0]
+        return {
+            "lab": {
+                "id": lab_id,
+                "transport": "ssh",
+                "segment": f"{segment}.0/24",
+                "bridge": self.guard.bridge,
+                "bridgeAddress": f"{segment}.1",
+            },
+            "ssh": {"user": "root", "identityFile": str(self.tmp / "identity" / "id_ssh")},
+            "hosts": [{"name": n, "address": address[n]} for n in names],
+            "etcd": {"clusterToken": f"etcd-{lab_id}"},
+            "network": {"name": "demo", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1"},
+            "containers": [{"name": f"test{n[-1]}", "host": n} for n in names],
+        }
 
 
 @contextlib.contextmanager

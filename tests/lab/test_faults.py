@@ -30,16 +30,12 @@ from overlaylab.etcd import EtcdClient
 from overlaylab.hosts.pki import client_tls
 from overlaylab.netrule import RouteGuard
 from overlaylab.stackconfig import raw_from_file
-from standin import become_subreaper
 from tests.kvproxy import KvProxy
 from tests.labtools import (
+    LabFixture,
     LabRun,
     delete_node_key_after_heartbeat,
     lab_config,
-    leftovers,
-    parsed,
-    require_root,
-    run_lab,
     validate_cli,
 )
 
@@ -112,21 +108,9 @@ class FaultLab:
 
 
 def _bring_up(raw: dict[str, Any], stack: str, state: Path) -> Iterator[FaultLab]:
-    require_root()
-    become_subreaper()
-    cfg = parsed(raw)
-    if leftovers(cfg):
-        pytest.fail(f"lab {cfg.lab_id} is up on this machine; take it down: {leftovers(cfg)[:3]}")
-    run = run_lab(raw, stack, state)
-    try:
-        assert run.error is None, f"up failed: {run.error}"
-        yield FaultLab(run, cfg, (run.outputs or {})[out.OUT_VALIDATION_SPEC])
-    finally:
-        errors = run.destroy()
-        deadline = time.monotonic() + 10
-        while leftovers(cfg) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert errors == [] and leftovers(cfg) == [], (errors, leftovers(cfg))
+    with LabFixture(stack, state, raw) as lab:
+        run = lab.up()
+        yield FaultLab(run, lab.cfg, (run.outputs or {})[out.OUT_VALIDATION_SPEC])
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import ssl
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,35 +23,18 @@ from overlaylab.hosts.pki import client_tls
 from overlaylab.netrule import RouteGuard
 from overlaylab.stackconfig import raw_from_file
 from overlaylab.validate import validate
-from standin import become_subreaper
-from tests.labtools import (
-    DestroyedOnce,
-    LabRun,
-    leftovers,
-    parsed,
-    require_root,
-    run_lab,
-    validate_cli,
-)
+from tests.labtools import LabFixture, validate_cli
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module")
-def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabRun, LabConfig]]:
-    require_root()
-    become_subreaper()
-    raw = raw_from_file("ha")
-    cfg = parsed(raw)
-    if leftovers(cfg):
-        pytest.fail(f"the ha stack is up on this machine; take it down first: {leftovers(cfg)[:3]}")
-    run = DestroyedOnce(run_lab(raw, "ha", tmp_path_factory.mktemp("ha") / "ha.json"))
-    try:
-        assert run.error is None, f"up failed: {run.error}"
-        yield run, cfg
-    finally:
-        errors = run.destroy()  # once: test_destroy_* may have done it (then its errors)
-        assert errors == [], errors
+def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFixture]:
+    """Destroyed at the end, unless test_destroy_* took the lab down already (then its errors)."""
+    state = tmp_path_factory.mktemp("ha") / "ha.json"
+    with LabFixture("ha", state, raw_from_file("ha")) as lab:
+        lab.up()
+        yield lab
 
 
 def _get(url: str, cfg: LabConfig, ctx: ssl.SSLContext | None) -> bytes:
@@ -61,8 +43,8 @@ def _get(url: str, cfg: LabConfig, ctx: ssl.SSLContext | None) -> bytes:
         return bytes(r.read())
 
 
-def test_three_members_with_tls_validate(ha: tuple[LabRun, LabConfig]) -> None:
-    run, cfg = ha
+def test_three_members_with_tls_validate(ha: LabFixture) -> None:
+    run, cfg = ha.run, ha.cfg
     report = (run.outputs or {})[out.OUT_VALIDATION_REPORT]
     assert " 0 failed" in report.splitlines()[-1], report
     assert "test3 -> test1 by name (across hosts): reply" in report
@@ -71,10 +53,8 @@ def test_three_members_with_tls_validate(ha: tuple[LabRun, LabConfig]) -> None:
     ]
 
 
-def test_etcd_refuses_plain_http_and_clients_without_a_certificate(
-    ha: tuple[LabRun, LabConfig],
-) -> None:
-    _, cfg = ha
+def test_etcd_refuses_plain_http_and_clients_without_a_certificate(ha: LabFixture) -> None:
+    cfg = ha.cfg
     h = cfg.hosts[0]
     assert cfg.pki_dir is not None
     assert (
@@ -88,8 +68,8 @@ def test_etcd_refuses_plain_http_and_clients_without_a_certificate(
         _get(f"https://{h.address}:2379/health", cfg, no_cert)
 
 
-def test_dockerd_uses_every_member_over_tls(ha: tuple[LabRun, LabConfig]) -> None:
-    _, cfg = ha
+def test_dockerd_uses_every_member_over_tls(ha: LabFixture) -> None:
+    cfg = ha.cfg
     h = cfg.hosts[2]
     log = Path(cfg.host_dir(h)) / "docker.log"
     assert log.exists()
@@ -107,9 +87,9 @@ def test_dockerd_uses_every_member_over_tls(ha: tuple[LabRun, LabConfig]) -> Non
     assert f"kv.certfile={cfg.pki_dir}/client.pem" in cmdline
 
 
-def test_losing_one_member_fails_only_that_member(ha: tuple[LabRun, LabConfig]) -> None:
+def test_losing_one_member_fails_only_that_member(ha: LabFixture) -> None:
     """Quorum is 2 of 3: the overlay, its keys and the name rule all still hold."""
-    run, cfg = ha
+    run, cfg = ha.run, ha.cfg
     lost = cfg.hosts[2]
     pid = int((Path(cfg.host_dir(lost)) / "etcd.pid").read_text())
     os.kill(pid, signal.SIGKILL)
@@ -122,11 +102,8 @@ def test_losing_one_member_fails_only_that_member(ha: tuple[LabRun, LabConfig]) 
     assert res.stdout.splitlines()[0].startswith(f"FAIL etcd.member-healthy    {lost.name}")
 
 
-def test_destroy_leaves_nothing_even_with_a_member_down(ha: tuple[LabRun, LabConfig]) -> None:
-    run, cfg = ha
+def test_destroy_leaves_nothing_even_with_a_member_down(ha: LabFixture) -> None:
+    run, cfg = ha.run, ha.cfg
     assert run.destroy() == []
     assert cfg.pki_dir is not None and not Path(cfg.pki_dir).exists()
-    deadline = time.monotonic() + 10
-    while leftovers(cfg) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert leftovers(cfg) == []
+    assert ha.leftovers() == []

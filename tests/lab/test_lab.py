@@ -14,7 +14,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,17 +28,13 @@ from overlaylab.config import LabConfig
 from overlaylab.etcd import EtcdClient
 from overlaylab.netrule import RouteGuard
 from overlaylab.stackconfig import raw_from_file
-from standin import become_subreaper
 from tests.labtools import (
     STATE_DIR,
-    DestroyedOnce,
+    LabFixture,
     LabRun,
     delete_node_key_after_heartbeat,
     lab_config,
     leftovers,
-    parsed,
-    require_root,
-    run_lab,
     validate_cli,
 )
 
@@ -51,6 +46,7 @@ class Lab:
     run: LabRun
     cfg: LabConfig
     spec: dict[str, Any]
+    fixture: LabFixture
 
     def docker(self, host: str) -> docker.DockerClient:
         return docker.DockerClient(
@@ -69,24 +65,11 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """The local stack exactly as stacks/Pulumi.local.yaml describes it: the seed lab."""
-    require_root()
-    become_subreaper()
-    raw = raw_from_file("local")
-    cfg = parsed(raw)
-    if leftovers(cfg):
-        pytest.fail(
-            "the local stack is up on this machine; take it down before the tests "
-            f"(python -m standin down --stack local): {leftovers(cfg)[:3]}"
-        )
     state = tmp_path_factory.mktemp("state") / "local.json"
-    run = DestroyedOnce(run_lab(raw, "local", state))
-    try:
-        assert run.error is None, f"up failed: {run.error}"
-        yield Lab(run, cfg, (run.outputs or {})[out.OUT_VALIDATION_SPEC])
-    finally:
-        # the safety net, unless test_destroy_* took the lab down already (then its errors)
-        errors = run.destroy()
-        assert errors == [], errors
+    # destroyed at the end, unless test_destroy_* took the lab down already (then its errors)
+    with LabFixture("local", state, raw_from_file("local")) as fixture:
+        run = fixture.up()
+        yield Lab(run, fixture.cfg, (run.outputs or {})[out.OUT_VALIDATION_SPEC], fixture)
 
 
 def test_up_runs_the_validator_last_and_it_passes(lab: Lab) -> None:
@@ -231,63 +214,47 @@ def test_destroy_removes_everything(lab: Lab) -> None:
     assert leftovers(lab.cfg) != []  # the check can see a running lab at all
     errors = lab.run.destroy()
     assert errors == []
-    _wait_gone(lab.cfg)
-    assert leftovers(lab.cfg) == []
+    assert lab.fixture.leftovers() == []
 
 
 def test_create_after_destroy_works_with_three_hosts(tmp_path: Path) -> None:
-    require_root()
-    become_subreaper()
-    raw = lab_config(hosts=3)
-    cfg = parsed(raw)
-    run = run_lab(raw, "e2e", tmp_path / "e2e.json")
-    try:
-        assert run.error is None, f"up failed: {run.error}"
+    with LabFixture("e2e", tmp_path / "e2e.json", lab_config(hosts=3)) as lab:
+        run = lab.up()
         report = (run.outputs or {})[out.OUT_VALIDATION_REPORT]
         assert "test3 -> test1 by name (across hosts): reply" in report
         assert " 0 failed" in report.splitlines()[-1]
-    finally:
-        errors = run.destroy()
-    assert errors == []
-    _wait_gone(cfg)
-    assert leftovers(cfg) == []
 
 
 def test_stale_etcd_data_dir_is_refused_and_kept(tmp_path: Path) -> None:
-    require_root()
-    become_subreaper()
-    raw = lab_config(hosts=2)
-    cfg = parsed(raw)
-    stale = Path(cfg.host_dir(cfg.hosts[0]))
-    (stale / "etcd" / "member").mkdir(parents=True)
-    (stale / "etcd-cluster.json").write_text(
-        json.dumps({"name": "docker-node1", "token": "old-cluster", "initialCluster": "x=y"})
-    )
-    run = run_lab(raw, "e2e", tmp_path / "e2e.json")
-    try:
-        assert run.error is not None
+    with LabFixture("e2e", tmp_path / "e2e.json", lab_config(hosts=2)) as lab:
+        cfg = lab.cfg
+
+        def remove_the_stale_dir() -> None:
+            shutil.rmtree(f"{STATE_DIR}/{cfg.lab_id}", ignore_errors=True)
+            with contextlib.suppress(OSError):
+                Path(STATE_DIR).rmdir()  # only if no other lab lives there
+
+        lab.cleanup("remove the stale dir", remove_the_stale_dir)  # after the destroy
+        stale = Path(cfg.host_dir(cfg.hosts[0]))
+        (stale / "etcd" / "member").mkdir(parents=True)
+        (stale / "etcd-cluster.json").write_text(
+            json.dumps({"name": "docker-node1", "token": "old-cluster", "initialCluster": "x=y"})
+        )
+        run = lab.up(fails=True)
         assert f"etcd data dir {stale}/etcd belongs to another cluster" in str(run.error)
         assert "token 'old-cluster'" in str(run.error)
         assert (stale / "etcd" / "member").is_dir(), "the refused data dir was touched"
         assert not any(r.name == "etcd-healthy" for r in run.records)
-    finally:
-        errors = run.destroy()
-        shutil.rmtree(f"{STATE_DIR}/{cfg.lab_id}", ignore_errors=True)
-        with contextlib.suppress(OSError):
-            Path(STATE_DIR).rmdir()  # only if no other lab lives there
-    assert errors == []
-    _wait_gone(cfg)
-    assert leftovers(cfg) == []
 
 
 def test_invalid_config_creates_nothing_on_the_machine(tmp_path: Path) -> None:
-    require_root()
     raw = lab_config(hosts=2)
     raw["containers"][1]["host"] = "docker-node7"
-    run = run_lab(raw, "e2e", tmp_path / "e2e.json")
-    assert "unknown host 'docker-node7'" in str(run.error)
-    assert run.records == []
-    assert leftovers(parsed(lab_config(hosts=2))) == []
+    with LabFixture("e2e", tmp_path / "e2e.json", lab_config(hosts=2)) as lab:
+        run = lab.up(raw, fails=True)
+        assert "unknown host 'docker-node7'" in str(run.error)
+        assert run.records == []
+        assert leftovers(lab.cfg) == []
 
 
 def _daemon_pids(lab: Lab) -> dict[str, str]:
@@ -299,10 +266,3 @@ def _env(inputs: dict[str, Any]) -> dict[str, str]:
     import os
 
     return {**os.environ, **(inputs.get("environment") or {})}
-
-
-def _wait_gone(cfg: LabConfig, timeout: float = 10) -> None:
-    """Zombies are reaped asynchronously; give the reaper a moment."""
-    deadline = time.monotonic() + timeout
-    while leftovers(cfg) and time.monotonic() < deadline:
-        time.sleep(0.2)

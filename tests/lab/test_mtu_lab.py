@@ -18,8 +18,7 @@ import pytest
 
 from overlaylab import spec as out
 from overlaylab.netrule import RouteGuard
-from standin import become_subreaper
-from tests.labtools import lab_config, leftovers, parsed, require_root, run_lab
+from tests.labtools import LabFixture, lab_config, parsed
 
 pytestmark = pytest.mark.lab
 
@@ -42,15 +41,13 @@ def _links(netns_file: Path) -> dict[str, tuple[str, int]]:
 
 
 def test_a_jumbo_underlay_gives_the_overlay_8950(tmp_path: Path) -> None:
-    require_root()
-    become_subreaper()
     raw = lab_config(2, lab_id="mtu", segment="192.168.216")
     raw["lab"]["mtu"] = 9000
     cfg = parsed(raw)
     assert cfg.overlay_mtu == 8950
-    run = run_lab(raw, "mtu", tmp_path / "mtu.json", guard=RouteGuard(cfg.local_bridge))
-    try:
-        assert run.error is None, f"up failed: {run.error}"
+    guard = RouteGuard(cfg.local_bridge)
+    with LabFixture("mtu", tmp_path / "mtu.json", raw, guard=guard, settle=0) as lab:
+        run = lab.up()
         assert _mtu("link", "show", "dev", cfg.local_bridge) == 9000
         for h in cfg.hosts:
             assert _mtu("link", "show", "dev", h.veth(cfg.lab_id)) == 9000
@@ -70,7 +67,3 @@ def test_a_jumbo_underlay_gives_the_overlay_8950(tmp_path: Path) -> None:
         report = (run.outputs or {})[out.OUT_VALIDATION_REPORT]
         assert " 0 failed" in report.splitlines()[-1], report
         assert "overlay.path-mtu" in report and "8950" in report, report
-    finally:
-        errors = run.destroy()
-    assert not errors, errors
-    assert not leftovers(cfg), leftovers(cfg)

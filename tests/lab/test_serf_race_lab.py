@@ -36,8 +36,7 @@ from overlaylab.hosts.proc import run
 from overlaylab.labdump import dump
 from overlaylab.netrule import RouteGuard
 from overlaylab.validate import validate
-from standin import become_subreaper
-from tests.labtools import lab_config, leftovers, parsed, require_root, run_lab
+from tests.labtools import LabFixture, lab_config
 
 pytestmark = pytest.mark.lab
 
@@ -141,16 +140,11 @@ def serf_cut_while_daemons_start(
 
 
 def test_overlay_works_when_a_daemons_first_serf_join_fails(tmp_path: Path) -> None:
-    require_root()
-    become_subreaper()
-    raw = lab_config(hosts=3)
-    cfg = parsed(raw)
-    if leftovers(cfg):
-        pytest.fail(f"a lab with id {cfg.lab_id} is up on this machine: {leftovers(cfg)[:3]}")
-    victim = cfg.hosts[-1]
-    with serf_cut_while_daemons_start(cfg, victim) as cut:
-        lab = run_lab(raw, "race", tmp_path / "race.json")
-    try:
+    with LabFixture("race", tmp_path / "race.json", lab_config(hosts=3)) as fixture:
+        cfg = fixture.cfg
+        victim = cfg.hosts[-1]
+        with serf_cut_while_daemons_start(cfg, victim) as cut:
+            lab = fixture.up(fails=None)  # judged below, after the cut's own checks
         capture = dump(cfg)
         print("\n".join(cut.events))
         print(capture)
@@ -163,9 +157,3 @@ def test_overlay_works_when_a_daemons_first_serf_join_fails(tmp_path: Path) -> N
         results = validate((lab.outputs or {})[out.OUT_VALIDATION_SPEC], timeout=5)
         failed = [f"{r.check} {r.subject}: {r.actual}" for r in results if not r.ok]
         assert failed == [], "\n".join(failed) + "\n" + dump(cfg)
-    finally:
-        assert lab.destroy() == []
-        deadline = time.monotonic() + 10
-        while leftovers(cfg) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert leftovers(cfg) == []

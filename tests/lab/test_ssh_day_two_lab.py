@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-import standin
 from overlaylab.etcd import EtcdClient
+from overlaylab.netrule import RouteGuard
 from standin.plan import Step, summary
 from tests import vmhosts
-from tests.labtools import Running, require_root
+from tests.labtools import LabFixture, Running
 
 pytestmark = pytest.mark.lab
 
@@ -31,14 +31,6 @@ LAB_ID = "sshd2"
 BRIDGE = "ovbr-sshd2"
 SEGMENT = "192.168.227"
 NODES = ("docker-node1", "docker-node2", "docker-node3")
-# What a host looks like to the lab before and after: its etcd and docker config, services,
-# the packaged member, and that none of the lab's files are left.
-HOST_STATE = (
-    "cat /etc/default/etcd; echo ===; cat /etc/docker/daemon.json 2>&1; echo ===; "
-    "systemctl is-active etcd docker; etcdctl member list; echo ===; "
-    "ls /usr/local/lib/overlaylab /var/lib/overlaylab /var/lib/etcd/overlaylab "
-    "/etc/systemd/system/docker.service.d /etc/systemd/system/etcd.service.d 2>&1 || true"
-)
 
 
 @dataclass
@@ -46,21 +38,7 @@ class Stack(vmhosts.Fleet):
     running: Running
 
     def config(self, names: list[str]) -> dict[str, Any]:
-        address = {h.name: h.address for h in self.hosts}
-        return {
-            "lab": {
-                "id": LAB_ID,
-                "transport": "ssh",
-                "segment": f"{SEGMENT}.0/24",
-                "bridge": BRIDGE,
-                "bridgeAddress": f"{SEGMENT}.1",
-            },
-            "ssh": {"user": "root", "identityFile": str(self.tmp / "identity" / "id_ssh")},
-            "hosts": [{"name": n, "address": address[n]} for n in names],
-            "etcd": {"clusterToken": "etcd-sshd2"},
-            "network": {"name": "demo", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1"},
-            "containers": [{"name": f"test{n[-1]}", "host": n} for n in names],
-        }
+        return self.stack_config(LAB_ID, names)
 
     def up(self, names: list[str]) -> dict[str, Step]:
         steps = self.running.up(self.config(names))
@@ -75,21 +53,17 @@ class Stack(vmhosts.Fleet):
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    require_root()
-    standin.become_subreaper()
-    with vmhosts.fleet(LAB_ID, BRIDGE, SEGMENT, NODES) as f:
+    """The hosts and the stack on them, in the lab fixture: the stack is destroyed before the
+    hosts go, and nothing of either is left on this machine after."""
+    with LabFixture(LAB_ID, guard=RouteGuard(BRIDGE)) as fixture:
+        f = fixture.enter("the VM hosts", vmhosts.fleet(LAB_ID, BRIDGE, SEGMENT, NODES))
         secrets = {"sshPrivateKey": f.key.read_text()}
-        running = Running(LAB_ID, f.tmp / "state.json", f.guard, secrets=secrets)
-        lab = Stack(f.hosts, f.key, f.tmp, f.guard, running)
-        try:
-            yield lab
-        finally:
-            errors = running.destroy()
-            assert not errors, errors
+        running = fixture.keep(Running(LAB_ID, f.tmp / "state.json", f.guard, secrets=secrets))
+        yield Stack(f.hosts, f.key, f.tmp, f.guard, running)
 
 
 def test_add_a_host_then_remove_the_first_then_destroy_restoring_each(stack: Stack) -> None:
-    before = {n: stack.ssh(n, HOST_STATE) for n in NODES}
+    before = stack.snapshot()  # vmhosts.HOST_STATE
     assert all(before[n].count("ls: cannot access") == 5 for n in NODES), before
 
     stack.up(list(NODES[:2]))
@@ -129,11 +103,11 @@ def test_add_a_host_then_remove_the_first_then_destroy_restoring_each(stack: Sta
         assert steps[name].kind == "same", f"{name}: {steps[name]}"
     assert stack.members(NODES[1]) == list(NODES[1:])
     stack.running.validate()
-    left = stack.ssh(NODES[0], HOST_STATE)
+    left = stack.ssh(NODES[0], vmhosts.HOST_STATE)
     assert left == before[NODES[0]], f"{NODES[0]} not restored:\n{left}\n---\n{before[NODES[0]]}"
 
     assert stack.running.destroy() == []
     for n in NODES[1:]:
-        after = stack.ssh(n, HOST_STATE)
+        after = stack.ssh(n, vmhosts.HOST_STATE)
         assert after == before[n], f"{n} not restored:\n{after}\n---\n{before[n]}"
     assert not (stack.tmp / "identity").exists()

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,9 @@ import pytest
 
 from overlaylab import spec as out
 from overlaylab.hosts import proc
-from standin import become_subreaper
+from overlaylab.netrule import RouteGuard
 from tests import vmhosts
-from tests.labtools import DestroyedOnce, LabRun, require_root, run_lab, validate_cli
+from tests.labtools import LabFixture, LabRun, require_root, validate_cli
 
 pytestmark = pytest.mark.lab
 
@@ -33,42 +34,27 @@ NODES = ("docker-node1", "docker-node2")
 ORIGINAL_DAEMON_JSON = '{\n    "debug": true,\n    "labels": ["seed=kept"]\n}\n'
 
 
+@dataclass
 class SshLab(vmhosts.Fleet):
+    fixture: LabFixture
+
     def config(self) -> dict[str, Any]:
-        return {
-            "lab": {
-                "id": LAB_ID,
-                "transport": "ssh",
-                "segment": f"{SEGMENT}.0/24",
-                "bridge": BRIDGE,
-                "bridgeAddress": f"{SEGMENT}.1",
-            },
-            "ssh": {"user": "root", "identityFile": str(self.tmp / "identity" / "id_ssh")},
-            "hosts": [{"name": h.name, "address": h.address} for h in self.hosts],
-            "etcd": {"clusterToken": "etcd-sshlab"},
-            "network": {"name": "demo", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1"},
-            "containers": [
-                {"name": "test1", "host": NODES[0]},
-                {"name": "test2", "host": NODES[1]},
-            ],
-        }
+        return self.stack_config(LAB_ID, NODES)
 
     def up(self, state: str, config: dict[str, Any] | None = None) -> LabRun:
-        return run_lab(
-            config or self.config(),
-            LAB_ID,
-            self.tmp / state,
-            guard=self.guard,
-            secrets={"sshPrivateKey": self.key.read_text()},
-        )
+        """A stack on the hosts, judged by the test; destroyed once, by the test or before the
+        hosts go."""
+        return self.fixture.up(config or self.config(), fails=None, state_file=self.tmp / state)
 
 
 @pytest.fixture(scope="module")
 def vms() -> Iterator[SshLab]:
-    require_root()
-    become_subreaper()
-    with vmhosts.fleet(LAB_ID, BRIDGE, SEGMENT, NODES) as f:
-        lab = SshLab(f.hosts, f.key, f.tmp, f.guard)
+    """The hosts, in the lab fixture: every stack brought up on them is destroyed before they
+    go, and nothing of either is left on this machine after."""
+    with LabFixture(LAB_ID, guard=RouteGuard(BRIDGE)) as fixture:
+        f = fixture.enter("the VM hosts", vmhosts.fleet(LAB_ID, BRIDGE, SEGMENT, NODES))
+        fixture.secrets = {"sshPrivateKey": f.key.read_text()}
+        lab = SshLab(f.hosts, f.key, f.tmp, f.guard, fixture)
         # what a real host has before we come: other daemon.json keys, Debian's own etcd
         lab.ssh(NODES[0], f"cat > /etc/docker/daemon.json <<'EOF'\n{ORIGINAL_DAEMON_JSON}EOF")
         yield lab
@@ -76,16 +62,9 @@ def vms() -> Iterator[SshLab]:
 
 @pytest.fixture(scope="module")
 def deployed(vms: SshLab) -> Iterator[tuple[SshLab, LabRun, dict[str, str]]]:
-    before = {
-        n: vms.ssh(
-            n,
-            "cat /etc/default/etcd; echo ===; cat /etc/docker/daemon.json 2>&1; "
-            "echo ===; systemctl is-active etcd docker; etcdctl member list",
-        )
-        for n in NODES
-    }
+    before = vms.snapshot(vmhosts.HOST_CONFIG)
     assert "started, docker-node1, http://localhost:2380" in before[NODES[0]]
-    run = DestroyedOnce(vms.up("up.json"))
+    run = vms.up("up.json")
     try:
         assert run.error is None, f"up over SSH failed: {run.error}"
         yield vms, run, before
@@ -222,21 +201,9 @@ def test_destroy_restores_every_host_as_it_was(
     lab, run, before = deployed
     assert run.destroy() == []
     for n in NODES:
-        after = lab.ssh(
-            n,
-            "cat /etc/default/etcd; echo ===; cat /etc/docker/daemon.json 2>&1; "
-            "echo ===; systemctl is-active etcd docker; etcdctl member list",
-        )
+        after = lab.ssh(n, vmhosts.HOST_CONFIG)
         assert after == before[n], f"{n} not restored:\n{after}\n---\n{before[n]}"
-        assert (
-            lab.ssh(
-                n,
-                "ls /usr/local/lib/overlaylab /var/lib/overlaylab /var/lib/etcd/overlaylab"
-                " /etc/systemd/system/docker.service.d /etc/systemd/system/etcd.service.d"
-                " 2>&1 || true",
-            ).count("No such file")
-            == 5
-        )
+        assert lab.ssh(n, f"ls {vmhosts.LAB_PATHS} 2>&1 || true").count("No such file") == 5
     assert lab.ssh(NODES[0], "cat /etc/docker/daemon.json") == ORIGINAL_DAEMON_JSON
     assert not (lab.tmp / "identity").exists()
 
@@ -323,11 +290,8 @@ def test_preflight_refuses_a_host_without_systemd() -> None:
 
 def test_tls_over_ssh_deploys_validates_and_restores(vms: SshLab) -> None:
     """etcd over mutual TLS on real hosts: certificates made here, installed on each host."""
-    snapshot = (
-        "cat /etc/default/etcd; echo ===; cat /etc/docker/daemon.json 2>&1; echo ===; "
-        "systemctl is-active etcd docker; etcdctl member list; ls /etc/overlaylab 2>&1 || true"
-    )
-    before = {n: vms.ssh(n, snapshot) for n in NODES}
+    snapshot = f"{vmhosts.HOST_CONFIG}; ls /etc/overlaylab 2>&1 || true"
+    before = vms.snapshot(snapshot)
     raw = vms.config()
     raw["etcd"]["tls"] = True
     raw["docker"] = {"storeEndpoints": "all"}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -179,3 +181,18 @@ def test_overlay_mtu_above_what_the_underlay_carries_is_refused(
     raw = mutate(mutate(seed_config, "lab.mtu", 9000), "network.mtu", 8951)
     with pytest.raises(ConfigError, match=r"lab\.mtu 9000 minus VXLAN's 50 bytes is 8950;"):
         parse(raw)
+
+
+def test_a_written_stack_file_reads_back_as_its_config(tmp_path: Path) -> None:
+    """What the CLI tests and the interruption loop hand to ``--config-file``."""
+    from overlaylab.config.sample import lab_config
+    from overlaylab.stackconfig import raw_from_file, write_stack_file
+
+    raw = lab_config(3, lab_id="wsf", segment="192.168.233")
+    path = write_stack_file(tmp_path / "Pulumi.wsf.yaml", raw)
+    assert path == tmp_path / "Pulumi.wsf.yaml"
+    assert json.loads(path.read_text()) == {
+        "config": {f"overlay-etcd:{k}": v for k, v in raw.items()}
+    }
+    assert raw_from_file("wsf", path) == raw
+    assert parse(raw_from_file("wsf", path)).lab_id == "wsf"

@@ -1,5 +1,6 @@
-"""The VM hosts' cleanup (tests/vmhosts.py): every step runs, last in first out, even when some
-fail, and every failure is named in the one error raised at the end."""
+"""The cleanup of the VM hosts and of the lab fixture (tests/labtools.py ``Cleanup``): every step
+runs, last in first out, even when some fail, and every failure is named in the one error
+raised at the end."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import functools
 
 import pytest
 
-from tests.vmhosts import Cleanup
+from tests.labtools import Cleanup
 
 
 def test_every_step_runs_and_every_failure_is_raised() -> None:
