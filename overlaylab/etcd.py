@@ -1,10 +1,11 @@
 """A small etcd client over plain HTTP, for both of the APIs this lab needs.
 
 Docker's libkv writes through the etcd **v2** API; those keys are invisible to the v3 API, so
-reading them needs v2 HTTP whatever v3 client one picks. Health, version and the member list
-come from endpoints every etcd 3.4/3.5 serves over HTTP (``/health``, ``/version`` and the v3
-JSON gateway ``/v3/cluster/member/list``). Using the standard library for all of it avoids the
-``etcd3`` package, which is unmaintained and does not import beside pulumi's protobuf.
+reading them needs v2 HTTP whatever v3 client one picks. Health, version, the member list and
+a member's status come from endpoints every etcd 3.4/3.5 serves over HTTP (``/health``,
+``/version`` and the v3 JSON gateway's ``/v3/cluster/member/list`` and
+``/v3/maintenance/status``). Using the standard library for all of it avoids the ``etcd3``
+package, which is unmaintained and does not import beside pulumi's protobuf.
 """
 
 from __future__ import annotations
@@ -54,6 +55,16 @@ class V2Node:
 
     def children(self) -> dict[str, V2Node]:
         return {n.key.rsplit("/", 1)[-1]: n for n in self.nodes}
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    """One member's ``/v3/maintenance/status``: its id and its leader's, decimal strings as the
+    member list's ``ID`` (``leader`` is empty while the cluster has none)."""
+
+    member_id: str
+    leader: str
+    version: str
 
 
 class EtcdClient:
@@ -109,6 +120,28 @@ class EtcdClient:
         if status != 200 or not isinstance(body, dict):
             raise EtcdError(f"etcd at {self.endpoint} answered member/list with {status}: {body}")
         return str(body.get("header", {}).get("cluster_id", "")), list(body.get("members", []))
+
+    def status(self) -> MemberStatus:
+        """This member's id, its leader's and its version, as the v3 JSON gateway reports them."""
+        status, body = self._request("POST", "/v3/maintenance/status", b"{}")
+        if status != 200 or not isinstance(body, dict):
+            raise EtcdError(
+                f"etcd at {self.endpoint} answered maintenance/status with {status}: {body}"
+            )
+        header = body.get("header")
+        me = str(header.get("member_id", "")) if isinstance(header, dict) else ""
+        leader = str(body.get("leader") or "")
+        return MemberStatus(me, "" if leader == "0" else leader, str(body.get("version", "")))
+
+    def leader_name(self) -> str | None:
+        """The name of this member's leader: its status, then the member list for the name;
+        None while the cluster has no leader, or its leader is not listed by name."""
+        leader = self.status().leader
+        if not leader:
+            return None
+        _, members = self.members()
+        names = [str(m.get("name") or "") for m in members if str(m.get("ID", "")) == leader]
+        return names[0] if names and names[0] else None
 
     def member_add(self, peer_urls: list[str]) -> None:
         """Runtime reconfiguration: announce a new member before it starts."""

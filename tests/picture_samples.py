@@ -133,4 +133,6 @@ def facts(sp: dict[str, Any]) -> Facts:
     for h in sp["hosts"]:
         f.host_mtu(h["name"], 1500)
         f.network_id(h["name"], NET_ID)
+    f.overlay_vnis([256])  # read for the page alone (read_for_page)
+    f.etcd_leader(sp["hosts"][0]["name"])
     return f

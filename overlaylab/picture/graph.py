@@ -179,7 +179,9 @@ class _Builder:
                 **_style(self.status(ETCD_CLUSTER), ",rounded"),
             )
             self.tip(
-                ETCD_CLUSTER, f"the etcd cluster ({len(hosts)} members), v2 keys under /docker"
+                ETCD_CLUSTER,
+                f"the etcd cluster ({len(hosts)} members, leader {_v(facts.leader)}), "
+                "v2 keys under /docker",
             )
             for n in pic.overlays:
                 nid = facts.network_ids.get(pic.hosts[0]) if n.first else None
@@ -276,7 +278,7 @@ class _Builder:
                         + (f" (network {nid[:12]})" if nid else ""),
                     )
                     self.node(s, br0_id(h, n.name), "br0", f"bridge br0 of {n.name} on {h}")
-                    vni = facts.vni if n.first else None
+                    vni = ", ".join(map(str, facts.vnis)) if n.first else None
                     self.node(
                         s,
                         vxlan_id(h, n.name),

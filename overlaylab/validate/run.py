@@ -3,6 +3,7 @@ diagnosis of what failed (see the package's doc)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ from overlaylab.validate.checks import (
     check_network,
     check_nodes,
 )
-from overlaylab.validate.facts import Facts
+from overlaylab.validate.facts import OVERLAY_NETWORK_PREFIX, Facts, vnis_of
 from overlaylab.validate.layers import check_sandboxes, check_underlay, check_underlay_over_ssh
 from overlaylab.validate.overlay import (
     check_connectivity,
@@ -63,6 +64,21 @@ def _converge(lab: Lab, name: str, fn: Check, deadline: float, interval: float) 
         lab.refresh()
 
 
+def read_for_page(lab: Lab) -> None:
+    """The VNIs and the etcd leader into ``lab.facts``, read through the checks' own etcd
+    client (a healthy member, the route checked): a GET of the overlay driver's key of the
+    network the checks found, a status and a member list. Whatever fails leaves that fact
+    unknown: nothing of it is a check, and no exception leaves here."""
+    # For the page only: an unknown VNI or leader, never an error or a failed validation.
+    with contextlib.suppress(Exception):
+        net_id = lab.facts.network_ids.get(str(lab.hosts[0]["name"]))  # as the checks found it
+        if net_id:
+            node = lab.any_etcd().v2_get(OVERLAY_NETWORK_PREFIX + net_id)
+            lab.facts.overlay_vnis(vnis_of(node.value) if node else [])
+    with contextlib.suppress(Exception):
+        lab.facts.etcd_leader(lab.any_etcd().leader_name())
+
+
 def validate(
     spec: dict[str, Any],
     timeout: float = 60,
@@ -73,7 +89,8 @@ def validate(
     """Every check once converged (or timed out), in a fixed order; see the package doc.
 
     ``in_up``: run by `up`, where hosts that left the stack still exist (see ``Lab``).
-    ``facts``: filled with what the checks saw of the lab (addresses, MTUs), for a picture."""
+    ``facts``: filled with what the checks saw of the lab (addresses, MTUs), for a picture,
+    and with what only the picture shows (the VNIs, the etcd leader: ``read_for_page``)."""
     lab = Lab(spec, in_up=in_up, facts=facts)
     deadline = time.monotonic() + timeout
     results: list[Result] = []
@@ -93,6 +110,8 @@ def validate(
             for group in running:
                 results.extend(group.result())
             results.extend(name_rule.result())
+        if facts is not None:
+            read_for_page(lab)  # the VNIs and the etcd leader, once, for the page alone
         pairs = failed_pairs_across(results)
         if pairs:
             # Only now, and only for the pairs that failed: the sandbox's tables (and, on an

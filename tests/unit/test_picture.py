@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from overlaylab.picture import build, element_ids, page, svg
-from overlaylab.picture.model import container_id, dockerd_id, member_id, tunnel_id
+from overlaylab.picture.model import container_id, dockerd_id, member_id, tunnel_id, vxlan_id
 from overlaylab.validate import cli
 from overlaylab.validate.facts import Facts
 from overlaylab.validate.records import Result
@@ -68,6 +68,40 @@ def test_a_healthy_lab_draws_every_element_and_none_failed(hosts: int) -> None:
     assert f'<p id="summary">{count} checks, 0 failed, in 1.3s, at {AT}</p>' in text
     assert "overlay-etcd: stack pic" in text and "no layer is broken" in text
     assert "eth0 10.0.0.2 MTU 1450" in text and "MAC 02:42:0a:00:00:02" in text
+    assert "VNI 256" in text and "VNI ?" not in text and "leader ?" not in text
+
+
+def labels(drawn: str, eid: str) -> list[str]:
+    """The lines of text an element's node shows."""
+    root = ET.fromstring(drawn)
+    g = next(g for g in root.iter("g") if g.get("id") == eid)
+    return [(t.text or "").replace("\xa0", " ") for t in g.iter("text")]
+
+
+def test_the_vni_on_vxlan0_and_the_leader_marked() -> None:
+    sp = samples.spec(3)
+    facts = samples.facts(sp)
+    facts.etcd_leader("docker-node2")
+    drawn = svg(build(sp, samples.records(sp), facts))
+    for h in ("docker-node1", "docker-node2", "docker-node3"):
+        assert labels(drawn, vxlan_id(h, "demo")) == ["vxlan0", "VNI 256", "MTU ?"]
+        mark = "leader" if h == "docker-node2" else "follower"
+        assert labels(drawn, member_id(h)) == ["etcd member", mark]
+        assert f"({mark}): passed" in titles(drawn)[member_id(h)]
+    assert ", VNI 256: unknown" in titles(drawn)[vxlan_id("docker-node1", "demo")]  # no check
+    assert "3 members, leader docker-node2" in titles(drawn)["etcd-cluster"]
+    # no status comes of them: every element is coloured by the checks alone
+    known, unread = build(sp, samples.records(sp), facts), build(sp, samples.records(sp))
+    assert {i: known.status(i) for i in known.elements} == {
+        i: unread.status(i) for i in unread.elements
+    }
+    # unknown when not read (etcd did not answer): as the validator saw nothing
+    facts.overlay_vnis([])
+    facts.etcd_leader(None)
+    drawn = svg(build(sp, samples.records(sp), facts))
+    assert labels(drawn, vxlan_id("docker-node1", "demo"))[1] == "VNI ?"
+    assert labels(drawn, member_id("docker-node1")) == ["etcd member", "leader ?"]
+    assert "leader ?" in titles(drawn)["etcd-cluster"]
 
 
 def test_a_failed_tunnel_check_colours_only_that_tunnel() -> None:
@@ -309,7 +343,11 @@ def test_facts_round_trip_as_json() -> None:
     f = samples.facts(samples.spec(2))
     again = Facts.from_json(json.loads(json.dumps(f.as_json())))
     assert again.as_json() == f.as_json()
-    assert again.containers["test2"].mtu == 1450 and again.vni is None
+    assert again.containers["test2"].mtu == 1450
+    assert (again.vnis, again.leader) == ([256], "docker-node1")
+    # records kept before the VNI was read (a "vni" always null): unknown
+    old = {k: v for k, v in f.as_json().items() if k not in ("vnis", "leader")}
+    assert Facts.from_json({**old, "vni": None, "leader": None}).vnis == []
 
 
 def test_the_page_of_a_lab_that_is_not_there() -> None:
@@ -323,5 +361,6 @@ def test_the_page_of_a_lab_that_is_not_there() -> None:
     got = statuses(page(sp, results, facts, at=AT))
     assert got[dockerd_id("docker-node1")] == got[member_id("docker-node2")] == "failed"
     assert facts.underlay_mtu == {} and facts.network_ids == {}
+    assert facts.vnis == [] and facts.leader is None  # no member answered: unknown
     for name, seen in facts.containers.items():
         assert seen.ip is None and seen.mac is None and "is unreachable" in seen.error, name
