@@ -27,10 +27,10 @@ import threading
 import time
 from collections.abc import Sequence
 
-from overlaylab.errors import LabError
+from overlaylab.errors import DockerError, LabError
 from overlaylab.etcd import EtcdClient
 from overlaylab.hosts.dockerd import ENDPOINTS
-from overlaylab.hosts.names import SETTLE, missing_names
+from overlaylab.hosts.names import SETTLE, endpoint_change, missing_names, settle_names
 from overlaylab.hosts.proc import log, run
 
 #: Containers the program itself starts on a network (the gate's, the keeper's): never checked.
@@ -97,24 +97,21 @@ class Keeper:
         name, image = found
         if name.startswith(OWN_PREFIX):
             return
-        deadline = time.monotonic() + self.settle
-        missing = self._missing(name, network_id)
-        while missing and time.monotonic() < deadline:
-            time.sleep(0.5)
-            missing = self._missing(name, network_id)
-        for n in range(1, CHANGES + 1):
-            if not missing:
-                break
+
+        def change(n: int, missing: list[str]) -> None:
             with self._mend:
                 log(f"{self.hostname}: keeper: {name} does not resolve {', '.join(missing)} "
                     f"on {network}: Docker lost a read of the network's endpoints; an endpoint "
                     f"change ({n} of {CHANGES}) makes it read them again")  # fmt: skip
-                self._endpoint_change(network, image)
-            deadline = time.monotonic() + 5
-            missing = self._missing(name, network_id)
-            while missing and time.monotonic() < deadline:
-                time.sleep(0.5)
-                missing = self._missing(name, network_id)
+                try:
+                    endpoint_change(self.docker, self.hostname, network, image,
+                                    probe_name(self.hostname))  # fmt: skip
+                except DockerError as e:
+                    log(f"{self.hostname}: keeper: the endpoint change on {network} failed: {e}")
+
+        missing = settle_names(
+            lambda: self._missing(name, network_id), change, changes=CHANGES, seconds=self.settle
+        )
         if missing:
             log(f"{self.hostname}: keeper: {name} still does not resolve {', '.join(missing)} "
                 f"on {network} after {CHANGES} endpoint changes: run the validator")  # fmt: skip
@@ -126,17 +123,6 @@ class Keeper:
             return []  # stopped meanwhile
         expected = expected_names(self.store, network_id, name)
         return missing_names(self.docker, name, expected) if expected else []
-
-    def _endpoint_change(self, network: str, image: str) -> None:
-        probe = probe_name(self.hostname)
-        res = run(
-            [*self.docker, "run", "--rm", "--network", network, "--name", probe, image, "true"],
-            check=False,
-        )
-        if res.returncode != 0:
-            log(f"{self.hostname}: keeper: the endpoint change on {network} failed: "
-                f"{res.stderr.strip()[-300:]}")  # fmt: skip
-            run([*self.docker, "rm", "-f", probe], check=False)
 
     # --- the daemon's events -------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ Standard library only (it runs on real hosts); Docker is reached with its CLI.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from overlaylab.errors import DockerError
 from overlaylab.hosts.proc import log, run
@@ -34,28 +34,47 @@ def missing_names(docker: Sequence[str], container: str, names: Sequence[str]) -
     return res.stdout.split()
 
 
-def endpoint_change(docker: Sequence[str], hostname: str, network: str, image: str) -> None:
-    """A container on ``network`` that starts and is gone: the endpoint count changes twice."""
-    res = run(
-        [*docker, "run", "--rm", "--network", network, "--name", f"overlaylab-names-{hostname}",
-         image, "true"],
-        check=False,
-    )  # fmt: skip
+def endpoint_change(
+    docker: Sequence[str], hostname: str, network: str, image: str, probe: str | None = None
+) -> None:
+    """A container on ``network`` that starts and is gone: the endpoint count changes twice.
+    ``probe`` names it (the gate's by default; the keeper has its own)."""
+    probe = probe or f"overlaylab-names-{hostname}"
+    res = run([*docker, "run", "--rm", "--network", network, "--name", probe, image, "true"],
+              check=False)  # fmt: skip
     if res.returncode != 0:
+        run([*docker, "rm", "-f", probe], check=False)
         raise DockerError(f"{hostname}: a container on {network} to refresh its names failed: "
                           f"{res.stderr.strip()[-300:]}")  # fmt: skip
 
 
-def _missing_after(
-    docker: Sequence[str], container: str, names: Sequence[str], seconds: float
-) -> list[str]:
+def _missing_after(missing: Callable[[], list[str]], seconds: float) -> list[str]:
     """The names still missing once they all resolve or ``seconds`` are over."""
     deadline = time.monotonic() + seconds
-    missing = missing_names(docker, container, names)
-    while missing and time.monotonic() < deadline:
+    left = missing()
+    while left and time.monotonic() < deadline:
         time.sleep(0.5)
-        missing = missing_names(docker, container, names)
-    return missing
+        left = missing()
+    return left
+
+
+def settle_names(
+    missing: Callable[[], list[str]],
+    change: Callable[[int, list[str]], None],
+    *,
+    changes: int,
+    seconds: float,
+) -> list[str]:
+    """Wait ``seconds`` for ``missing()`` to be empty; then, while it is not, ``change(n,
+    missing)`` (at most ``changes`` times), each followed by 5 s for the names to arrive.
+    Returns the names still missing (the gate's and the keeper's one loop)."""
+    left = _missing_after(missing, seconds)
+    for n in range(1, changes + 1):
+        if not left:
+            break
+        change(n, left)
+        left = _missing_after(missing, 5)
+    return left
 
 
 def names_settle(
@@ -72,15 +91,16 @@ def names_settle(
     """Return once ``container`` resolves every one of ``names``, making an endpoint change
     on ``network`` when they have not arrived within ``settle`` seconds (at most ``changes``
     times)."""
-    missing = _missing_after(docker, container, names, settle)
-    for n in range(1, changes + 1):
-        if not missing:
-            break
+
+    def change(n: int, missing: list[str]) -> None:
         log(f"{hostname}: {container} does not resolve {', '.join(missing)}: Docker lost a read "
             f"of the network's endpoints; an endpoint change ({n} of {changes}) makes it read "
             f"them again")  # fmt: skip
         endpoint_change(docker, hostname, network, image)
-        missing = _missing_after(docker, container, names, 5)
+
+    missing = settle_names(
+        lambda: missing_names(docker, container, names), change, changes=changes, seconds=settle
+    )
     if missing:
         raise DockerError(
             f"{hostname}: {container} does not resolve {', '.join(missing)} after {changes} "
