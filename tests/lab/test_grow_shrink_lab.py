@@ -1,5 +1,6 @@
 """Day two measured: a running lab grows 2 -> 3 -> 4 hosts and shrinks back 4 -> 3 -> 2 while
-test1 pings test2 every 100 ms; an `up` with no change runs nothing.
+test1 pings test2 every 100 ms and two long-lived TCP connections (test1 -> test2 and
+test2 -> test1, conn-disrupt) carry data; an `up` with no change runs nothing.
 
 Each step is an `up` on the running stack through the stand-in (the engine's rules). Around
 each one, from test1's network namespace (the container's own, entered by its pid), a ping to
@@ -26,6 +27,8 @@ from overlaylab.config import LabConfig
 from overlaylab.etcd import EtcdClient
 from overlaylab.hosts.dockerd import docker_api
 from overlaylab.netrule import RouteGuard
+from overlaylab.validate import conndisrupt
+from overlaylab.validate.records import Lab as ValidatorLab
 from standin.plan import Step, summary
 from tests.labtools import Running, failed_first, kept_up, lab_config, parsed, validate_cli
 
@@ -34,6 +37,7 @@ pytestmark = pytest.mark.lab
 LAB_ID = "gs"
 SEGMENT = "192.168.225"
 STAYING = ("docker-node1", "docker-node2")
+STAYING_CONTAINERS = {"test1", "test2"}
 
 
 class Lab(Running):
@@ -105,19 +109,40 @@ class Pinger:
         return len(before_last), len(before_last & replied)
 
 
+def conn_lab(lab: Lab) -> ValidatorLab:
+    return ValidatorLab(lab.outputs[out.OUT_VALIDATION_SPEC])
+
+
 def step(lab: Lab, raw: dict[str, Any], label: str) -> dict[str, Step]:
     before = facts(lab)
-    pinger = Pinger(lab)
-    time.sleep(1)
+    spec = lab.outputs[out.OUT_VALIDATION_SPEC]
+    pairs = conndisrupt.pairs_across(spec["containers"], STAYING_CONTAINERS)
+    assert len(pairs) == 2, pairs  # test1 -> test2 and test2 -> test1, across hosts
+    opened = conn_lab(lab)
     try:
-        steps = lab.up(raw)
+        conndisrupt.open_connections(opened, pairs)
+        pinger = Pinger(lab)
         time.sleep(1)
+        try:
+            steps = lab.up(raw)
+            time.sleep(1)
+        finally:
+            sent, received = pinger.stop()
+        checked = conn_lab(lab)  # the spec after the change
+        try:
+            conns = conndisrupt.check_connections(checked, pairs)
+        finally:
+            checked.close()
     finally:
-        sent, received = pinger.stop()
+        left = conndisrupt.close_connections(opened, pairs)
+        opened.close()
     print(f"\n{label}: {summary(list(steps.values()))}; test1 -> test2 every 100 ms: {sent} sent, "
-          f"{received} received")  # fmt: skip
+          f"{received} received; conn-disrupt: "
+          + "; ".join(r.line() for r in conns))  # fmt: skip
     assert sent >= 20, f"{label}: the pinger ran only {sent} pings"
     assert received == sent, f"{label}: {sent - received} of {sent} pings lost during up"
+    assert [r for r in conns if not r.ok] == [], f"{label}: a connection did not survive"
+    assert left == [], left
     assert facts(lab) == before, f"{label}: a staying host's container or daemon changed"
     lab.validate()
     return steps
@@ -190,3 +215,45 @@ def test_a_daemon_failing_on_a_new_host_leaves_the_lab_working_and_the_next_up_c
     assert kinds["docker-docker-node3-dockerd"] == "create"
     assert kinds["etcd-docker-node3"] == "same"  # created by the failed up, kept in the state
     lab.validate()
+
+
+def test_conn_disrupt_reports_a_connection_reset_and_only_that_one(lab: Lab) -> None:
+    """The negative of the steps' conn-disrupt: inside test2's network namespace, a rule that
+    answers TCP to port 7070 with a reset (verified in place before the check relies on it).
+    test1 -> test2 is reported closed; test2 -> test1, whose packets into test2 come from port
+    7070, not to it, stays open; and every connection process and file goes with close."""
+    cfg = lab.parsed
+    spec = lab.outputs[out.OUT_VALIDATION_SPEC]
+    pairs = conndisrupt.pairs_across(spec["containers"], STAYING_CONTAINERS)
+    pid = str(
+        docker_api(cfg.docker_socket(cfg.host("docker-node2"))).inspect_container("test2")["State"][
+            "Pid"
+        ]
+    )
+    rule = ["INPUT", "-p", "tcp", "--dport", str(conndisrupt.PORT), "-j", "REJECT",
+            "--reject-with", "tcp-reset"]  # fmt: skip
+    ipt = ["nsenter", "-t", pid, "-n", "iptables"]
+    vlab = conn_lab(lab)
+    try:
+        conndisrupt.open_connections(vlab, pairs)
+        subprocess.run([*ipt, "-I", *rule], check=True)
+        try:
+            subprocess.run([*ipt, "-C", *rule], check=True)  # the fault is in place
+            results = conndisrupt.check_connections(vlab, pairs)
+        finally:
+            subprocess.run([*ipt, "-D", *rule], check=True)
+        verdict = {r.subject.split(" (")[0]: (r.ok, r.actual) for r in results}
+        print("\nconn-disrupt with a reset on test2:7070:", verdict)
+        assert verdict["test1 -> test2"][0] is False, verdict
+        assert "closed" in verdict["test1 -> test2"][1], verdict
+        assert verdict["test2 -> test1"][0] is True, verdict
+    finally:
+        left = conndisrupt.close_connections(vlab, pairs)
+        vlab.close()
+    assert left == [], left
+    for name, host in (("test1", "docker-node1"), ("test2", "docker-node2")):
+        api = docker_api(cfg.docker_socket(cfg.host(host)))
+        ps = api.exec_start(api.exec_create(name, ["ps", "-o", "args"]))
+        assert b"7070" not in ps and b"while :" not in ps, ps  # the loops, not PID 1's
+        ls = api.exec_start(api.exec_create(name, ["ls", "/tmp"]))
+        assert b"overlaylab-conn" not in ls, ls
