@@ -160,13 +160,20 @@ class Lab:
             return int(self.network["mtu"])
         from overlaylab.defaults import DOCKER_OVERLAY_MTU, VXLAN_OVERHEAD
 
-        first = self.hosts[0]["name"]
-        net_id = self.network_id(first)
-        option = None
-        if net_id:
-            attrs = self.docker(first).networks.get(net_id).attrs
+        # The network is global: any daemon's inspect has its options; the first that answers.
+        last: Exception | None = None
+        for host in (h["name"] for h in self.hosts):
+            try:
+                net_id = self.network_id(host)
+                if not net_id:
+                    continue
+                attrs = self.docker(host).networks.get(net_id).attrs
+            except Exception as e:
+                last = e
+                continue
             option = (attrs.get("Options") or {}).get(MTU_OPTION)
-        return (int(option) if option else DOCKER_OVERLAY_MTU) - VXLAN_OVERHEAD
+            return (int(option) if option else DOCKER_OVERLAY_MTU) - VXLAN_OVERHEAD
+        raise LabError(f"no daemon lists network {self.network['name']} ({last or 'not found'})")
 
     def sandbox_dir(self, host: str) -> str | None:
         """Where a local lab's daemon on ``host`` keeps its sandboxes (``<exec-root>/netns``;

@@ -489,3 +489,21 @@ def test_ip_addr_output_is_read_by_interface() -> None:
 
 def test_the_new_groups_are_data_plane_groups() -> None:
     assert [n for n, _ in DATA][-2:] == ["isolation", "placement"]
+
+
+def test_a_seed_spec_with_no_daemon_listing_the_network_fails_path_mtu_per_pair(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The MTU is unknown then (the network checks say why): each pair fails naming it, and
+    the underlay is held to the default overlay MTU as before."""
+    spec = seed_spec()
+    lab = _lab(spec, _wire(spec), monkeypatch)
+    for d in lab._docker.values():
+        d.networks.list = lambda names: []
+    results = check_path_mtu(lab)
+    assert [(r.check, r.ok) for r in results] == [("overlay.path-mtu", False)] * 2
+    assert results[0].actual.startswith("MTU unknown: no daemon lists network demo")
+    monkeypatch.setattr(probes, "link_mtu", lambda ns, ifname: 1500)
+    under = check_underlay_mtu(lab)
+    assert [r.expected for r in under] == ["eth0 MTU >= 1500 (overlay MTU 1450 + 50 for VXLAN)"] * 2
+    assert all(r.ok for r in under)
