@@ -54,7 +54,8 @@ def ping(lab: Lab, src: ContainerInfo, target: str, by_name: bool) -> probes.Out
         found, why = probes.dns_lookup(src.netns, target, timeout=PING_TIMEOUT)
         if not found:
             return probes.Outcome(False, f"ping: bad address '{target}' ({why})")
-        ip = found[0]
+        # two containers that share two networks: the name's address on the tested one
+        ip = next((x for x in found if _in_overlay(lab, x)), found[0])
     if not _in_overlay(lab, ip):
         return probes.Outcome(False, f"{target} is {ip}, outside {lab.network['subnet']}")
     ifname = lab.ifname(src)

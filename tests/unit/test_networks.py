@@ -405,3 +405,19 @@ def test_a_network_past_the_first_is_created_with_its_options_and_mtu(record_gra
         "com.docker.network.driver.overlay.vxlanid_list": "4100",
     }
     assert "options" not in g.named("overlay-network").inputs
+
+
+def test_each_networks_gate_waits_for_that_networks_names_only(record_graph: Any) -> None:
+    g = record_graph(isolation())
+    argv = {r.name: r.inputs["create"].split() for r in g.resources if r.name.endswith("-names")}
+
+    def arg(name: str, flag: str) -> list[str]:
+        a = argv[name]
+        return [a[i + 1] for i, x in enumerate(a) if x == flag]
+
+    assert arg("test-docker-node2-names", "--network") == ["demo"]
+    assert arg("test-docker-node2-names", "--name") == ["test1", "both1"]
+    assert arg("test-docker-node2-backend-names", "--network") == ["backend"]
+    assert arg("test-docker-node2-backend-names", "--container") == ["back2"]
+    assert arg("test-docker-node2-backend-names", "--name") == ["back1", "both1"]
+    assert arg("test-docker-node1-backend-names", "--name") == ["back2"]
