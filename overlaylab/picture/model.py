@@ -142,8 +142,14 @@ class Picture:
 
     def network_of(self, container: str) -> Overlay:
         nets = self.overlays
+        # a container on several networks is drawn on its first
         want = next(
-            (c.get("network") for c in self.spec["containers"] if c["name"] == container), None
+            (
+                c.get("network") or (c.get("networks") or [None])[0]
+                for c in self.spec["containers"]
+                if c["name"] == container
+            ),
+            None,
         )
         return next((n for n in nets if n.name == want), nets[0])
 
