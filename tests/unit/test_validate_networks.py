@@ -507,3 +507,41 @@ def test_a_seed_spec_with_no_daemon_listing_the_network_fails_path_mtu_per_pair(
     under = check_underlay_mtu(lab)
     assert [r.expected for r in under] == ["eth0 MTU >= 1500 (overlay MTU 1450 + 50 for VXLAN)"] * 2
     assert all(r.ok for r in under)
+
+
+def test_every_per_network_group_sees_each_network_and_its_containers_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = isolation_spec()
+    lab = _lab(spec, _wire(spec), monkeypatch)
+    seen: list[tuple[str, list[str], str | None, str]] = []
+
+    def probe(view: Lab) -> list[Result]:
+        seen.append(
+            (
+                view.network["name"],
+                [c["name"] for c in view.containers],
+                view.network_id("docker-node2"),
+                view.suffix,
+            )
+        )
+        return []
+
+    per_network(probe)(lab)
+    assert seen == [
+        ("demo", ["test1", "test2", "both1"], NET_IDS["demo"], " on demo"),
+        ("backend", ["back1", "back2", "both1"], NET_IDS["backend"], " on backend"),
+    ]
+    # each view's containers are inspected on its own network
+    back = lab.views()[1].container_infos()
+    assert back["both1"].ip == "10.0.1.4" and back["both1"].network == "backend"
+    assert lab.container_infos()["both1"].ip == "10.0.0.4"
+    # the network and endpoint checks run per network (wrapped), etcd's once
+    from overlaylab.validate.checks import check_endpoints, check_etcd, check_network
+    from overlaylab.validate.run import CONTROL
+
+    groups = dict(CONTROL)
+    assert groups["network"].__name__ == "check_network" and groups["network"] is not check_network
+    assert groups["endpoints"].__name__ == "check_endpoints"
+    assert groups["endpoints"] is not check_endpoints
+    assert groups["etcd"] is check_etcd
