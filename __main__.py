@@ -37,6 +37,7 @@ from components import (
     ValidationArgs,
 )
 from overlaylab import spec as out
+from overlaylab.config.model import Network
 from overlaylab.defaults import DOCKER_OVERLAY_MTU, UNDERLAY_MTU
 from overlaylab.errors import ConfigError
 from overlaylab.stackconfig import PROJECT_DIR, from_pulumi, package_hash
@@ -188,23 +189,33 @@ serf = SerfMesh(
     ),
 )
 
-overlay = OverlayNetwork(
-    "overlay",
-    OverlayNetworkArgs(
-        name=cfg.network_name,
-        subnet=str(cfg.subnet),
-        gateway=cfg.gateway,
-        # Docker's option is the VXLAN packets' MTU, the containers get 50 less; left unset
-        # where Docker's own default gives the overlay MTU, as on an underlay at the default.
-        mtu=cfg.docker_mtu_option if cfg.docker_mtu_option != DOCKER_OVERLAY_MTU else None,
-        docker_host=cfg.docker_host(cfg.hosts[0]),
-        daemon=engines[cfg.hosts[0].name].daemon,
-        engines_joined=[*(e.daemon for e in engines.values()), *serf.checks.values()],
-        ssh_opts=tuple(cfg.ssh_opts()) if cfg.transport == "ssh" else (),
-        provider_ready=provider_ready,
-        cluster=etcd.cluster,
-    ),
-)
+
+def _overlay(net: Network) -> OverlayNetwork:
+    # The first network keeps the seed's name ("overlay"), every other is "overlay-<name>".
+    first = net.name == cfg.all_networks[0].name
+    option = cfg.docker_mtu_option_of(net)
+    return OverlayNetwork(
+        "overlay" if first else f"overlay-{net.name}",
+        OverlayNetworkArgs(
+            name=net.name,
+            subnet=str(net.subnet),
+            gateway=net.gateway,
+            # Docker's option is the VXLAN packets' MTU, the containers get 50 less; left unset
+            # where Docker's own default gives the overlay MTU, as on an underlay at the default.
+            mtu=option if option != DOCKER_OVERLAY_MTU else None,
+            docker_host=cfg.docker_host(cfg.hosts[0]),
+            daemon=engines[cfg.hosts[0].name].daemon,
+            engines_joined=[*(e.daemon for e in engines.values()), *serf.checks.values()],
+            ssh_opts=tuple(cfg.ssh_opts()) if cfg.transport == "ssh" else (),
+            provider_ready=provider_ready,
+            cluster=etcd.cluster,
+            options=net.options,
+        ),
+    )
+
+
+overlays = {net.name: _overlay(net) for net in cfg.all_networks}
+overlay = overlays[cfg.all_networks[0].name]
 
 containers = TestContainers(
     "test",
@@ -212,9 +223,8 @@ containers = TestContainers(
         image=cfg.image,
         image_source=cfg.image_source,
         hosts=tuple(ImageHost(h.name, engines[h.name].provider) for h in cfg.hosts),
-        containers=tuple(ContainerSpec(c.name, c.host) for c in cfg.containers),
-        network=overlay.network,
-        network_name=cfg.network_name,
+        containers=tuple(ContainerSpec(c.name, c.host, cfg.networks_of(c)) for c in cfg.containers),
+        networks={n: o.network for n, o in overlays.items()},
         commands=commands,
         cluster=etcd.cluster,
     ),
@@ -228,12 +238,13 @@ validation = Validation(
         after=[
             *containers.containers.values(),
             *containers.names.values(),
-            overlay.network,
+            *(o.network for o in overlays.values()),
             *provider_ready,
         ],
         triggers=[
             overlay.network_id,
             *(c.id for c in containers.containers.values()),
+            *(o.network_id for o in overlays.values() if o is not overlay),
             # only while the lab has drifted: a stack without drift keeps its inputs
             *([f"drift {drift_digest(drift)}"] if drift.broken else []),
         ],
@@ -244,6 +255,8 @@ validation = Validation(
 pulumi.export(out.OUT_ETCD_ENDPOINTS, etcd.endpoints)
 pulumi.export(out.OUT_DOCKER_HOSTS, {n: e.docker_host for n, e in engines.items()})
 pulumi.export(out.OUT_NETWORK_ID, overlay.network_id)
+if len(overlays) > 1:  # a stack of one network keeps its outputs as they were
+    pulumi.export(out.OUT_NETWORK_IDS, {n: o.network_id for n, o in overlays.items()})
 pulumi.export(
     out.OUT_CONTAINERS,
     {

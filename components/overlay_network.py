@@ -1,4 +1,4 @@
-"""OverlayNetwork: the global overlay, created once through one daemon, seen by all via etcd."""
+"""OverlayNetwork: one global overlay, created once through one daemon, seen by all via etcd."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class OverlayNetworkArgs:
     cluster: pulumi.Input[str]  # EtcdCluster.cluster: the network lives in that cluster
     ssh_opts: tuple[str, ...] = ()
     provider_ready: tuple[pulumi.Resource, ...] = ()  # e.g. the ssh identity file
+    options: tuple[tuple[str, str], ...] = ()  # Docker driver options besides the MTU
 
 
 class OverlayNetwork(pulumi.ComponentResource):
@@ -38,7 +39,9 @@ class OverlayNetwork(pulumi.ComponentResource):
         self, name: str, args: OverlayNetworkArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("overlay-etcd:network:OverlayNetwork", name, None, opts)
-        options = {"com.docker.network.driver.mtu": str(args.mtu)} if args.mtu else None
+        mtu = {"com.docker.network.driver.mtu": str(args.mtu)} if args.mtu else {}
+        # None, not {}, when there is none: a network without options keeps its inputs.
+        options = {**dict(args.options), **mtu} or None
         # A provider of its own, not the first host's: when that host leaves the stack, this
         # provider is updated to the next host's daemon (a provider keeps its id when its
         # settings change), and the network, global in etcd, stays as it is. On the first

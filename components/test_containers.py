@@ -1,4 +1,4 @@
-"""TestContainers: the busybox image on each host and the seed's containers on the overlay."""
+"""TestContainers: the busybox image on each host and the seed's containers on the overlays."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ class ImageHost:
 class ContainerSpec:
     name: str
     host: str
+    networks: tuple[str, ...]
+    """The networks it joins, in order: its first interface (eth0) is on the first."""
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,8 @@ class TestContainersArgs:
     image_source: str  # "import" (from busybox-static, no registry) or "pull"
     hosts: tuple[ImageHost, ...]
     containers: tuple[ContainerSpec, ...]
-    network: docker.Network
-    network_name: str
+    networks: dict[str, docker.Network]
+    """Per network name, in the stack's order: the network (the first is the seed's)."""
     commands: HostCommands
     cluster: pulumi.Input[str]
     """EtcdCluster.cluster: a rebuilt cluster has new daemons, with empty data-roots."""
@@ -51,7 +53,8 @@ class TestContainers(pulumi.ComponentResource):
     containers: dict[str, docker.Container]
     """Per container name: the container."""
     names: dict[str, pulumi.CustomResource]
-    """Per host with a container: the names gate (a container there resolves every other
+    """Per host with a container (``<host>``, or ``<host>-<network>`` past the first network):
+    the names gate (a container there resolves every other
     container's name; ``overlaylab.hosts.names``)."""
 
     def __init__(
@@ -93,10 +96,15 @@ class TestContainers(pulumi.ComponentResource):
                 hostname=c.name,
                 image=self.images[c.host].image_id,
                 command=KEEPALIVE,
-                networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network.name)],
+                networks_advanced=[
+                    docker.ContainerNetworksAdvancedArgs(name=args.networks[n].name)
+                    for n in c.networks
+                ],
                 must_run=True,
                 opts=pulumi.ResourceOptions(
-                    parent=self, provider=providers[c.host], depends_on=[args.network]
+                    parent=self,
+                    provider=providers[c.host],
+                    depends_on=[args.networks[n] for n in c.networks],
                 ),
             )
             for c in args.containers
@@ -106,27 +114,35 @@ class TestContainers(pulumi.ComponentResource):
 
     def _names(self, name: str, args: TestContainersArgs) -> dict[str, pulumi.CustomResource]:
         """Docker 20.10 can lose the other hosts' names for good when one read of the store
-        fails (``overlaylab.hosts.names``): each host with a container checks that it resolves
-        every other one, and makes Docker read them again where it does not. It runs again
-        whenever a container changes (their ids are its triggers)."""
+        fails (``overlaylab.hosts.names``): per network, each host with a container on it
+        checks that it resolves every other one on that network, and makes Docker read them
+        again where it does not. It runs again whenever a container on that network changes
+        (their ids are its triggers). The first network's gates keep the seed's names
+        (``<host>-names``), the others are ``<host>-<network>-names``."""
         gates: dict[str, pulumi.CustomResource] = {}
-        ids = [c.id for c in self.containers.values()]
-        for h in args.hosts:
-            here = [c.name for c in args.containers if c.host == h.hostname]
-            others = [c.name for c in args.containers if c.host != h.hostname]
-            if not here or not others:
-                continue
-            gates[h.hostname] = args.commands.command(
-                f"{name}-{h.hostname}-names",
-                verbs.NamesSettle(
-                    hostname=h.hostname,
-                    container=here[0],
-                    network=args.network_name,
-                    image=args.image,
-                    name=tuple(others),
-                ).argv(args.commands.placement(h.hostname)),
-                host=h.hostname,
-                triggers=ids,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.containers.values())),
-            )
+        first = next(iter(args.networks))
+        for net in args.networks:
+            on = [c for c in args.containers if net in c.networks]
+            ids = [self.containers[c.name].id for c in on]
+            for h in args.hosts:
+                here = [c.name for c in on if c.host == h.hostname]
+                others = [c.name for c in on if c.host != h.hostname]
+                if not here or not others:
+                    continue
+                key = h.hostname if net == first else f"{h.hostname}-{net}"
+                gates[key] = args.commands.command(
+                    f"{name}-{key}-names",
+                    verbs.NamesSettle(
+                        hostname=h.hostname,
+                        container=here[0],
+                        network=net,
+                        image=args.image,
+                        name=tuple(others),
+                    ).argv(args.commands.placement(h.hostname)),
+                    host=h.hostname,
+                    triggers=ids,
+                    opts=pulumi.ResourceOptions(
+                        parent=self, depends_on=[self.containers[c.name] for c in on]
+                    ),
+                )
         return gates

@@ -18,8 +18,9 @@ import json
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from overlaylab.config import LabConfig
+from overlaylab.config import Container, LabConfig
 from overlaylab.hosts.proc import pid_of
 
 
@@ -118,11 +119,7 @@ def _containers(cfg: LabConfig, host: str, socket: str) -> list[Finding]:
                     Finding("container", f"container {c.name} on {host} is gone", host, c.name)
                 )
                 continue
-            what = ""
-            if not info.get("State", {}).get("Running"):
-                what = "is not running"
-            elif cfg.network_name not in (info.get("NetworkSettings", {}).get("Networks") or {}):
-                what = f"is not attached to {cfg.network_name}"
+            what = container_state(cfg, c, info)
             if what:
                 found.append(
                     Finding("container", f"container {c.name} on {host} {what}", host, c.name)
@@ -130,6 +127,16 @@ def _containers(cfg: LabConfig, host: str, socket: str) -> list[Finding]:
     except Exception as e:  # the daemon's pid is alive but its socket does not answer
         found.append(Finding("dockerd", f"host {host}: its dockerd does not answer ({e})", host))
     return found
+
+
+def container_state(cfg: LabConfig, c: Container, info: dict[str, Any]) -> str:
+    """What is wrong with a container as its daemon inspects it ("" for nothing): not running,
+    or not attached to each of its networks (one detached from one of two is found too)."""
+    if not info.get("State", {}).get("Running"):
+        return "is not running"
+    attached = info.get("NetworkSettings", {}).get("Networks") or {}
+    missing = [n for n in cfg.networks_of(c) if n not in attached]
+    return f"is not attached to {', '.join(missing)}" if missing else ""
 
 
 #: The URNs `up --replace` takes to mend a local lab's daemons and containers, by the types the

@@ -16,7 +16,7 @@ from overlaylab.etcd import etcd_url
 #: Config keys, under the project's namespace (``overlay-etcd:<key>``).
 #: The Pulumi project's name: the namespace of its config keys.
 PROJECT = "overlay-etcd"
-KEYS = ("lab", "hosts", "etcd", "docker", "network", "containers", "image", "ssh")
+KEYS = ("lab", "hosts", "etcd", "docker", "network", "networks", "containers", "image", "ssh")
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,25 @@ class Host:
 
 
 @dataclass(frozen=True)
+class Network:
+    """One overlay network: ``networks[i]`` (or the seed's single ``network`` section)."""
+
+    name: str
+    subnet: ipaddress.IPv4Network
+    gateway: str
+    #: ``mtu`` as written in the stack, or None (derived: see :meth:`LabConfig.mtu_of`).
+    mtu: int | None = None
+    #: Docker driver options (``com.docker.network.*``) besides the MTU, as written.
+    options: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Container:
     name: str
     host: str
+    #: The networks it joins, in order (its first interface is on the first); empty means the
+    #: lab's first network (a config that names none, as every stack before ``networks``).
+    networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,42 @@ class LabConfig:
     #: ``lab.mtu``: the MTU of the hosts' own interfaces on the segment (the underlay).
     underlay_mtu: int = UNDERLAY_MTU
     warnings: tuple[str, ...] = field(default=())
+    #: Every overlay network, the first being ``network_name``/``subnet``/``gateway``/``mtu``
+    #: above; empty means that one alone (see :attr:`all_networks`).
+    networks: tuple[Network, ...] = ()
+    #: Whether the stack wrote ``networks:`` (a list) rather than the seed's ``network``.
+    networks_listed: bool = False
+
+    @property
+    def all_networks(self) -> tuple[Network, ...]:
+        """Every overlay network, in the stack's order (the seed's single one if no list)."""
+        if self.networks:
+            return self.networks
+        return (Network(self.network_name, self.subnet, self.gateway, self.mtu),)
+
+    def network(self, name: str) -> Network:
+        for n in self.all_networks:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def networks_of(self, container: Container) -> tuple[str, ...]:
+        """The networks ``container`` joins: as written, else the first network."""
+        return container.networks or (self.all_networks[0].name,)
+
+    def on_network(self, name: str) -> tuple[Container, ...]:
+        """The containers that join network ``name``, in the stack's order."""
+        return tuple(c for c in self.containers if name in self.networks_of(c))
+
+    def mtu_of(self, net: Network) -> int:
+        """The MTU of the containers' interfaces on ``net``: its ``mtu`` when set, else
+        ``underlay_mtu - 50`` (see :attr:`overlay_mtu`)."""
+        return net.mtu if net.mtu is not None else self.underlay_mtu - VXLAN_OVERHEAD
+
+    def docker_mtu_option_of(self, net: Network) -> int:
+        """Docker's ``com.docker.network.driver.mtu`` for ``net`` (see
+        :attr:`docker_mtu_option`)."""
+        return self.mtu_of(net) + VXLAN_OVERHEAD
 
     @property
     def prefixlen(self) -> int:

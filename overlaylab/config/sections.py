@@ -1,9 +1,10 @@
 """Parsing a stack's raw config, one function per section.
 
-:func:`parse` reads the sections in this order: lab, ssh, hosts, etcd, docker, network,
-containers, image; a config with several mistakes reports the first one met. A section that
-depends on another gets that one's parsed values (hosts need the lab's segment, the network
-needs the underlay MTU, containers need the hosts), never its raw mapping.
+:func:`parse` reads the sections in this order: lab, ssh, hosts, etcd, docker, network (or
+networks), containers, image; a config with several mistakes reports the first one met. A
+section that depends on another gets that one's parsed values (hosts need the lab's segment,
+the networks need the underlay MTU, containers need the hosts and networks), never its raw
+mapping.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from overlaylab.config import values as v
-from overlaylab.config.model import KEYS, PROJECT, Container, Host, LabConfig
+from overlaylab.config.model import KEYS, PROJECT, Container, Host, LabConfig, Network
 from overlaylab.defaults import ETCD_CLIENT_PORT, ETCD_PEER_PORT, UNDERLAY_MTU, VXLAN_OVERHEAD
 from overlaylab.errors import ConfigError
 
@@ -55,14 +56,6 @@ class _Docker:
     store_all: bool
 
 
-@dataclass(frozen=True)
-class _Network:
-    name: str
-    subnet: ipaddress.IPv4Network
-    gateway: str
-    mtu: int | None
-
-
 def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConfig:
     """Validate a stack's raw config (keys of :data:`KEYS`) and return the lab's plain values."""
     where = f"in {stack_file}"
@@ -76,8 +69,9 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
     hosts = _parse_hosts(raw.get("hosts"), lab, where)
     etcd = _parse_etcd(section["etcd"], where)
     docker = _parse_docker(section["docker"], where)
-    net = _parse_network(section["network"], lab, where)
-    containers = _parse_containers(raw.get("containers"), hosts, where)
+    nets = _parse_networks(raw, section["network"], lab, where)
+    net = nets[0]
+    containers = _parse_containers(raw.get("containers"), hosts, nets, where)
     image_name, image_source = _parse_image(section["image"], where)
     return LabConfig(
         lab_id=lab.lab_id,
@@ -106,6 +100,8 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
         identity_file=ssh.identity_file,
         underlay_mtu=lab.underlay_mtu,
         warnings=_quorum_warnings(len(hosts)),
+        networks=nets,
+        networks_listed=raw.get("networks") is not None,
     )
 
 
@@ -260,56 +256,129 @@ def _parse_docker(docker: Mapping[str, Any], where: str) -> _Docker:
     return _Docker(advertise_port, store_all=store_endpoints == "all")
 
 
-def _parse_network(network: Mapping[str, Any], lab: _Lab, where: str) -> _Network:
-    v.known(network, ("name", "subnet", "gateway", "mtu"), "network.", where)
-    name = str(network.get("name", "demo"))
+#: What each of ``networks`` accepts; the seed's single ``network`` takes no options.
+_NETWORK_KEYS = ("name", "subnet", "gateway", "mtu", "options")
+#: Docker's MTU option is ``mtu`` (which is the containers' MTU, not Docker's; see LabConfig).
+_MTU_OPTION = "com.docker.network.driver.mtu"
+
+
+def _parse_networks(
+    raw: Mapping[str, Any], single: Mapping[str, Any], lab: _Lab, where: str
+) -> tuple[Network, ...]:
+    """``networks`` (a list), or the seed's ``network`` section (one network, ``demo`` by
+    default); not both."""
+    listed = raw.get("networks")
+    if listed is None:
+        return (_parse_network(single, lab, "network.", where, default_name="demo"),)
+    if raw.get("network") is not None:
+        raise ConfigError(
+            f"network and networks are both set: keep one (move the network section into the "
+            f"networks list as its first item) ({where})"
+        )
+    if not isinstance(listed, Sequence) or isinstance(listed, str) or not listed:
+        raise ConfigError(
+            f"networks must be a non-empty list of {{name, subnet, gateway, mtu, options}} "
+            f"({where})"
+        )
+    nets: list[Network] = []
+    for i, item in enumerate(listed):
+        m = v.mapping(item, f"networks[{i}]", where)
+        if "name" not in m or "subnet" not in m:
+            raise ConfigError(
+                f"networks[{i}] needs a name and a subnet, e.g. {{name: backend, subnet: "
+                f"10.0.1.0/24}} ({where})"
+            )
+        nets.append(_parse_network(m, lab, f"networks[{i}].", where, default_name=""))
+    v.unique([n.name for n in nets], "network name", "networks[].name", where)
+    for i, a in enumerate(nets):
+        for b in nets[:i]:
+            if a.subnet.overlaps(b.subnet):
+                raise ConfigError(
+                    f"networks[{i}].subnet {a.subnet} ({a.name}) overlaps {b.subnet} of network "
+                    f"{b.name}: give each network its own range ({where})"
+                )
+    return tuple(nets)
+
+
+def _parse_network(
+    network: Mapping[str, Any], lab: _Lab, key: str, where: str, default_name: str
+) -> Network:
+    v.known(network, _NETWORK_KEYS if key != "network." else _NETWORK_KEYS[:-1], key, where)
+    name = str(network.get("name", default_name))
     if not v.CONTAINER.match(name):
-        raise ConfigError(f"network.name {name!r} is not a valid Docker network name ({where})")
-    subnet = v.network(network.get("subnet", "10.0.0.0/24"), "network.subnet", where)
+        raise ConfigError(f"{key}name {name!r} is not a valid Docker network name ({where})")
+    subnet = v.network(network.get("subnet", "10.0.0.0/24"), f"{key}subnet", where)
     if subnet.prefixlen > 29:
         raise ConfigError(
-            f"network.subnet {subnet} is too small for a gateway and containers: use /29 or "
+            f"{key}subnet {subnet} is too small for a gateway and containers: use /29 or "
             f"larger ({where})"
         )
     if subnet.overlaps(lab.segment):
         raise ConfigError(
-            f"network.subnet {subnet} overlaps the hosts' segment lab.segment {lab.segment}: "
+            f"{key}subnet {subnet} overlaps the hosts' segment lab.segment {lab.segment}: "
             f"the overlay must use its own range ({where})"
         )
-    gateway = v.address(network.get("gateway", str(next(subnet.hosts()))), "network.gateway", where)
+    gateway = v.address(network.get("gateway", str(next(subnet.hosts()))), f"{key}gateway", where)
     if gateway not in subnet or gateway in (subnet.network_address, subnet.broadcast_address):
         raise ConfigError(
-            f"network.gateway {gateway} is outside network.subnet {subnet}: pick a usable "
+            f"{key}gateway {gateway} is outside {key}subnet {subnet}: pick a usable "
             f"address inside it, e.g. {next(subnet.hosts())} ({where})"
         )
-    return _Network(name, subnet, str(gateway), _parse_overlay_mtu(network, lab, where))
+    return Network(
+        name,
+        subnet,
+        str(gateway),
+        _parse_overlay_mtu(network, lab, key, where),
+        _parse_options(network.get("options"), key, where),
+    )
 
 
-def _parse_overlay_mtu(network: Mapping[str, Any], lab: _Lab, where: str) -> int | None:
-    """``network.mtu`` if set (None derives it from the underlay: see LabConfig.overlay_mtu)."""
+def _parse_options(raw: Any, key: str, where: str) -> tuple[tuple[str, str], ...]:
+    if raw is None:
+        return ()
+    options = v.mapping(raw, f"{key}options", where)
+    out: list[tuple[str, str]] = []
+    for k, value in options.items():
+        if str(k) == _MTU_OPTION:
+            raise ConfigError(
+                f"{key}options sets {_MTU_OPTION}: set {key}mtu instead (the containers' MTU; "
+                f"the program gives Docker the option that yields it) ({where})"
+            )
+        if not str(k) or isinstance(value, (Mapping, list)):
+            raise ConfigError(
+                f"{key}options.{k} must be a name with a plain value, e.g. "
+                f"com.docker.network.driver.overlay.vxlanid_list: '4100' ({where})"
+            )
+        out.append((str(k), str(value).lower() if isinstance(value, bool) else str(value)))
+    return tuple(sorted(out))
+
+
+def _parse_overlay_mtu(network: Mapping[str, Any], lab: _Lab, key: str, where: str) -> int | None:
+    """``mtu`` if set (None derives it from the underlay: see LabConfig.mtu_of)."""
     if network.get("mtu") is None:
         return None
-    mtu = v.integer(network["mtu"], "network.mtu", where)
+    mtu = v.integer(network["mtu"], f"{key}mtu", where)
     if not 576 <= mtu <= 9000:
-        raise ConfigError(f"network.mtu {mtu} must be between 576 and 9000 ({where})")
+        raise ConfigError(f"{key}mtu {mtu} must be between 576 and 9000 ({where})")
     carried = lab.underlay_mtu - VXLAN_OVERHEAD
     if mtu > carried:
         raise ConfigError(
-            f"network.mtu {mtu} is above what the underlay carries: lab.mtu {lab.underlay_mtu} "
-            f"minus VXLAN's {VXLAN_OVERHEAD} bytes is {carried}; lower network.mtu or raise "
+            f"{key}mtu {mtu} is above what the underlay carries: lab.mtu {lab.underlay_mtu} "
+            f"minus VXLAN's {VXLAN_OVERHEAD} bytes is {carried}; lower {key}mtu or raise "
             f"lab.mtu ({where})"
         )
     return mtu
 
 
 def _parse_containers(
-    containers_raw: Any, hosts: tuple[Host, ...], where: str
+    containers_raw: Any, hosts: tuple[Host, ...], nets: tuple[Network, ...], where: str
 ) -> tuple[Container, ...]:
     names = {h.name for h in hosts}
+    net_names = [n.name for n in nets]
     containers: list[Container] = []
     for i, item in enumerate(containers_raw or []):
         c = v.mapping(item, f"containers[{i}]", where)
-        v.known(c, ("name", "host"), f"containers[{i}].", where)
+        v.known(c, ("name", "host", "networks"), f"containers[{i}].", where)
         name = str(c.get("name", ""))
         if not v.CONTAINER.match(name):
             raise ConfigError(f"containers[{i}].name {name!r} is not a valid name ({where})")
@@ -319,7 +388,7 @@ def _parse_containers(
                 f"containers[{i}] {name!r} is placed on unknown host {on!r}: use one of "
                 f"{', '.join(h.name for h in hosts)} ({where})"
             )
-        containers.append(Container(name, on))
+        containers.append(Container(name, on, _container_networks(c, i, name, net_names, where)))
     v.unique(
         [c.name for c in containers],
         "container name",
@@ -327,6 +396,29 @@ def _parse_containers(
         where,
     )
     return tuple(containers)
+
+
+def _container_networks(
+    c: Mapping[str, Any], i: int, name: str, nets: list[str], where: str
+) -> tuple[str, ...]:
+    """``containers[i].networks``: names of configured networks, each once (none: the first)."""
+    raw = c.get("networks")
+    if raw is None:
+        return ()
+    if isinstance(raw, str) or not isinstance(raw, Sequence) or not raw:
+        raise ConfigError(
+            f"containers[{i}].networks of {name!r} must be a non-empty list of network names, "
+            f"e.g. [{nets[0]}] ({where})"
+        )
+    joined = tuple(str(n) for n in raw)
+    for n in joined:
+        if n not in nets:
+            raise ConfigError(
+                f"containers[{i}] {name!r} joins unknown network {n!r}: use one of "
+                f"{', '.join(nets)} ({where})"
+            )
+    v.unique(list(joined), "network", f"containers[{i}].networks entry", where)
+    return joined
 
 
 def _parse_image(image: Mapping[str, Any], where: str) -> tuple[str, str]:

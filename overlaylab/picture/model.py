@@ -142,8 +142,14 @@ class Picture:
 
     def network_of(self, container: str) -> Overlay:
         nets = self.overlays
+        # a container on several networks is drawn on its first
         want = next(
-            (c.get("network") for c in self.spec["containers"] if c["name"] == container), None
+            (
+                c.get("network") or (c.get("networks") or [None])[0]
+                for c in self.spec["containers"]
+                if c["name"] == container
+            ),
+            None,
         )
         return next((n for n in nets if n.name == want), nets[0])
 
@@ -292,6 +298,13 @@ def targets(r: Result, ctx: _Context) -> tuple[list[str], list[str], str]:
                 ids = [endpoint_key_id(name)]
     elif c == "underlay.mtu" and s in hosts:
         ids = [uplink_id(s)]
+    elif c == "overlay.mtu" and "@" in s:
+        name = s.split("@", 1)[0]
+        ids = [container_id(name)] if name in ctx.host_of else []
+    elif c == "overlay.placement" and " on " in s:
+        host, net = s.split(" on ", 1)
+        if host in hosts and net in {n.name for n in ctx.pic.overlays}:
+            ids = [sandbox_id(host, net)]
     elif c.startswith("underlay.") and " -> " in s:
         a, b = _pair(s)
         serf = c.startswith("underlay.serf")

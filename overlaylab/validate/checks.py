@@ -74,7 +74,7 @@ def check_network(lab: Lab) -> list[Result]:
     out.append(
         _r(
             "docker.network-exists",
-            first,
+            first + lab.suffix,
             f"network {name}",
             f"network {name}" if net_id else "no such network",
         )
@@ -93,21 +93,40 @@ def check_network(lab: Lab) -> list[Result]:
             for i in json.loads(data.get("ipamV4Info") or "[]")
         ]
         out.append(_r("etcd.network-subnet", key, [lab.network["subnet"]], pools))
+        gateways = [
+            json.loads(i["IPAMData"]).get("Gateway")
+            for i in json.loads(data.get("ipamV4Info") or "[]")
+        ]
+        if "mtu" in lab.network:
+            # A spec with networks (the seed's keeps its checks): the gateway as configured
+            # (libnetwork's IPAMData keeps it with the subnet's prefix length).
+            want = f"{lab.network['gateway']}/{lab.network['subnet'].split('/')[1]}"
+            out.append(_r("etcd.network-gateway", key, [want], gateways))
 
     def on_host(host: str) -> list[Result]:
         try:
             nets = lab.docker(host).networks.list(names=[name])
         except Exception as e:
-            return [_r("docker.network-global", host, "reachable daemon", f"error: {e}", False)]
+            return [
+                _r(
+                    "docker.network-global",
+                    host + lab.suffix,
+                    "reachable daemon",
+                    f"error: {e}",
+                    False,
+                )
+            ]
         nets = [n for n in nets if n.name == name]
         if not nets:
-            return [_r("docker.network-id", host, net_id[:12], "network not listed", False)]
+            return [
+                _r("docker.network-id", host + lab.suffix, net_id[:12], "network not listed", False)
+            ]
         n = nets[0]
         return [
-            _r("docker.network-id", host, net_id[:12], n.id[:12]),
+            _r("docker.network-id", host + lab.suffix, net_id[:12], n.id[:12]),
             _r(
                 "docker.network-global",
-                host,
+                host + lab.suffix,
                 "overlay/global",
                 f"{n.attrs.get('Driver')}/{n.attrs.get('Scope')}",
             ),
@@ -139,13 +158,13 @@ def check_endpoints(lab: Lab) -> list[Result]:
     for c in lab.containers:
         eps = by_name.get(c["name"], [])
         info = infos[c["name"]]
-        subject = f"{c['name']}@{c['host']}"
+        subject = f"{c['name']}@{c['host']}{lab.suffix}"
         if not info.on_overlay:
             out.append(
                 _r(
                     "docker.container-running",
                     subject,
-                    "running on the overlay",
+                    f"running on {lab.network['name']}" if lab.suffix else "running on the overlay",
                     "not running or not attached" + (f" ({info.error})" if info.error else ""),
                     False,
                 )

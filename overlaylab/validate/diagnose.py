@@ -21,6 +21,13 @@ def _pair(subject: str) -> tuple[str, str]:
     return a, b.split(" ", 1)[0]
 
 
+def _at(subject: str) -> tuple[str, str, str]:
+    """``name@host`` with the network a lab of several networks adds (`` on <network>``)."""
+    name, rest = subject.split("@", 1)
+    host, _, net = rest.partition(" on ")
+    return name, host, net
+
+
 def _etcd(failed: list[Result], results: list[Result]) -> list[str]:
     members = [r for r in results if r.check == "etcd.member-healthy"]
     down = [r for r in members if not r.ok]
@@ -76,15 +83,16 @@ def _containers(failed: list[Result], dead_daemons: set[str]) -> tuple[list[str]
     names: set[str] = set()
     for r in failed:
         if r.check == "docker.container-running":
-            name, host = r.subject.split("@", 1)
+            name, host, net = _at(r.subject)
             names.add(name)
             if host not in dead_daemons:
+                where = f"on {net}" if net else "on the overlay"
                 out.append(
-                    f"container {name} on {host} is not on the overlay ({r.actual}): every "
-                    f"ping to and from it fails"
+                    f"container {name} on {host} is not {where} ({r.actual}): every "
+                    f"ping to and from it {'on ' + net + ' ' if net else ''}fails"
                 )
         elif r.check == "etcd.endpoint-key":
-            name = r.subject.split("@", 1)[0]
+            name = _at(r.subject)[0]
             n = int(r.actual.split()[0])
             if n > 1:
                 out.append(
@@ -156,9 +164,13 @@ def _mtu(failed: list[Result], results: list[Result]) -> list[str]:
             for r in results
             if r.check == "overlay.ping" and " by IP " in r.subject and r.ok
         }
+        # A container whose interface MTU is wrong has its own line (the container's layer).
+        wrong = {_at(r.subject)[0] for r in failed if r.check == "overlay.mtu" and "@" in r.subject}
         for r in failed:
             if r.check == "overlay.path-mtu" and _pair(r.subject) in small:
                 a, b = _pair(r.subject)
+                if a in wrong or b in wrong:
+                    continue
                 out.append(
                     f"full-size packets from {a} to {b} are lost ({r.actual}) although small "
                     f"pings may pass: a path MTU problem"
@@ -191,6 +203,26 @@ def diagnose(results: Iterable[Result]) -> list[str]:
             lines.append(
                 f"{host}'s overlay sandbox does not know {name}: its {table} has {r.actual}, "
                 f"expected {r.expected}"
+            )
+        elif r.check == "overlay.isolation":
+            a, b = _pair(r.subject)
+            net = r.subject.split(" on ", 1)[1].split(" ", 1)[0]
+            lines.append(
+                f"isolation is broken: {a} reaches {b} on {net} although they share no network "
+                f"({r.actual})"
+            )
+        elif r.check == "overlay.placement":
+            host, net = r.subject.split(" on ", 1)
+            lines.append(
+                f"{host} has {r.actual.split(' (')[0]}, expected {r.expected}: Docker creates a "
+                f"network's sandbox on a host only while a container on {net} runs there"
+            )
+        elif r.check == "overlay.mtu" and "@" in r.subject:
+            name, host, net = _at(r.subject)
+            lines.append(
+                f"{name} on {host} has the wrong MTU{' on ' + net if net else ''}: "
+                f"{r.actual}, the configuration gives {r.expected.split()[-1]} (did Docker "
+                f"ignore the network's com.docker.network.driver.mtu option?)"
             )
         elif r.check == "overlay.name-unique":
             lines.append(f"the name rule is broken: {r.subject} was not refused ({r.actual})")

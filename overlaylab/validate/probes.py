@@ -44,6 +44,8 @@ CLONE_NEWNET = 0x40000000
 IP_MTU_DISCOVER = 10
 IP_PMTUDISC_PROBE = 3
 SIOCGIFMTU = 0x8921
+SIOCGIFADDR = 0x8915
+SO_BINDTODEVICE = 25
 DNS_SERVER = "127.0.0.11"  # Docker's embedded DNS inside every container on a user network
 
 #: A VXLAN header without the I flag: the kernel's VXLAN socket drops it as "invalid flags"
@@ -110,6 +112,25 @@ def link_mtu(netns: str, ifname: str) -> int:
         return int(struct.unpack("16si12x", res)[1])
 
 
+def addresses(netns: str) -> dict[str, str]:
+    """The IPv4 address of each interface in namespace ``netns`` that has one (by name)."""
+    import fcntl
+
+    out: dict[str, str] = {}
+    with _inside(netns):
+        names = [n for _, n in socket.if_nameindex()]
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with s:
+        for name in names:
+            req = struct.pack("16sH14s", name.encode()[:15], socket.AF_INET, b"\0" * 14)
+            try:
+                res = fcntl.ioctl(s.fileno(), SIOCGIFADDR, req)
+            except OSError:
+                continue  # no IPv4 address
+            out[name] = socket.inet_ntoa(res[20:24])
+    return out
+
+
 def _new_id() -> int:
     with _ids_lock:
         return _ids.randrange(1, 0xFFFF)
@@ -125,9 +146,15 @@ def _checksum(data: bytes) -> int:
 
 
 def icmp_echo(
-    netns: str, dst: str, size: int = 56, df: bool = False, timeout: float = 1.0
+    netns: str,
+    dst: str,
+    size: int = 56,
+    df: bool = False,
+    timeout: float = 1.0,
+    ifname: str | None = None,
 ) -> Outcome:
-    """One echo request of ``size`` payload bytes from ``netns`` to ``dst``; wait for its reply."""
+    """One echo request of ``size`` payload bytes from ``netns`` to ``dst``; wait for its reply.
+    ``ifname``: sent out of that interface only (``SO_BINDTODEVICE``), as ``ping -I``."""
     ident, seq = _new_id(), 1
     payload = os.urandom(8) + b"\0" * max(0, size - 8)
     header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
@@ -136,6 +163,8 @@ def icmp_echo(
     try:
         if df:
             s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE)
+        if ifname:
+            s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
         try:
             s.sendto(packet, (dst, 0))
         except OSError as e:

@@ -18,6 +18,7 @@ from overlaylab.validate.checks import (
     check_nodes,
 )
 from overlaylab.validate.facts import OVERLAY_NETWORK_PREFIX, Facts, vnis_of
+from overlaylab.validate.isolation import check_isolation, check_placement
 from overlaylab.validate.layers import check_sandboxes, check_underlay, check_underlay_over_ssh
 from overlaylab.validate.overlay import (
     check_connectivity,
@@ -30,18 +31,32 @@ __all__ = ["validate"]
 
 Check = Callable[[Lab], list[Result]]
 
+
+def per_network(fn: Check) -> Check:
+    """A check of one network, run on each network's view of the lab, first first."""
+
+    def each(lab: Lab) -> list[Result]:
+        return [r for view in lab.views() for r in fn(view)]
+
+    each.__name__ = fn.__name__
+    return each
+
+
 #: The control plane: each group is retried until it passes or time runs out.
 CONTROL: list[tuple[str, Check]] = [
     ("etcd", check_etcd),
     ("nodes", check_nodes),
-    ("network", check_network),
-    ("endpoints", check_endpoints),
+    ("network", per_network(check_network)),
+    ("endpoints", per_network(check_endpoints)),
 ]
-#: The data plane, retried the same way.
+#: The data plane, retried the same way. isolation and placement give records only on a lab of
+#: more than one network (placement: a local one).
 DATA: list[tuple[str, Check]] = [
     ("underlay", check_underlay),
-    ("connectivity", check_connectivity),
-    ("path-mtu", check_path_mtu),
+    ("connectivity", per_network(check_connectivity)),
+    ("path-mtu", per_network(check_path_mtu)),
+    ("isolation", check_isolation),
+    ("placement", check_placement),
 ]
 CONVERGING = CONTROL + DATA
 

@@ -23,7 +23,14 @@ from overlaylab.stackconfig import PROJECT_DIR, package_hash, raw_from_file
 from standin import COMMAND, REMOTE_COMMAND, run_program
 
 BEFORE_FILE = Path(__file__).parent / "commands_before.json"
-STACKS = sorted(p.name.split(".")[1] for p in (PROJECT_DIR / "stacks").glob("Pulumi.*.yaml"))
+#: Shipped stacks newer than the recording: nothing of theirs ran before it (the isolation
+#: stack of issue 16 is the first written with ``networks``).
+NEWER = {"isolation"}
+STACKS = sorted(
+    name
+    for name in (p.name.split(".")[1] for p in (PROJECT_DIR / "stacks").glob("Pulumi.*.yaml"))
+    if name not in NEWER
+)
 #: A shipped stack off the defaults the argv omits (lab.mtu, ports, TLS, etcd.generation).
 VARIANTS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "local+mtu9000+ports": (

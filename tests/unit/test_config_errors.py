@@ -168,7 +168,7 @@ ERRORS: list[tuple[str, str, Any, str]] = [
         "containers.1.hots",
         "docker-node2",
         "containers[1].hots is not a setting (did you mean containers[1].host?): use one of name, "
-        "host",
+        "host, networks",
     ),
     (
         "unknown image key",

@@ -20,6 +20,8 @@ from overlaylab.stackconfig import raw_from_file
 from standin import run_program
 from standin.diff import COMMAND, NETWORK, REMOTE_COMMAND, Options, diff
 
+#: Shipped stacks written after MTU became config (issue 16's isolation stack): no before.
+NEWER = {"isolation"}
 BEFORE: dict[str, Any] = json.loads((Path(__file__).parent / "pre_mtu_inputs.json").read_text())
 KEY = (
     "-----BEGIN OPENSSH PRIVATE KEY-----\n"
@@ -50,7 +52,7 @@ def _now(stack: str) -> tuple[dict[str, Any], dict[str, tuple[str, list[str]]]]:
 
 def test_the_recording_covers_every_shipped_stack() -> None:
     shipped = {p.name.split(".")[1] for p in (Path(__file__).parents[2] / "stacks").iterdir()}
-    assert set(BEFORE) == shipped
+    assert set(BEFORE) == shipped - NEWER
 
 
 @pytest.mark.parametrize("stack", sorted(BEFORE))

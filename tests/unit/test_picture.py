@@ -364,3 +364,20 @@ def test_the_page_of_a_lab_that_is_not_there() -> None:
     assert facts.vnis == [] and facts.leader is None  # no member answered: unknown
     for name, seen in facts.containers.items():
         assert seen.ip is None and seen.mac is None and "is unreachable" in seen.error, name
+
+
+def test_plan_draws_a_stack_of_two_networks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The isolation stack: every container drawn, both networks' keys; a container on two
+    networks is drawn on its first."""
+    out = tmp_path / "plan.html"
+    assert cli.main(["--stack", "isolation", "--plan", "--html", str(out)]) == 0
+    got = statuses(out.read_text())
+    assert set(got.values()) == {"planned"}
+    for name in ("test1", "test2", "back1", "back2", "both1"):
+        assert container_id(name) in got, name
+    assert {i for i in got if i.startswith("key-network-")} == {
+        "key-network-demo",
+        "key-network-backend",
+    }

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from overlaylab.config import parse
-from overlaylab.survey import Survey, mend_urns, survey
+from overlaylab.stackconfig import raw_from_file
+from overlaylab.survey import Survey, container_state, mend_urns, survey
 
 
 @pytest.fixture
@@ -119,3 +120,31 @@ def test_the_urns_to_mend_are_the_programs_own(raw: dict[str, Any], record_graph
         "test-test2",
         "test-test1",
     ], urns
+
+
+def _inspected(*networks: str, running: bool = True) -> dict[str, Any]:
+    return {
+        "State": {"Running": running},
+        "NetworkSettings": {"Networks": {n: {} for n in networks}},
+    }
+
+
+def test_a_container_detached_from_one_of_its_networks_is_found() -> None:
+    cfg = parse(copy.deepcopy(raw_from_file("isolation")), "test")
+    both = next(c for c in cfg.containers if c.name == "both1")
+    back = next(c for c in cfg.containers if c.name == "back1")
+    assert container_state(cfg, both, _inspected("demo", "backend")) == ""
+    assert container_state(cfg, both, _inspected("demo")) == "is not attached to backend"
+    assert container_state(cfg, both, _inspected()) == "is not attached to demo, backend"
+    # a container that names one network is not expected on the first
+    assert container_state(cfg, back, _inspected("backend")) == ""
+    assert container_state(cfg, back, _inspected("demo")) == "is not attached to backend"
+    assert container_state(cfg, back, _inspected("backend", running=False)) == "is not running"
+
+
+def test_a_seed_container_is_expected_on_the_seed_network(raw: dict[str, Any]) -> None:
+    cfg = parse(raw, "test")
+    assert container_state(cfg, cfg.containers[0], _inspected("demo")) == ""
+    assert container_state(cfg, cfg.containers[0], _inspected("other")) == (
+        "is not attached to demo"
+    )
