@@ -5,6 +5,7 @@ This file only turns the stack's validated config into components and exports ou
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import replace
 
@@ -37,6 +38,7 @@ from components import (
     ValidationArgs,
 )
 from overlaylab import spec as out
+from overlaylab.backup import RECORD_ONLY, before_change, lab_exists
 from overlaylab.defaults import DOCKER_OVERLAY_MTU, UNDERLAY_MTU
 from overlaylab.errors import ConfigError
 from overlaylab.stackconfig import PROJECT_DIR, from_pulumi, package_hash
@@ -68,6 +70,13 @@ if mend := mend_urns(drift, cfg, pulumi.get_stack(), pulumi.get_project()):
         "drift: to mend the daemons and containers, run up with "
         + " ".join(f"--replace {u}" for u in mend)
     )
+# Before this run changes anything, and only in a run that may change something (not a
+# preview): Docker's keys saved beside the stack's state. Here, in the program, because under
+# both engines it runs before any resource is registered, so before any step
+# (overlaylab/backup.py; docs/design.md).
+if not pulumi.runtime.is_dry_run() and not os.environ.get(RECORD_ONLY) and lab_exists(cfg):
+    said, saved = before_change(cfg)
+    (pulumi.log.info if saved else pulumi.log.warn)(said)
 
 here = LocalHostCommands(
     python=sys.executable,
