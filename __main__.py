@@ -37,8 +37,9 @@ from components import (
     Validation,
     ValidationArgs,
 )
+from overlaylab import nodekeys
 from overlaylab import spec as out
-from overlaylab.backup import RECORD_ONLY, before_change, lab_exists
+from overlaylab.backup import RECORD_ONLY, before_change, clients, lab_exists
 from overlaylab.defaults import DOCKER_OVERLAY_MTU, UNDERLAY_MTU
 from overlaylab.errors import ConfigError
 from overlaylab.stackconfig import PROJECT_DIR, from_pulumi, package_hash
@@ -71,12 +72,15 @@ if mend := mend_urns(drift, cfg, pulumi.get_stack(), pulumi.get_project()):
         + " ".join(f"--replace {u}" for u in mend)
     )
 # Before this run changes anything, and only in a run that may change something (not a
-# preview): Docker's keys saved beside the stack's state. Here, in the program, because under
-# both engines it runs before any resource is registered, so before any step
-# (overlaylab/backup.py; docs/design.md).
+# preview): Docker's keys saved beside the stack's state, then the node keys of no host that no
+# daemon owns deleted. Here, in the program, because under both engines it runs before any
+# resource is registered, so before any step (overlaylab/backup.py, nodekeys.py;
+# docs/design.md).
 if not pulumi.runtime.is_dry_run() and not os.environ.get(RECORD_ONLY) and lab_exists(cfg):
     said, saved = before_change(cfg)
     (pulumi.log.info if saved else pulumi.log.warn)(said)
+    if cleaned := nodekeys.before_change(clients(cfg), [cfg.advertise(h) for h in cfg.hosts]):
+        pulumi.log.warn(f"drift: {cleaned}")
 
 here = LocalHostCommands(
     python=sys.executable,
