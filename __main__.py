@@ -39,7 +39,7 @@ from components import (
 )
 from overlaylab import nodekeys
 from overlaylab import spec as out
-from overlaylab.backup import RECORD_ONLY, before_change, clients, lab_exists
+from overlaylab.backup import RECORD_ONLY, before_change, lab_exists, reachable_clients
 from overlaylab.defaults import DOCKER_OVERLAY_MTU, UNDERLAY_MTU
 from overlaylab.errors import ConfigError
 from overlaylab.stackconfig import PROJECT_DIR, from_pulumi, package_hash
@@ -80,7 +80,8 @@ if mend := mend_urns(drift, cfg, pulumi.get_stack(), pulumi.get_project()):
 if not pulumi.runtime.is_dry_run() and not os.environ.get(RECORD_ONLY) and lab_exists(cfg):
     said, saved = before_change(cfg)
     (pulumi.log.info if saved else pulumi.log.warn)(said)
-    if cleaned := nodekeys.before_change(clients(cfg), [cfg.advertise(h) for h in cfg.hosts]):
+    advertises = [cfg.advertise(h) for h in cfg.hosts]
+    if cleaned := nodekeys.before_change(reachable_clients(cfg), advertises):
         pulumi.log.warn(f"drift: {cleaned}")
 
 here = LocalHostCommands(

@@ -224,6 +224,15 @@ def clients(cfg: LabConfig, timeout: float = 2.0) -> list[EtcdClient]:
     return [EtcdClient(cfg.client_url(h), guard, timeout=timeout, tls=tls) for h in cfg.hosts]
 
 
+def reachable_clients(cfg: LabConfig, timeout: float = 2.0) -> list[EtcdClient]:
+    """:func:`clients`, or none when they cannot be made (a TLS lab whose client certificate
+    cannot be read): for the program's reads, which must not fail a run."""
+    try:
+        return clients(cfg, timeout)
+    except OSError:
+        return []
+
+
 def first_answering(
     members: Sequence[EtcdClient],
 ) -> tuple[EtcdClient, list[Entry]]:

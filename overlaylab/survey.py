@@ -97,12 +97,12 @@ def _nodes(cfg: LabConfig, skip: set[str] | None = None) -> list[Finding]:
     """Node keys of hosts not in the stack, through the first member that answers, but those
     of ``skip`` (found dead: not waited for); none answers: the etcd findings say why. Stale
     ones `up` deletes; ones with a TTL it leaves."""
-    from overlaylab.backup import clients
+    from overlaylab.backup import reachable_clients
     from overlaylab.errors import LabError
     from overlaylab.nodekeys import foreign_nodes
 
     advertises = [cfg.advertise(h) for h in cfg.hosts]
-    members = zip(cfg.hosts, clients(cfg), strict=True)
+    members = zip(cfg.hosts, reachable_clients(cfg), strict=False)
     for c in (c for h, c in members if h.name not in (skip or set())):
         try:
             return [

@@ -221,3 +221,21 @@ def test_the_program_backs_up_before_a_change_but_not_in_a_run_that_touches_noth
         assert calls == ["bkptest"]
     finally:
         shutil.rmtree(state, ignore_errors=True)
+
+
+def test_a_tls_lab_without_its_client_certificate_is_a_warning_not_a_failure(
+    seed_config: dict[str, Any], directory: Path
+) -> None:
+    from dataclasses import replace
+
+    cfg = replace(parse(seed_config, "test"), etcd_tls=True, state_dir=str(directory.parent))
+    assert not Path(str(cfg.pki_dir)).exists()
+    assert backup.reachable_clients(cfg) == []
+    from overlaylab.survey import _nodes
+
+    assert _nodes(cfg) == []  # the survey (preview, up) reads no node key and does not fail
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(backup, "backup_dir", lambda _cfg: directory)
+        said, ok = backup.before_change(cfg)
+    assert not ok and said.startswith("backup: Docker's keys were not saved") and "\n" not in said
+    assert listing(directory) == []
