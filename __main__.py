@@ -5,6 +5,7 @@ This file only turns the stack's validated config into components and exports ou
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import replace
 
@@ -36,7 +37,9 @@ from components import (
     Validation,
     ValidationArgs,
 )
+from overlaylab import nodekeys
 from overlaylab import spec as out
+from overlaylab.backup import RECORD_ONLY, before_change, lab_exists, reachable_clients
 from overlaylab.config.model import Network
 from overlaylab.defaults import DOCKER_OVERLAY_MTU, UNDERLAY_MTU
 from overlaylab.errors import ConfigError
@@ -57,9 +60,10 @@ for warning in cfg.warnings:
 drift = survey(cfg)
 for finding in drift.findings:
     pulumi.log.warn(f"drift: {finding}")
-if drift.broken:
+# stale node keys are the one finding `up` mends by itself (below); their lines say so
+if unmended := [f for f in drift.broken if f.kind != "node"]:
     pulumi.log.warn(
-        f"drift: {len(drift.broken)} finding(s); this run does not mend them, it validates the "
+        f"drift: {len(unmended)} finding(s); this run does not mend them, it validates the "
         "lab again (validate-run) and `up` fails where the validator does (a dead daemon's "
         "provider fails first, in preview too): see docs/troubleshooting.md#drift"
     )
@@ -69,6 +73,17 @@ if mend := mend_urns(drift, cfg, pulumi.get_stack(), pulumi.get_project()):
         "drift: to mend the daemons and containers, run up with "
         + " ".join(f"--replace {u}" for u in mend)
     )
+# Before this run changes anything, and only in a run that may change something (not a
+# preview): Docker's keys saved beside the stack's state, then the node keys of no host that no
+# daemon owns deleted. Here, in the program, because under both engines it runs before any
+# resource is registered, so before any step (overlaylab/backup.py, nodekeys.py;
+# docs/design.md).
+if not pulumi.runtime.is_dry_run() and not os.environ.get(RECORD_ONLY) and lab_exists(cfg):
+    said, saved = before_change(cfg)
+    (pulumi.log.info if saved else pulumi.log.warn)(said)
+    advertises = [cfg.advertise(h) for h in cfg.hosts]
+    if cleaned := nodekeys.before_change(reachable_clients(cfg), advertises):
+        pulumi.log.warn(f"drift: {cleaned}")
 
 here = LocalHostCommands(
     python=sys.executable,

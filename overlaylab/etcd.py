@@ -35,6 +35,8 @@ class V2Node:
     dir: bool
     ttl: int | None
     nodes: tuple[V2Node, ...]
+    #: etcd's ``modifiedIndex``: a write of the key (a daemon's heartbeat) makes a new one.
+    modified: int = 0
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> V2Node:
@@ -44,6 +46,7 @@ class V2Node:
             dir=bool(obj.get("dir", False)),
             ttl=obj.get("ttl"),
             nodes=tuple(cls.from_json(n) for n in obj.get("nodes", []) or []),
+            modified=int(obj.get("modifiedIndex") or 0),
         )
 
     def walk(self) -> list[V2Node]:
@@ -175,11 +178,31 @@ class EtcdClient:
         if status not in (200, 201):
             raise EtcdError(f"etcd at {self.endpoint} refused PUT v2 {key}: {status} {answer}")
 
-    def v2_delete(self, key: str, recursive: bool = False) -> bool:
+    def v2_mkdir(self, key: str) -> bool:
+        """Make a directory; False if it is there already (as a directory)."""
+        body = urllib.parse.urlencode({"dir": "true", "prevExist": "false"}).encode()
+        status, answer = self._request("PUT", "/v2/keys" + _quote(key), body, form=True)
+        if status in (200, 201):
+            return True
+        # 105 "Key already exists": there, as a directory or as a key (which a restore reports)
+        if status == 412 and isinstance(answer, dict) and answer.get("errorCode") == 105:
+            node = self.v2_get(key, recursive=False)
+            if node is not None and node.dir:
+                return False
+        raise EtcdError(f"etcd at {self.endpoint} refused mkdir v2 {key}: {status} {answer}")
+
+    def v2_delete(self, key: str, recursive: bool = False, prev_index: int | None = None) -> bool:
+        """Delete a key (a directory with ``recursive``); False if it is not there. With
+        ``prev_index``, only while the key's ``modifiedIndex`` is still that (compare and
+        delete): False if it was written since."""
         q = "?recursive=true&dir=true" if recursive else ""
+        if prev_index is not None:
+            q = f"?prevIndex={prev_index}"
         status, body = self._request("DELETE", "/v2/keys" + _quote(key) + q)
         if status == 404:
             return False
+        if status == 412 and prev_index is not None:
+            return False  # 101 "Compare failed": written since it was read
         if status != 200:
             raise EtcdError(f"etcd at {self.endpoint} refused DELETE v2 {key}: {status} {body}")
         return True

@@ -5,7 +5,8 @@ The engine believes the stack's state: a Command has no Read, and `pulumi refres
 the Docker resources, so a dead etcd member, a dead dockerd or a host's namespace gone plan
 "unchanged" under both the Pulumi CLI and the stand-in. The program therefore looks itself, with
 read-only checks on this machine (files under the lab's state directory, /proc, /run/netns,
-the link table, each live daemon's socket), and says what it found; it never changes anything.
+the link table, each live daemon's socket, etcd's node keys), and says what it found; it never
+changes anything.
 
 A lab counts as expected once its directory exists (``<stateDir>/<lab id>``): a new stack has
 none, a rebooted machine still has it (on disk) with nothing running. Over SSH nothing is
@@ -28,7 +29,7 @@ from overlaylab.hosts.proc import pid_of
 class Finding:
     """One thing that should be there and is not."""
 
-    kind: str  # bridge, netns, etcd, dockerd, keeper, container
+    kind: str  # bridge, netns, etcd, dockerd, keeper, container, node, node-owned
     text: str
     host: str = ""
     container: str = ""
@@ -48,8 +49,9 @@ class Survey:
     def broken(self) -> tuple[Finding, ...]:
         """The findings validation must look at again: all but a names keeper not running,
         which breaks nothing until a container restarts (and is no change to plan: a lab made
-        before the keeper existed plans nothing new)."""
-        return tuple(f for f in self.findings if f.kind != "keeper")
+        before the keeper existed plans nothing new), and a node key of no host in the stack
+        that a daemon may still own (nothing deletes it)."""
+        return tuple(f for f in self.findings if f.kind not in ("keeper", "node-owned"))
 
 
 def survey(cfg: LabConfig) -> Survey:
@@ -88,7 +90,29 @@ def survey(cfg: LabConfig) -> Survey:
                 )
             )
         found += _containers(cfg, h.name, str(base / "docker.sock"))
+    found += _nodes(cfg, skip={f.host for f in found if f.kind in ("etcd", "netns")})
     return Survey(expected=True, findings=tuple(found))
+
+
+def _nodes(cfg: LabConfig, skip: set[str] | None = None) -> list[Finding]:
+    """Node keys of hosts not in the stack, through the first member that answers, but those
+    of ``skip`` (found dead: not waited for); none answers: the etcd findings say why. Stale
+    ones `up` deletes; ones with a TTL it leaves."""
+    from overlaylab.backup import reachable_clients
+    from overlaylab.errors import LabError
+    from overlaylab.nodekeys import foreign_nodes
+
+    advertises = [cfg.advertise(h) for h in cfg.hosts]
+    members = zip(cfg.hosts, reachable_clients(cfg), strict=False)
+    for c in (c for h, c in members if h.name not in (skip or set())):
+        try:
+            return [
+                Finding("node" if f.stale else "node-owned", str(f))
+                for f in foreign_nodes(c, advertises)
+            ]
+        except LabError:
+            continue
+    return []
 
 
 def digest(s: Survey) -> str:

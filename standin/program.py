@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import json
+import os
 import runpy
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from pulumi.runtime import settings as psettings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
+from overlaylab.backup import RECORD_ONLY
 from overlaylab.netrule import RouteGuard
 from overlaylab.stackconfig import PROJECT
 from standin import docker_ops
@@ -103,6 +105,11 @@ def run_program(
     start = time.monotonic()
     error: BaseException | None = None
     _quiet_reported_failures()
+    # A run that records the graph touches nothing: the program's own reads and writes before
+    # any step (its backup of Docker's keys, its clean-up of stale node keys) are skipped too.
+    record_only = not perform and not preview
+    if record_only:
+        os.environ[RECORD_ONLY] = "1"
     try:
         _engine_parallelism()
         _sync_await(run_pulumi_func(body))
@@ -115,6 +122,8 @@ def run_program(
         error = engine.failed if engine.failed is not None else e
     finally:
         docker_ops.TUNNELS.close()
+        if record_only:
+            os.environ.pop(RECORD_ONLY, None)
     return Run(engine, holder.get("outputs"), error, time.monotonic() - start)
 
 

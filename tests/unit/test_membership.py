@@ -244,10 +244,11 @@ def test_a_member_added_that_never_starts_is_withdrawn(members: Members) -> None
         client_port=CLIENT, client_for=client, timeout=LIMIT,
     )  # fmt: skip
     # m3 is now a member that does not run: 2 of 3 is the quorum
-    assert plan.state == "existing" and plan.added_via == members.url(1), plan
+    # Added through whichever founder answered first (all are asked at once: find_running).
+    assert plan.state == "existing" and plan.added_via in (members.url(1), members.url(2)), plan
     assert members.healthy(1) == ["", "m1", "m2"]  # an added member has no name until it runs
     said = withdraw(plan, members.peer(3), client)
-    assert said == f"its member add was withdrawn at {members.url(1)}", said
+    assert said == f"its member add was withdrawn at {plan.added_via}", said
     assert members.healthy(1) == ["m1", "m2"]
 
 
