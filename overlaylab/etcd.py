@@ -117,6 +117,16 @@ class EtcdClient:
             raise EtcdError(f"etcd at {self.endpoint} answered /version with {status}")
         return str(body.get("etcdserver", ""))
 
+    def cluster_version(self) -> str:
+        """``/version``'s ``etcdcluster``: ``not_decided`` until the cluster has had a leader
+        (etcd 3.4 ``etcdserver/api/etcdhttp/base.go:64``). Asked of a member's *peer* URL it
+        answers before the member is ready (the peer handler, ``api/etcdhttp/peer.go:67``, is
+        served from the start; the client port waits on ``ReadyNotify``, ``embed/serve.go:94``)."""
+        status, body = self._request("GET", "/version")
+        if status != 200 or not isinstance(body, dict):
+            raise EtcdError(f"etcd at {self.endpoint} answered /version with {status}")
+        return str(body.get("etcdcluster", ""))
+
     def members(self) -> tuple[str, list[dict[str, Any]]]:
         """(cluster id, members) as the v3 JSON gateway reports them."""
         status, body = self._request("POST", "/v3/cluster/member/list", b"{}")

@@ -296,3 +296,27 @@ def test_every_member_leaving_at_once_does_not_wait_for_the_gone(members: Member
     # ended waiting for the rest to confirm.
     assert any(removed(said[f"m{i}"], members.url(i)) for i in ids), said
     assert not any("not healthy yet" in s for s in said.values()), said
+
+
+def test_a_founder_without_quorum_says_so_on_its_peer_port_and_not_on_its_client_port(
+    members: Members,
+) -> None:
+    """What find_running relies on, against etcd itself: a founder started alone answers
+    ``not_decided`` on its peer URL while its client port answers nothing (it accepts and
+    waits for ReadyNotify); once its cluster has a leader, the peer URL gives the version."""
+    members.start(1, members.static(1, 2))
+    c = client(members.peer(1))
+    deadline = time.monotonic() + LIMIT
+    while True:
+        try:
+            got = c.cluster_version()
+            break
+        except EtcdError:  # not listening yet
+            assert time.monotonic() < deadline, members.logs()
+            time.sleep(0.1)
+    assert got == "not_decided", got
+    with pytest.raises(EtcdError, match="unreachable"):
+        client(members.url(1)).health()  # accepted, never answered: the probe's timeout
+    members.start(2, members.static(1, 2))
+    assert members.healthy(1) == ["m1", "m2"]
+    assert c.cluster_version().startswith("3."), c.cluster_version()
