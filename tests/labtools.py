@@ -8,6 +8,7 @@ import contextlib
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from standin import Record
     from standin.plan import Step
 
+from overlaylab.backup import backup_dir
 from overlaylab.config import ConfigError, LabConfig, parse
 from overlaylab.config.sample import LAB_ID, SEGMENT, STATE_DIR, lab_config
 from overlaylab.leftovers import leftovers
@@ -410,8 +412,19 @@ class LabFixture:
         return self._look()
 
     def close(self) -> None:
-        """The teardown (``__exit__``): undo everything, then look for what is left."""
+        """The teardown (``__exit__``): undo everything, remove the backups of Docker's keys
+        the lab's `up`s made (they outlive a destroy on purpose: overlaylab/backup.py), then
+        look for what is left."""
         failed = self._undo.failures()
+        for raw, secrets in self._every():
+            try:
+                cfg = _parsed(raw, secrets)
+                if cfg.transport == "local":
+                    shutil.rmtree(backup_dir(cfg), ignore_errors=True)
+                    with contextlib.suppress(OSError):
+                        Path(cfg.state_dir).rmdir()  # only when empty: the labs' shared root
+            except ConfigError:
+                continue
         try:
             left = self.leftovers()
         except Exception as e:
@@ -429,16 +442,19 @@ class LabFixture:
         ``left_behind`` finds)."""
         if self.left_behind is not None:
             return self.left_behind()
-        if only is not None:
-            every = [(only, self.secrets)]
-        else:
-            every = [*self._applied, *((r, k.secrets) for k in self._kept for r in k.ever)]
-        configs: list[tuple[dict[str, Any], dict[str, str] | None]] = []
-        for c in every:  # each once: a kept stack applies the same config again and again
-            if c not in configs:
-                configs.append(c)
+        configs = [(only, self.secrets)] if only is not None else self._every()
         found = (x for r, secrets in configs for x in leftovers(_parsed(r, secrets)))
         return list(dict.fromkeys(found))
+
+    def _every(self) -> list[tuple[dict[str, Any], dict[str, str] | None]]:
+        """Every config applied, each once (a kept stack applies the same one again and
+        again)."""
+        every = [*self._applied, *((r, k.secrets) for k in self._kept for r in k.ever)]
+        configs: list[tuple[dict[str, Any], dict[str, str] | None]] = []
+        for c in every:
+            if c not in configs:
+                configs.append(c)
+        return configs
 
 
 def _parsed(raw: dict[str, Any], secrets: dict[str, str] | None) -> LabConfig:

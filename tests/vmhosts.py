@@ -341,3 +341,17 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def identity_gone(tmp: Path) -> list[str]:
+    """After a destroy, what is left of the stack's identity directory besides the backups of
+    Docker's keys (``<identity dir>/backups``, kept on purpose: overlaylab/backup.py); those
+    are removed here, with the directory."""
+    d = tmp / "identity"
+    if not d.exists():
+        return []
+    left = sorted(str(p.relative_to(d)) for p in d.iterdir() if p.name != "backups")
+    shutil.rmtree(d / "backups", ignore_errors=True)
+    with contextlib.suppress(OSError):
+        d.rmdir()
+    return left

@@ -37,6 +37,9 @@ from overlaylab.hosts.proc import log, run
 OWN_PREFIX = "overlaylab-"
 #: Endpoint changes per join before the keeper gives up (and says so in its log).
 CHANGES = 3
+#: Seconds a container that joined a network is given to be running: the connect event comes
+#: while Docker starts it (state created, or restarting for a `docker restart`).
+START_WAIT = 30.0
 
 
 def probe_name(hostname: str) -> str:
@@ -79,19 +82,38 @@ class Keeper:
         except LabError as e:
             log(f"{self.hostname}: keeper: {container} on {network}: {e}")
 
-    def _name_and_image(self, container: str) -> tuple[str, str] | None:
+    def _inspect(self, container: str) -> tuple[str, str, bool] | None:
+        """Its name, image and whether it runs; None when it is gone."""
         res = run(
             [*self.docker, "inspect", "-f", "{{.Name}} {{.Config.Image}} {{.State.Running}}",
              container],
             check=False,
         )  # fmt: skip
         parts = res.stdout.split()
-        if res.returncode != 0 or len(parts) != 3 or parts[2] != "true":
-            return None  # gone or stopped already: nothing to look after
-        return parts[0].lstrip("/"), parts[1]
+        if res.returncode != 0 or len(parts) != 3:
+            return None
+        return parts[0].lstrip("/"), parts[1], parts[2] == "true"
+
+    def _name_and_image(self, container: str, wait: float = 0.0) -> tuple[str, str] | None:
+        """Its name and image once it runs, else None (gone, or not running after ``wait``
+        seconds: nothing to look after). Docker sends `network connect` while it starts the
+        container, before State.Running (a `docker restart` shows it exited until then), so a
+        container that joined is given ``wait`` to run; the keeper's and the gate's own probes
+        are not waited for."""
+        deadline = time.monotonic() + wait
+        while True:
+            found = self._inspect(container)
+            if found is None:
+                return None
+            name, image, running = found
+            if running:
+                return name, image
+            if name.startswith(OWN_PREFIX) or time.monotonic() >= deadline:
+                return None
+            time.sleep(0.2)
 
     def _look_after(self, container: str, network_id: str, network: str) -> None:
-        found = self._name_and_image(container)
+        found = self._name_and_image(container, wait=START_WAIT)
         if found is None:
             return
         name, image = found

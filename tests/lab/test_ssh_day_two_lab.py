@@ -110,4 +110,4 @@ def test_add_a_host_then_remove_the_first_then_destroy_restoring_each(stack: Sta
     for n in NODES[1:]:
         after = stack.ssh(n, vmhosts.HOST_STATE)
         assert after == before[n], f"{n} not restored:\n{after}\n---\n{before[n]}"
-    assert not (stack.tmp / "identity").exists()
+    assert vmhosts.identity_gone(stack.tmp) == []

@@ -205,7 +205,7 @@ def test_destroy_restores_every_host_as_it_was(
         assert after == before[n], f"{n} not restored:\n{after}\n---\n{before[n]}"
         assert lab.ssh(n, f"ls {vmhosts.LAB_PATHS} 2>&1 || true").count("No such file") == 5
     assert lab.ssh(NODES[0], "cat /etc/docker/daemon.json") == ORIGINAL_DAEMON_JSON
-    assert not (lab.tmp / "identity").exists()
+    assert vmhosts.identity_gone(lab.tmp) == []
 
 
 def test_preflight_refuses_docker_24_and_changes_nothing(vms: SshLab) -> None:
@@ -316,7 +316,7 @@ def test_tls_over_ssh_deploys_validates_and_restores(vms: SshLab) -> None:
     assert errors == []
     for n in NODES:
         assert vms.ssh(n, snapshot) == before[n], n
-    assert not (vms.tmp / "identity").exists()
+    assert vmhosts.identity_gone(vms.tmp) == []
 
 
 def test_a_host_without_etcd_gets_the_distributions_and_loses_it_on_destroy(
