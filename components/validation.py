@@ -19,6 +19,9 @@ class ValidationArgs:
     triggers: Sequence[pulumi.Input[Any]]
     commands: HostCommands
     timeout: float = 60
+    tests: Sequence[str] = ()
+    """``--test`` patterns (overlaylab.validate.catalogue); none: every test, and the run's
+    inputs are those of a stack written before the catalogue."""
 
 
 class Validation(pulumi.ComponentResource):
@@ -42,6 +45,7 @@ class Validation(pulumi.ComponentResource):
                 "--timeout",
                 str(args.timeout),
                 "--in-up",
+                *(a for pattern in args.tests for a in ("--test", pattern)),
             ],
             module="overlaylab.validate",
             triggers=args.triggers,
