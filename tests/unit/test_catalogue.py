@@ -359,3 +359,12 @@ def test_the_cli_reports_the_selected_tests(tmp_path: Path) -> None:
     assert "; 1 tests, 1 failed (0 passed, 15 skipped), in " in lines[-1]
     suites = ET.parse(xml).getroot().findall("testsuite")
     assert [s.get("name") for s in suites if s.get("failures") != "0"] == ["etcd-members"]
+
+
+def test_the_validation_step_runs_every_test_unless_told() -> None:
+    from components.validation import ValidationArgs, validator_argv
+
+    args = ValidationArgs(spec={"a": 1}, after=[], triggers=[], commands=None)  # type: ignore[arg-type]
+    assert validator_argv(args) == ["--spec-json", '{"a": 1}', "--timeout", "60", "--in-up"]
+    some = ValidationArgs({"a": 1}, [], [], None, tests=("etcd", "!nodes"))  # type: ignore[arg-type]
+    assert validator_argv(some)[-4:] == ["--test", "etcd", "--test", "!nodes"]
