@@ -238,6 +238,7 @@ validation = Validation(
             *([f"drift {drift_digest(drift)}"] if drift.broken else []),
         ],
         commands=commands,
+        tests=cfg.validate_tests,
     ),
 )
 

@@ -16,7 +16,7 @@ from overlaylab.etcd import etcd_url
 #: Config keys, under the project's namespace (``overlay-etcd:<key>``).
 #: The Pulumi project's name: the namespace of its config keys.
 PROJECT = "overlay-etcd"
-KEYS = ("lab", "hosts", "etcd", "docker", "network", "containers", "image", "ssh")
+KEYS = ("lab", "hosts", "etcd", "docker", "network", "containers", "image", "ssh", "validation")
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,8 @@ class LabConfig:
     #: ``lab.mtu``: the MTU of the hosts' own interfaces on the segment (the underlay).
     underlay_mtu: int = UNDERLAY_MTU
     warnings: tuple[str, ...] = field(default=())
+    #: ``validation.tests``: the ``--test`` patterns of `up`'s validator (none: every test)
+    validate_tests: tuple[str, ...] = field(default=())
 
     @property
     def prefixlen(self) -> int:

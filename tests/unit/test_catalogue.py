@@ -368,3 +368,30 @@ def test_the_validation_step_runs_every_test_unless_told() -> None:
     assert validator_argv(args) == ["--spec-json", '{"a": 1}', "--timeout", "60", "--in-up"]
     some = ValidationArgs({"a": 1}, [], [], None, tests=("etcd", "!nodes"))  # type: ignore[arg-type]
     assert validator_argv(some)[-4:] == ["--test", "etcd", "--test", "!nodes"]
+
+
+def test_the_stack_config_selects_ups_tests(record_graph: Any, seed_config: dict[str, Any]) -> None:
+    seed_config["validation"] = {"tests": ["etcd", "!nodes"]}
+    assert parse(seed_config).validate_tests == ("etcd", "!nodes")
+    g = record_graph(seed_config)
+    create = g.run.engine.inputs[g.named("validate-run").urn]["create"]
+    assert create.endswith("--in-up --test etcd --test '!nodes'"), create
+    assert parse(lab_config()).validate_tests == ()  # none: every test, the command as before
+
+
+@pytest.mark.parametrize(
+    ("tests", "said"),
+    [
+        (["nope"], "validation.tests: 'nope' matches no test: see --list for the tests' names"),
+        (["("], "validation.tests: '(' is not a regular expression"),
+        ("etcd", "validation.tests must be a list of test name patterns"),
+    ],
+)
+def test_bad_config_tests_are_one_line(tests: Any, said: str) -> None:
+    from overlaylab.errors import ConfigError
+
+    raw = lab_config()
+    raw["validation"] = {"tests": tests}
+    with pytest.raises(ConfigError) as e:
+        parse(raw)
+    assert str(e.value).startswith(said) and "\n" not in str(e.value)
