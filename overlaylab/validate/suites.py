@@ -4,6 +4,7 @@ last line, and JUnit XML with one testsuite per test."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 
 from overlaylab.validate.catalogue import NOT_SELECTED, Outcome, counts
 from overlaylab.validate.records import Result
@@ -20,7 +21,7 @@ def skip_lines(tests: list[Outcome]) -> list[str]:
     return lines
 
 
-def count_text(results: list[Result], tests: list[Outcome]) -> str:
+def count_text(results: Sequence[Result], tests: Sequence[Outcome]) -> str:
     """``N checks, F failed (P passed, S skipped); T tests, F failed (P passed, S skipped)``:
     the last line's ``N checks, F failed`` stays first, as its readers expect."""
     n = counts(tests, results)

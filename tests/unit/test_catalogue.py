@@ -395,3 +395,19 @@ def test_bad_config_tests_are_one_line(tests: Any, said: str) -> None:
     with pytest.raises(ConfigError) as e:
         parse(raw)
     assert str(e.value).startswith(said) and "\n" not in str(e.value)
+
+
+def test_isolation_and_placement_say_why_they_did_not_run() -> None:
+    one = by_name(outcomes(local_spec(), [], None, None))
+    assert one["isolation"].reason == "needs two networks"
+    assert one["placement"].reason == "ran no checks"  # local: it runs with one network
+    two = local_spec()
+    two["networks"] = [two["network"], {"name": "backend", "subnet": "10.0.1.0/24"}]
+    assert by_name(outcomes(two, [], None, None))["isolation"].reason == (
+        "needs two containers that share no network"
+    )
+    spec = ssh_spec()
+    ssh = by_name(outcomes(spec, [], None, catalogue.probe_reason(spec)))
+    assert ssh["placement"].reason == "an SSH stack has no namespace probes"
+    iso = _r("overlay.isolation", "a -> b on backend", "no answer", "answer", False)
+    assert by_name(outcomes(two, [iso], None, None))["isolation"].status == "failed"
