@@ -411,3 +411,8 @@ def test_isolation_and_placement_say_why_they_did_not_run() -> None:
     assert ssh["placement"].reason == "an SSH stack has no namespace probes"
     iso = _r("overlay.isolation", "a -> b on backend", "no answer", "answer", False)
     assert by_name(outcomes(two, [iso], None, None))["isolation"].status == "failed"
+
+
+def test_the_docs_show_the_catalogue_as_list_prints_it() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "validator.md").read_text()
+    assert "\n".join(catalogue.listing()) + "\n" in doc
