@@ -264,6 +264,7 @@ validation = Validation(
             *([f"drift {drift_digest(drift)}"] if drift.broken else []),
         ],
         commands=commands,
+        tests=cfg.validate_tests,
     ),
 )
 

@@ -19,6 +19,21 @@ class ValidationArgs:
     triggers: Sequence[pulumi.Input[Any]]
     commands: HostCommands
     timeout: float = 60
+    tests: Sequence[str] = ()
+    """``--test`` patterns (overlaylab.validate.catalogue); none: every test, and the run's
+    inputs are those of a stack written before the catalogue."""
+
+
+def validator_argv(args: ValidationArgs) -> list[str]:
+    """The validator's arguments: every test unless ``args.tests`` selects (``--test``)."""
+    return [
+        "--spec-json",
+        json.dumps(args.spec, sort_keys=True),
+        "--timeout",
+        str(args.timeout),
+        "--in-up",
+        *(a for pattern in args.tests for a in ("--test", pattern)),
+    ]
 
 
 class Validation(pulumi.ComponentResource):
@@ -36,13 +51,7 @@ class Validation(pulumi.ComponentResource):
         # Triggers on the ids of what it checks: any replaced container or network re-validates.
         self.run = args.commands.command(
             f"{name}-run",
-            [
-                "--spec-json",
-                json.dumps(args.spec, sort_keys=True),
-                "--timeout",
-                str(args.timeout),
-                "--in-up",
-            ],
+            validator_argv(args),
             module="overlaylab.validate",
             triggers=args.triggers,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)),

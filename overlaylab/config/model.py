@@ -16,7 +16,10 @@ from overlaylab.etcd import etcd_url
 #: Config keys, under the project's namespace (``overlay-etcd:<key>``).
 #: The Pulumi project's name: the namespace of its config keys.
 PROJECT = "overlay-etcd"
-KEYS = ("lab", "hosts", "etcd", "docker", "network", "networks", "containers", "image", "ssh")
+KEYS = (
+    "lab", "hosts", "etcd", "docker", "network", "networks", "containers", "image", "ssh",
+    "validation",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,9 @@ class LabConfig:
     networks: tuple[Network, ...] = ()
     #: Whether the stack wrote ``networks:`` (a list) rather than the seed's ``network``.
     networks_listed: bool = False
+
+    #: ``validation.tests``: the ``--test`` patterns of `up`'s validator (none: every test)
+    validate_tests: tuple[str, ...] = field(default=())
 
     @property
     def all_networks(self) -> tuple[Network, ...]:

@@ -62,7 +62,7 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
     v.known(raw, (*KEYS, "sshPrivateKey"), f"{PROJECT}:", where, noun="a key of this project")
     section = {
         key: v.mapping(raw.get(key) or {}, key, where)
-        for key in ("lab", "etcd", "docker", "network", "image")
+        for key in ("lab", "etcd", "docker", "network", "image", "validation")
     }
     lab = _parse_lab(section["lab"], where)
     ssh = _parse_ssh(raw, lab, where)
@@ -73,6 +73,7 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
     net = nets[0]
     containers = _parse_containers(raw.get("containers"), hosts, nets, where)
     image_name, image_source = _parse_image(section["image"], where)
+    validate_tests = _parse_validation(section["validation"], where)
     return LabConfig(
         lab_id=lab.lab_id,
         transport=lab.transport,
@@ -102,6 +103,7 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
         warnings=_quorum_warnings(len(hosts)),
         networks=nets,
         networks_listed=raw.get("networks") is not None,
+        validate_tests=validate_tests,
     )
 
 
@@ -428,6 +430,28 @@ def _parse_image(image: Mapping[str, Any], where: str) -> tuple[str, str]:
     if source not in ("import", "pull"):
         raise ConfigError(f"image.source {source!r} must be 'import' or 'pull' ({where})")
     return name, source
+
+
+def _parse_validation(validation: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    """``validation.tests``: `up`'s validator's ``--test`` patterns, each checked as the
+    validator checks it (a regular expression matching a test; ``!`` excludes)."""
+    # Late: the validator's package imports this one.
+    from overlaylab.validate.catalogue import SelectionError, select
+
+    v.known(validation, ("tests",), "validation.", where)
+    tests = validation.get("tests") or []
+    if not isinstance(tests, list) or not all(isinstance(t, str) and t for t in tests):
+        raise ConfigError(
+            f"validation.tests must be a list of test name patterns, such as [etcd, '!nodes'] "
+            f"({where})"
+        )
+    try:
+        select(tests)
+    except SelectionError as e:
+        raise ConfigError(
+            f"validation.tests: {str(e).replace('--test ', '', 1)} ({where})"
+        ) from None
+    return tuple(tests)
 
 
 def _quorum_warnings(members: int) -> tuple[str, ...]:

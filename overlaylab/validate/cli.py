@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from overlaylab.errors import LabError
+from overlaylab.validate import catalogue
 from overlaylab.validate.facts import Facts
 from overlaylab.validate.records import Result
 from overlaylab.validate.report import as_json, junit, summary
@@ -46,7 +47,7 @@ def load_spec(args: argparse.Namespace) -> dict[str, Any]:
             return dict(json.load(f)[OUT_VALIDATION_SPEC])
     from overlaylab.stackconfig import from_file
 
-    return validation_spec(from_file(args.stack))
+    return validation_spec(from_file(args.stack or "local"))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -56,11 +57,24 @@ def parser() -> argparse.ArgumentParser:
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument(
-        "--stack", default="local", help="derive the spec from stacks/Pulumi.STACK.yaml"
+        "--stack", help="derive the spec from stacks/Pulumi.STACK.yaml (default: local)"
     )
     src.add_argument("--outputs", help="a file of `pulumi stack output --json`")
     src.add_argument("--spec", help="a file holding the validation spec")
     src.add_argument("--spec-json", help="the validation spec itself")
+    p.add_argument(
+        "--test",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="run the tests whose name matches REGEX (repeatable; !REGEX excludes; only "
+        "excludes: all but those); see --list",
+    )
+    p.add_argument(
+        "--list",
+        action="store_true",
+        help="print the tests (with a spec given: whether each runs on it) and exit",
+    )
     p.add_argument("--timeout", type=float, default=60, help="seconds to wait for convergence")
     p.add_argument("--json", action="store_true", help="print records as JSON")
     p.add_argument("--junit", metavar="FILE", help="also write the records as JUnit XML to FILE")
@@ -91,12 +105,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan and not args.html:
         p.error("--plan draws the stack as configured: give --html FILE")
     try:
+        selected = catalogue.select(args.test) if args.test else None
+    except catalogue.SelectionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.list:
+        return list_tests(args, selected)
+    try:
         spec = load_spec(args)
         check_spec(spec)
     except (LabError, OSError, ValueError, KeyError) as e:
         print(f"error: cannot load the validation spec: {e}", file=sys.stderr)
         return 2
-    stack = None if (args.spec_json or args.spec or args.outputs) else args.stack
+    stack = None if (args.spec_json or args.spec or args.outputs) else (args.stack or "local")
     if args.plan:
         if not write_page(args.html, spec, stack=stack, planned=True):
             return 2
@@ -105,19 +126,20 @@ def main(argv: list[str] | None = None) -> int:
     at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     start = time.monotonic()
     facts = Facts()
-    results = validate(spec, timeout=args.timeout, in_up=args.in_up, facts=facts)
+    results = validate(spec, timeout=args.timeout, in_up=args.in_up, facts=facts, tests=selected)
     seconds = time.monotonic() - start
+    tests = catalogue.outcomes(spec, results, selected, catalogue.probe_reason(spec))
     if os.environ.get(RECORDS_ENV):
-        keep_records(os.environ[RECORDS_ENV], spec, results, facts, seconds, at)
+        keep_records(os.environ[RECORDS_ENV], spec, results, facts, seconds, at, tests)
     failed = sum(not r.ok for r in results)
     if args.json:
-        print(json.dumps(as_json(results, seconds, at), indent=2))
+        print(json.dumps(as_json(results, seconds, at, tests), indent=2))
     else:
-        print(summary(results, seconds, at))
+        print(summary(results, seconds, at, tests))
     if args.junit:
         try:
             with open(args.junit, "wb") as f:
-                f.write(junit(results, seconds))
+                f.write(junit(results, seconds, tests))
         except OSError as e:
             print(f"error: cannot write the JUnit report {args.junit}: {e}", file=sys.stderr)
             return 2
@@ -128,6 +150,23 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print(f"validation failed: {failed} of {len(results)} checks", file=sys.stderr)
     return 1 if failed else 0
+
+
+def list_tests(args: argparse.Namespace, selected: frozenset[str] | None) -> int:
+    """``--list``: the catalogue (the selected tests with ``--test``); with a spec given,
+    whether each test runs on it."""
+    spec = None
+    if args.stack or args.outputs or args.spec or args.spec_json:
+        try:
+            spec = load_spec(args)
+            check_spec(spec)
+        except (LabError, OSError, ValueError, KeyError) as e:
+            print(f"error: cannot load the validation spec: {e}", file=sys.stderr)
+            return 2
+    for line, test in zip(catalogue.listing(spec), catalogue.CATALOGUE, strict=True):
+        if selected is None or test.name in selected:
+            print(line)
+    return 0
 
 
 def write_page(path: str, spec: dict[str, Any], *args: Any, **kw: Any) -> bool:
@@ -162,10 +201,11 @@ def keep_records(
     facts: Facts,
     seconds: float,
     at: str,
+    tests: list[catalogue.Outcome] | None = None,
 ) -> None:
     """The records, the facts and the spec as JSON at ``path`` (for `up`'s page); a failure is
     a warning: the validation's result stands."""
-    doc = {"spec": spec, **as_json(results, seconds, at), "facts": facts.as_json()}
+    doc = {"spec": spec, **as_json(results, seconds, at, tests), "facts": facts.as_json()}
     try:
         _write(path, json.dumps(doc, indent=1))
     except OSError as e:

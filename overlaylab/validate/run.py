@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from overlaylab.errors import LabError
+from overlaylab.validate import catalogue
 from overlaylab.validate.checks import (
     check_endpoints,
     check_etcd,
@@ -59,6 +60,9 @@ DATA: list[tuple[str, Check]] = [
     ("placement", check_placement),
 ]
 CONVERGING = CONTROL + DATA
+#: Every group a test can need (:mod:`.catalogue`): the converging ones, the name rule's probe,
+#: and the two run only after a cross-host probe failed.
+GROUPS = (*(name for name, _ in CONVERGING), "name-rule", "sandbox", "underlay-ssh")
 
 
 def _run_group(lab: Lab, name: str, fn: Check) -> list[Result]:
@@ -100,12 +104,21 @@ def validate(
     interval: float = 1.0,
     in_up: bool = False,
     facts: Facts | None = None,
+    tests: Collection[str] | None = None,
 ) -> list[Result]:
     """Every check once converged (or timed out), in a fixed order; see the package doc.
 
     ``in_up``: run by `up`, where hosts that left the stack still exist (see ``Lab``).
     ``facts``: filled with what the checks saw of the lab (addresses, MTUs), for a picture,
-    and with what only the picture shows (the VNIs, the etcd leader: ``read_for_page``)."""
+    and with what only the picture shows (the VNIs, the etcd leader: ``read_for_page``).
+    ``tests``: the names of the selected tests (:func:`.catalogue.select`); only the groups
+    they need run, and only their records are returned. None: every test."""
+    groups = catalogue.groups_for(tests)
+
+    def wanted(group: str) -> bool:
+        return groups is None or group in groups
+
+    converging = [(name, fn) for name, fn in CONVERGING if wanted(name)]
     lab = Lab(spec, in_up=in_up, facts=facts)
     deadline = time.monotonic() + timeout
     results: list[Result] = []
@@ -116,25 +129,26 @@ def validate(
         # start on another host, the slowest single step) runs beside them: it needs only the
         # endpoint keys, which exist once the containers run, and it never joins the overlay
         # while the rule holds.
-        with ThreadPoolExecutor(max_workers=len(CONVERGING) + 1) as groups:
+        with ThreadPoolExecutor(max_workers=len(CONVERGING) + 1) as pool:
             running = [
-                groups.submit(_converge, lab, name, fn, deadline, interval)
-                for name, fn in CONVERGING
+                pool.submit(_converge, lab, name, fn, deadline, interval) for name, fn in converging
             ]
-            name_rule = groups.submit(_run_group, lab, "name-rule", check_name_rule)
+            if wanted("name-rule"):
+                running.append(pool.submit(_run_group, lab, "name-rule", check_name_rule))
             for group in running:
                 results.extend(group.result())
-            results.extend(name_rule.result())
         if facts is not None:
             read_for_page(lab)  # the VNIs and the etcd leader, once, for the page alone
         pairs = failed_pairs_across(results)
         if pairs:
             # Only now, and only for the pairs that failed: the sandbox's tables (and, on an
             # ssh stack, the underlay over SSH) say which layer under the overlay broke.
-            results.extend(_run_group(lab, "sandbox", lambda lab: check_sandboxes(lab, pairs)))
-            results.extend(
-                _run_group(lab, "underlay", lambda lab: check_underlay_over_ssh(lab, pairs))
-            )
+            if wanted("sandbox"):
+                results.extend(_run_group(lab, "sandbox", lambda lab: check_sandboxes(lab, pairs)))
+            if wanted("underlay-ssh"):
+                results.extend(
+                    _run_group(lab, "underlay", lambda lab: check_underlay_over_ssh(lab, pairs))
+                )
     finally:
         lab.close()
-    return results
+    return catalogue.keep(results, tests)
