@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from overlaylab.errors import LabError
+from overlaylab.validate import counters
 from overlaylab.validate.checks import (
     check_endpoints,
     check_etcd,
@@ -111,6 +112,7 @@ def validate(
     results: list[Result] = []
     try:
         lab.connect_all()
+        silent = counters.read(lab)  # the counters that must not move (silent faults)
         # The groups only read, so they run side by side, each retried on its own; the report
         # keeps their fixed order. The name rule's probe (a container create and a refused
         # start on another host, the slowest single step) runs beside them: it needs only the
@@ -125,6 +127,13 @@ def validate(
             for group in running:
                 results.extend(group.result())
             results.extend(name_rule.result())
+        results.extend(
+            _run_group(
+                lab,
+                "silent",
+                lambda lab: counters.compare(lab, silent, counters.read(lab, marks=False)),
+            )
+        )
         if facts is not None:
             read_for_page(lab)  # the VNIs and the etcd leader, once, for the page alone
         pairs = failed_pairs_across(results)
