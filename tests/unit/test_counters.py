@@ -218,3 +218,38 @@ def test_the_validator_reads_the_counters_around_its_groups_for_every_host() -> 
     )
     # absent, the lab's namespaces and logs cannot be read: each says why, as a failure
     assert all(not r.ok and "not read" in r.actual for r in results if r.check in counters.CHECKS)
+
+
+def test_the_first_reading_precedes_every_group_and_the_second_follows_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import overlaylab.validate.run as run
+
+    order: list[str] = []
+
+    def group(name: str) -> Any:
+        def fn(lab: Lab) -> list[Result]:
+            order.append(name)
+            return [Result(name, "x", "ok", "ok", True)]
+
+        return fn
+
+    def read(lab: Lab, runner: Any = None, marks: bool = True) -> counters.Reading:
+        order.append(f"read marks={marks}")
+        return counters.Reading()
+
+    def compare(lab: Lab, before: Any, after: Any, runner: Any = None) -> list[Result]:
+        order.append("compare")
+        return [Result(counters.VXLAN, "docker-node1", "no counter moved", "+1", False)]
+
+    monkeypatch.setattr(run, "CONVERGING", [("a", group("a")), ("b", group("b"))])
+    monkeypatch.setattr(run, "check_name_rule", group("name-rule"))
+    monkeypatch.setattr(counters, "read", read)
+    monkeypatch.setattr(counters, "compare", compare)
+    monkeypatch.setattr(Lab, "connect_all", lambda self: None)
+    spec = validation_spec(parse(lab_config(hosts=2, lab_id="absent", segment="192.168.218")))
+    results = run.validate(spec, timeout=0)
+    assert order[0] == "read marks=True"
+    assert order[-2:] == ["read marks=False", "compare"]
+    assert sorted(order[1:-2]) == ["a", "b", "name-rule"]
+    assert [r.check for r in results] == ["a", "b", "name-rule", counters.VXLAN]
