@@ -20,10 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from overlaylab.config import Host, LabConfig, parse
 from overlaylab.errors import LabError
@@ -67,7 +71,11 @@ def _run(argv: list[str]) -> str:
 
 
 def sandboxes(cfg: LabConfig, host: Host) -> list[Sandbox]:
-    base = Path(cfg.host_dir(host)) / "x" / "netns"
+    return sandboxes_in(Path(cfg.host_dir(host)) / "x" / "netns")
+
+
+def sandboxes_in(base: Path) -> list[Sandbox]:
+    """The overlay sandboxes under an exec-root's ``netns`` directory, with their tables."""
     found = []
     for f in sorted(base.glob("*")) if base.is_dir() else []:
         if not _SANDBOX.match(f.name):
@@ -258,6 +266,209 @@ def dump(cfg: LabConfig) -> str:
     w.append("=== findings")
     w.extend(f"  {f}" for f in findings(cfg, views) or ["(none: every host knows every peer)"])
     return "\n".join(w) + "\n"
+
+
+# The evidence of a failed validation (``python -m overlaylab.validate --dump DIR``, and `up`
+# when its validation fails): a directory of what explains the failure, read from the spec the
+# validator ran on. Every part is written on its own: one that cannot be collected holds its
+# error in its place (``{"error": ...}`` or a line ``not collected: ...``), and the rest goes on.
+
+#: The daemons' and members' logs of a local lab's host directory, and the units of an ssh host.
+LOCAL_LOGS = ("docker.log", "etcd.log", "keeper.log")
+SSH_UNITS = ("docker", "etcd", "overlaylab-names-keeper")
+
+
+def node_json(node: V2Node) -> dict[str, Any]:
+    """An etcd v2 node as the v2 API gives it (key, value, dir, ttl, modifiedIndex, nodes)."""
+    out: dict[str, Any] = {"key": node.key, "modifiedIndex": node.modified}
+    if node.dir:
+        out["dir"] = True
+        out["nodes"] = [node_json(n) for n in node.nodes]
+    else:
+        out["value"] = node.value
+    if node.ttl is not None:
+        out["ttl"] = node.ttl
+    return out
+
+
+class Evidence:
+    """Writes the parts of a dump under ``root``; ``index`` says what each part holds."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.index: dict[str, str] = {}
+        root.mkdir(parents=True, exist_ok=True)
+
+    def part(self, name: str, collect: Callable[[], Any]) -> None:
+        """``collect()`` into ``name`` (JSON for a ``.json`` name, else text); its error in its
+        place when it raises."""
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            value = collect()
+            self.index[name] = "ok"
+        except Exception as e:  # evidence: a part that fails is written as its error
+            why = f"{type(e).__name__}: {e}"
+            self.index[name] = f"not collected: {why}"
+            value = {"error": why} if name.endswith(".json") else f"not collected: {why}\n"
+        if name.endswith(".json"):
+            path.write_text(json.dumps(value, indent=1, sort_keys=True, default=str) + "\n")
+        else:
+            path.write_text(value if isinstance(value, str) else str(value))
+
+
+def _host_run(lab: Any, host: str, argv: list[str]) -> str:
+    """A command on ``host``: in its namespace on a local lab, over SSH on an ssh stack."""
+    from overlaylab.validate import counters
+
+    if lab.spec["lab"].get("transport", "local") == "ssh":
+        return counters.run(counters.ssh_argv(lab, host, shlex.join(argv)))
+    return counters.run(["nsenter", f"--net={lab.host_netns(host)}", *argv])
+
+
+def _sandboxes_text(lab: Any, host: str) -> str:
+    from overlaylab.validate import counters
+
+    if lab.spec["lab"].get("transport", "local") == "ssh":
+        script = (
+            f'for f in {counters.SSH_SANDBOX_DIR}/*-*; do [ -e "$f" ] || continue; '
+            'echo "=== sandbox $f"; n="nsenter --net=$f"; $n ip -d link; '
+            'echo "--- bridge fdb"; $n bridge fdb show; echo "--- ip neigh"; $n ip neigh show; '
+            "done"
+        )
+        return counters.run(counters.ssh_argv(lab, host, script))
+    where = counters.host_dir(lab, host)
+    if where is None:
+        raise LabError("no host directory on this machine")
+    w: list[str] = []
+    for s in sandboxes_in(Path(where) / "x" / "netns"):
+        ns = ["nsenter", f"--net={s.path}", "--"]
+        w.append(f"=== sandbox {s.path} vxlan {s.vxlan}")
+        w.append(_run([*ns, "ip", "-d", "link"]))
+        w.append("--- bridge fdb")
+        w.append(_run([*ns, "bridge", "fdb", "show"]))
+        w.append("--- ip neigh")
+        w.extend(s.neigh)
+    return "\n".join(w) + "\n" if w else "no overlay sandbox\n"
+
+
+def _logs(ev: Evidence, lab: Any, host: str) -> None:
+    from overlaylab.validate import counters
+
+    if lab.spec["lab"].get("transport", "local") == "ssh":
+        for unit in SSH_UNITS:
+            # Since the unit's current start: its invocation's journal.
+            cmd = (
+                f"inv=$(systemctl show -p InvocationID --value {unit}); "
+                f'journalctl --no-pager -o short-iso-precise _SYSTEMD_INVOCATION_ID="$inv"'
+            )
+            ev.part(
+                f"{host}/journal-{unit}.log",
+                partial(_ssh_run, lab, host, cmd),
+            )
+        return
+    where = counters.host_dir(lab, host)
+    for name in LOCAL_LOGS:
+        ev.part(
+            f"{host}/{name}",
+            partial(_read_log, Path(str(where)) / name),
+        )
+
+
+def _kernel(lab: Any, host: str) -> str:
+    """The host's kernel: this machine's on a local lab (its hosts are namespaces here)."""
+    import platform
+
+    if lab.spec["lab"].get("transport", "local") == "ssh":
+        return _host_run(lab, host, ["uname", "-r"]).strip()
+    return platform.release()
+
+
+def _versions(lab: Any) -> dict[str, Any]:
+    import importlib.metadata as md
+    import platform
+
+    out: dict[str, Any] = {
+        "python": platform.python_version(),
+        "packages": sorted(f"{d.metadata['Name']}=={d.version}" for d in md.distributions()),
+        "kernel": {},
+        "docker": {},
+        "etcd": {},
+    }
+    for h in lab.hosts:
+        name = str(h["name"])
+        fns: tuple[tuple[str, Callable[[str], Any]], ...] = (
+            ("kernel", lambda n: _kernel(lab, n)),
+            ("docker", lambda n: lab.docker(n).version()),
+            ("etcd", lambda n: lab.etcd[n].version()),
+        )
+        for what, fn in fns:
+            try:
+                out[what][name] = fn(name)
+            except Exception as e:  # one host's version is unknown: said, and the rest goes on
+                out[what][name] = {"error": f"{type(e).__name__}: {e}"}
+    return out
+
+
+def _ssh_run(lab: Any, host: str, command: str) -> str:
+    from overlaylab.validate import counters
+
+    return counters.run(counters.ssh_argv(lab, host, command))
+
+
+def _read_log(path: Path) -> str:
+    return path.read_text(errors="replace")
+
+
+def _host_parts(ev: Evidence, lab: Any, name: str, nets: list[str]) -> None:
+    """One host's parts: its daemon's info and network inspects, its links, sandboxes, logs."""
+    ev.part(f"{name}/docker-info.json", lambda: lab.docker(name).info())
+    ev.part(
+        f"{name}/network-inspect.json",
+        lambda: {n: lab.docker(name).api.inspect_network(n, verbose=True) for n in nets},
+    )
+    ev.part(f"{name}/ip-d-link.txt", lambda: _host_run(lab, name, ["ip", "-d", "link"]))
+    ev.part(f"{name}/sandboxes.txt", lambda: _sandboxes_text(lab, name))
+    _logs(ev, lab, name)
+
+
+def docker_keys(lab: Any) -> dict[str, Any]:
+    """Docker's v2 keyspace (``/docker``, recursive) from the first member that answers, with
+    the member it was read from; an error naming every member when none does."""
+    errors = []
+    for host, client in lab.etcd.items():
+        try:
+            node = client.v2_get("/docker")
+        except LabError as e:
+            errors.append(f"{host}: {e}")
+            continue
+        return {"member": client.endpoint, "node": node_json(node) if node else None}
+    raise LabError("no etcd member answered: " + "; ".join(errors))
+
+
+def write_evidence(root: Path, spec: dict[str, Any], records: dict[str, Any] | None) -> Path:
+    """The dump of the lab ``spec`` describes into ``root``; ``records``: the validator's own
+    (results, diagnosis, summary, facts) as JSON. Returns ``root``. Never raises for a part."""
+    from overlaylab.validate.records import Lab, spec_networks
+
+    ev = Evidence(root)
+    ev.part("validator.json", lambda: {"spec": spec, **(records or {})})
+    try:
+        lab = Lab(spec)
+    except Exception as e:  # no client to the lab: every other part is this error
+        ev.index["lab"] = f"not collected: {type(e).__name__}: {e}"
+        (root / "index.json").write_text(json.dumps(ev.index, indent=1, sort_keys=True) + "\n")
+        return root
+    try:
+        ev.part("etcd-docker-keys.json", lambda: docker_keys(lab))
+        nets = [str(n["name"]) for n in spec_networks(spec)]
+        for h in lab.hosts:
+            _host_parts(ev, lab, str(h["name"]), nets)
+        ev.part("versions.json", lambda: _versions(lab))
+    finally:
+        lab.close()
+    (root / "index.json").write_text(json.dumps(ev.index, indent=1, sort_keys=True) + "\n")
+    return root
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -413,14 +413,17 @@ class LabFixture:
 
     def close(self) -> None:
         """The teardown (``__exit__``): undo everything, remove the backups of Docker's keys
-        the lab's `up`s made (they outlive a destroy on purpose: overlaylab/backup.py), then
-        look for what is left."""
+        the lab's `up`s made and the evidence of its failed validations (both outlive a
+        destroy on purpose: overlaylab/backup.py, validate/cli.py), then look for what is
+        left."""
         failed = self._undo.failures()
         for raw, secrets in self._every():
             try:
                 cfg = _parsed(raw, secrets)
                 if cfg.transport == "local":
                     shutil.rmtree(backup_dir(cfg), ignore_errors=True)
+                    # and the evidence a failed validation left there (validate/cli.py)
+                    shutil.rmtree(f"{cfg.state_dir}/{cfg.lab_id}.dumps", ignore_errors=True)
                     with contextlib.suppress(OSError):
                         Path(cfg.state_dir).rmdir()  # only when empty: the labs' shared root
             except ConfigError:

@@ -13,7 +13,8 @@ one diagnosis line per broken layer (:mod:`.diagnose`).
 
 Modules: :mod:`.records` (records, clients), :mod:`.checks` (etcd, keys, network, name rule),
 :mod:`.layers` (underlay, VXLAN, serf, MTU, sandbox), :mod:`.overlay` (pings, path MTU),
-:mod:`.probes` (in-namespace sockets), :mod:`.diagnose`, :mod:`.report`, :mod:`.cli`.
+:mod:`.probes` (in-namespace sockets), :mod:`.counters` (silent faults), :mod:`.diagnose`,
+:mod:`.report`, :mod:`.cli`.
 """
 
 from overlaylab.validate.diagnose import diagnose

@@ -237,6 +237,13 @@ CATALOGUE: tuple[Test, ...] = (
         absent="needs two containers that share no network",
     ),
     Test(
+        "silent-faults",
+        "counters that must not move during the run: VXLAN errors and drops in the overlay "
+        "sandboxes, UDP receive errors, dockerd error lines",
+        ("silent",),
+        ("silent.vxlan-errors", "silent.udp-errors", "silent.dockerd-errors"),
+    ),
+    Test(
         "placement",
         "a host has a network's overlay sandbox iff one of its containers is on that network",
         ("placement",),

@@ -92,7 +92,15 @@ def parser() -> argparse.ArgumentParser:
         "--in-up",
         action="store_true",
         help="run by `up`: members and node keys of hosts leaving the stack are reported, "
-        "not failed (the engine deletes them after the program)",
+        "not failed (the engine deletes them after the program); a failed run leaves its "
+        "evidence beside the stack's state",
+    )
+    p.add_argument(
+        "--dump",
+        metavar="DIR",
+        help="when the validation fails, write what explains it to DIR: etcd's /docker keys, "
+        "each daemon's info and network inspect, links, sandboxes' fdb and neighbours, logs, "
+        "versions and these records (docs/validator.md)",
     )
     return p
 
@@ -149,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if failed:
         print(f"validation failed: {failed} of {len(results)} checks", file=sys.stderr)
+        where = args.dump or (dump_dir(spec, at) if args.in_up else None)
+        if where:
+            records = {**as_json(results, seconds, at), "facts": facts.as_json()}
+            print(write_dump(where, spec, records), file=sys.stderr)  # the last line: where
+    elif args.dump:
+        print(f"no dump written to {args.dump}: the validation passed", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -167,6 +181,36 @@ def list_tests(args: argparse.Namespace, selected: frozenset[str] | None) -> int
         if selected is None or test.name in selected:
             print(line)
     return 0
+
+
+def dump_dir(spec: dict[str, Any], at: str) -> str:
+    """Where `up` leaves a failed validation's evidence: beside the stack's state (the
+    records' file `up` names) as ``<state>.dump-<time>``; without it, a local lab's state
+    directory (``<stateDir>/<lab>.dumps/<time>``), else ``overlaylab-dump-<time>`` here."""
+    stamp = at.replace("-", "").replace(":", "")
+    records = os.environ.get(RECORDS_ENV)
+    if records:
+        base = records.removesuffix(".json").removesuffix(".validation")
+        return f"{base}.dump-{stamp}"
+    url = str(spec["hosts"][0]["dockerHost"]) if spec.get("hosts") else ""
+    if url.startswith("unix://"):
+        # beside the lab's directory (which its teardown removes, and which must not outlive it)
+        lab_dir = os.path.dirname(os.path.dirname(url[len("unix://") :]))
+        return os.path.join(f"{lab_dir}.dumps", stamp)
+    return f"overlaylab-dump-{stamp}"
+
+
+def write_dump(where: str, spec: dict[str, Any], records: dict[str, Any]) -> str:
+    """The dump (``overlaylab.labdump.write_evidence``) into ``where``; the line to print."""
+    from pathlib import Path
+
+    from overlaylab.labdump import write_evidence
+
+    try:
+        root = write_evidence(Path(where), spec, records)
+    except OSError as e:
+        return f"error: cannot write the evidence of this failure to {where}: {e.strerror or e}"
+    return f"evidence of this failure in {root} (its index.json lists each part)"
 
 
 def write_page(path: str, spec: dict[str, Any], *args: Any, **kw: Any) -> bool:

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from overlaylab.errors import LabError
-from overlaylab.validate import catalogue
+from overlaylab.validate import catalogue, counters
 from overlaylab.validate.checks import (
     check_endpoints,
     check_etcd,
@@ -62,7 +62,9 @@ DATA: list[tuple[str, Check]] = [
 CONVERGING = CONTROL + DATA
 #: Every group a test can need (:mod:`.catalogue`): the converging ones, the name rule's probe,
 #: and the two run only after a cross-host probe failed.
-GROUPS = (*(name for name, _ in CONVERGING), "name-rule", "sandbox", "underlay-ssh")
+GROUPS = (
+    *(name for name, _ in CONVERGING), "name-rule", "sandbox", "underlay-ssh", "silent",
+)  # fmt: skip
 
 
 def _run_group(lab: Lab, name: str, fn: Check) -> list[Result]:
@@ -124,6 +126,8 @@ def validate(
     results: list[Result] = []
     try:
         lab.connect_all()
+        # the counters that must not move (silent faults), read before every group
+        silent = counters.read(lab) if wanted("silent") else None
         # The groups only read, so they run side by side, each retried on its own; the report
         # keeps their fixed order. The name rule's probe (a container create and a refused
         # start on another host, the slowest single step) runs beside them: it needs only the
@@ -137,6 +141,14 @@ def validate(
                 running.append(pool.submit(_run_group, lab, "name-rule", check_name_rule))
             for group in running:
                 results.extend(group.result())
+        if silent is not None:
+            results.extend(
+                _run_group(
+                    lab,
+                    "silent",
+                    lambda lab: counters.compare(lab, silent, counters.read(lab, marks=False)),
+                )
+            )
         if facts is not None:
             read_for_page(lab)  # the VNIs and the etcd leader, once, for the page alone
         pairs = failed_pairs_across(results)
