@@ -781,7 +781,8 @@ def bad_args(
     return ""
 
 
-def main() -> int:
+def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, checked (``bad_args``): one line saying what is wrong, exit 2."""
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--hosts", type=int, nargs="+", default=[2, 4, 8])
     p.add_argument("--rounds", type=int, default=3)
@@ -813,10 +814,15 @@ def main() -> int:
         metavar="PNG",
         help="where to draw up and down time against host count (default: %(default)s)",
     )
-    args = p.parse_args()
+    args = p.parse_args(argv)
     why = bad_args(args.hosts, args.rounds, args.streams, args.iperf_runs, args.iperf_cpus)
     if why:
         p.error(why)
+    return args
+
+
+def main() -> int:
+    args = arguments()
     if args.dataplane_mtu and shutil.which("iperf3") is None:
         raise SystemExit(
             "iperf3 is missing (the data-plane comparison needs it): apt-get install iperf3"

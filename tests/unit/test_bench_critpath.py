@@ -373,3 +373,44 @@ large-receive-offload: off [fixed]
         "gro_max_size": "65536",
     }
     assert parse_ip_details("") == {} and parse_ip_details("nope") == {}
+
+
+def test_the_command_line_takes_16_hosts_and_the_new_flags_and_keeps_the_old() -> None:
+    from bench.bench_lab import arguments
+
+    args = arguments(["--hosts", "2", "8", "16", "--rounds", "5"])
+    assert args.hosts == [2, 8, 16] and args.rounds == 5
+    assert args.streams == 1 and args.iperf_cpus is None and args.dataplane_mtu == [1500, 9000]
+    old = arguments(
+        [
+            "--validator-runs",
+            "2",
+            "--dataplane-mtu",
+            "--iperf-seconds",
+            "3",
+            "--iperf-runs",
+            "7",
+            "--timeline",
+            "--plot",
+            "x.png",
+        ]
+    )
+    got = (old.validator_runs, old.dataplane_mtu, old.iperf_seconds, old.iperf_runs)
+    assert got == (2, [], 3, 7)
+    assert old.timeline and str(old.plot) == "x.png"
+    new = arguments(["--streams", "4", "--iperf-cpus", "0", "1"])
+    assert new.streams == 4 and new.iperf_cpus == [0, 1]
+
+
+def test_a_bad_command_line_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.bench_lab import arguments
+
+    with pytest.raises(SystemExit) as e:
+        arguments(["--streams", "0"])
+    assert e.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .endswith("error: --streams and --iperf-runs must be at least 1")
+    )
