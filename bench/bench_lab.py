@@ -11,13 +11,21 @@ and once per size, the program's evaluation under mocks (nothing touched).
 
 Then the data plane: a 2-host lab of the program per underlay MTU, TCP throughput (iperf3, run
 with ``nsenter`` in the namespaces) between the two containers over the overlay against the
-same between the two hosts, alternately; the ratio of the medians.
+same between the two hosts, interleaved (u, o, u, o, ...); the medians with their spread
+(min-max, (max - min) / median), the ratio of the medians and the spread of the per-pair
+ratios, the number of streams (``--streams``), where iperf3 ran (``--iperf-cpus`` pins it),
+the offloads of the veths and the VXLAN device (ethtool -k, or ``ip -d link`` without
+ethtool) and how busy the whole machine was meanwhile.
 
 A failed round is a row of the table marked failed, with its first failed checks; the medians
-are of the rounds that passed, so one failure hides no other figure. Issue 8's targets are
-printed beside what was measured. Machines here are noisy: read the ratios, not the seconds.
+are of the rounds that passed, so one failure hides no other figure; the script's failure rate
+is a column. For each size, the critical path of the median program up (``bench.critpath``:
+the chain of steps that bounds it, each with its start, duration and the wait before it) and
+its floor (the CPU of this process and its descendants over the up, over the cores). Issues 8
+and 15's targets are printed beside what was measured, with the floor. Machines here are
+noisy: read the ratios, not the seconds.
 
-    sudo venv/bin/python -m bench.bench_lab [--hosts 2 4 8] [--rounds 3]
+    sudo venv/bin/python -m bench.bench_lab [--hosts 2 8 16] [--rounds 5] [--streams N]
 """
 
 from __future__ import annotations
@@ -41,10 +49,12 @@ from typing import Any
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
+from bench.critpath import Cpu, CpuMeter, critical_path, edges, path_lines  # noqa: E402
 from overlaylab.config import LabConfig, parse  # noqa: E402
 from overlaylab.config.sample import lab_config  # noqa: E402
 from overlaylab.hosts import netns, proc  # noqa: E402
 from overlaylab.hosts.dockerd import docker_api  # noqa: E402
+from overlaylab.labdump import sandboxes  # noqa: E402
 from overlaylab.leftovers import leftovers  # noqa: E402
 from overlaylab.netrule import RouteGuard  # noqa: E402
 from overlaylab.spec import OUT_VALIDATION_SPEC  # noqa: E402
@@ -78,6 +88,8 @@ class Round:
     validator_alone: list[float] = field(default_factory=list)
     why: str = ""
     steps: list[Any] = field(default_factory=list)
+    deps: dict[str, set[str]] = field(default_factory=dict)  # the resource graph's edges
+    cpu: Cpu | None = None  # of the up: this process and its descendants
 
 
 # --- the script ------------------------------------------------------------------------------
@@ -107,9 +119,12 @@ def baseline(n: int, index: int) -> Round:
     """``bench/seed_baseline.sh up N`` to its first ping, then ``down N``; down runs even
     after a failed up (the script's trap already cleaned up; down is then a no-op)."""
     rnd = Round("script", index)
+    meter = CpuMeter()
+    meter.start()
     t0 = time.monotonic()
     up = _script("up", n)
     rnd.up = time.monotonic() - t0
+    rnd.cpu = meter.stop()
     t1 = time.monotonic()
     down = _script("down", n)
     rnd.down = time.monotonic() - t1
@@ -137,8 +152,11 @@ def program(raw: dict[str, Any], index: int, validator_runs: int) -> Round:
     """Up to a validated lab; the validator alone ``validator_runs`` times; destroy."""
     rnd = Round("program", index)
     with tempfile.TemporaryDirectory() as tmp:
+        meter = CpuMeter()
+        meter.start()
         run = run_program(raw, stack="bench", state_file=Path(tmp) / "bench.json")
-        rnd.up, rnd.steps = run.seconds, run.steps
+        rnd.cpu = meter.stop()
+        rnd.up, rnd.steps, rnd.deps = run.seconds, run.steps, edges(run.engine.records)
         try:
             if run.error is not None:
                 rnd.why = "up: " + _first_fails(str(run.error))
@@ -211,10 +229,60 @@ def _route_inside(ns: str, address: str, dev: str) -> None:
         raise MeasureError(f"refusing iperf3 to {address} from {ns}: its route is {got or out}")
 
 
-def iperf(server_ns: str, client_ns: str, address: str, seconds: int) -> float:
+@dataclass(frozen=True)
+class Placement:
+    """Where iperf3 runs: its streams and, when pinned, the CPUs of client and server."""
+
+    streams: int = 1
+    cpus: tuple[int, int] | None = None  # (client, server): iperf3 -A
+
+    def describe(self) -> str:
+        pin = (
+            f"client pinned to CPU {self.cpus[0]}, server to CPU {self.cpus[1]} (iperf3 -A)"
+            if self.cpus is not None
+            else f"not pinned (any of {os.cpu_count()} cores)"
+        )
+        return (
+            f"iperf3 on this machine, client and server by nsenter in the namespaces (underlay:"
+            f" host 1's to host 2's; overlay: test1's to test2's); {self.streams} TCP"
+            f" stream{'s' if self.streams != 1 else ''} (-P); {pin}"
+        )
+
+
+def iperf_argv(address: str, seconds: int, where: Placement) -> tuple[list[str], list[str]]:
+    """The server's and the client's iperf3 arguments."""
+    port = str(IPERF_PORT)
+    server = ["iperf3", "-s", "-1", "-B", address, "-p", port]
+    client = ["iperf3", "-J", "-c", address, "-p", port, "-t", str(seconds)]
+    if where.streams != 1:
+        client += ["-P", str(where.streams)]
+    if where.cpus is not None:
+        client += ["-A", str(where.cpus[0])]
+        server += ["-A", str(where.cpus[1])]
+    return server, client
+
+
+def iperf_result(stdout: str, returncode: int, stderr: str, address: str) -> float:
+    """Bits per second received (all streams) from iperf3 -J's report."""
+    try:
+        doc = json.loads(stdout or "{}")
+    except json.JSONDecodeError:
+        doc = {"error": f"not JSON: {stdout[:80]!r}"}
+    if returncode != 0 or "error" in doc:
+        raise MeasureError(f"iperf3 to {address} failed: {doc.get('error', stderr.strip())}")
+    try:
+        return float(doc["end"]["sum_received"]["bits_per_second"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise MeasureError(f"iperf3 to {address}: no end.sum_received in its report ({e})") from e
+
+
+def iperf(
+    server_ns: str, client_ns: str, address: str, seconds: int, where: Placement = Placement()
+) -> float:
     """TCP throughput, bits per second, from ``client_ns`` to ``address`` in ``server_ns``."""
+    server_argv, client_argv = iperf_argv(address, seconds, where)
     server = subprocess.Popen(
-        _nsenter(server_ns, "iperf3", "-s", "-1", "-B", address, "-p", str(IPERF_PORT)),
+        _nsenter(server_ns, *server_argv),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -233,21 +301,114 @@ def iperf(server_ns: str, client_ns: str, address: str, seconds: int) -> float:
                 raise MeasureError(f"iperf3 server in {server_ns} did not listen on {address}")
             time.sleep(0.05)
         res = subprocess.run(
-            _nsenter(
-                client_ns, "iperf3", "-J", "-c", address, "-p", str(IPERF_PORT), "-t", str(seconds)
-            ),
+            _nsenter(client_ns, *client_argv),
             capture_output=True,
             text=True,
             timeout=seconds + 30,
         )
-        doc = json.loads(res.stdout or "{}")
-        if res.returncode != 0 or "error" in doc:
-            raise MeasureError(f"iperf3 to {address} failed: {doc.get('error', res.stderr)}")
-        return float(doc["end"]["sum_received"]["bits_per_second"])
+        return iperf_result(res.stdout, res.returncode, res.stderr, address)
     finally:
         if server.poll() is None:
             server.kill()
         server.wait()
+
+
+# the offloads that change TCP throughput over veths and VXLAN (ethtool -k's names)
+OFFLOADS = {
+    "rx-checksumming": "rx-csum",
+    "tx-checksumming": "tx-csum",
+    "scatter-gather": "sg",
+    "tcp-segmentation-offload": "tso",
+    "generic-segmentation-offload": "gso",
+    "generic-receive-offload": "gro",
+    "rx-gro-list": "gro-list",
+    "rx-udp-gro-forwarding": "udp-gro-fwd",
+    "tx-udp_tnl-segmentation": "tnl-gso",
+}
+
+
+def parse_ethtool_k(text: str) -> dict[str, str]:
+    """``ethtool -k DEV``'s lines ``name: on|off [fixed]`` -> {short name: "on", "off" or
+    "off (fixed)"}, for the offloads in ``OFFLOADS``."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.strip().partition(":")
+        if not sep or name not in OFFLOADS:
+            continue
+        words = value.split()
+        if not words:
+            continue
+        out[OFFLOADS[name]] = words[0] + (" (fixed)" if "[fixed]" in value else "")
+    return out
+
+
+def parse_ip_details(text: str) -> dict[str, str]:
+    """``ip -d -j link show DEV``: the segmentation and receive sizes the kernel exposes
+    there (``gso_max_size``, ``gso_max_segs``, ``gro_max_size``, ``tso_max_size``), the
+    only offload facts without ethtool."""
+    try:
+        links = json.loads(text or "[]")
+    except json.JSONDecodeError:
+        return {}
+    link = links[0] if isinstance(links, list) and links else {}
+    keys = ("gso_max_size", "gso_max_segs", "gro_max_size", "tso_max_size")
+    return {k: str(link[k]) for k in keys if isinstance(link, dict) and k in link}
+
+
+@dataclass(frozen=True)
+class Offloads:
+    device: str  # what it is, e.g. "test1 eth0 (veth)"
+    source: str  # "ethtool -k" or "ip -d link (no ethtool: no feature flags)"
+    settings: dict[str, str]
+    why: str = ""  # why nothing was read
+
+    def line(self) -> str:
+        got = ", ".join(f"{k} {v}" for k, v in self.settings.items()) or self.why or "nothing"
+        return f"{self.device}: {got} [{self.source}]"
+
+
+def offloads(ns: str, dev: str, what: str) -> Offloads:
+    """The offload settings of ``dev`` in the namespace ``ns``: ethtool -k when ethtool is
+    installed, else what ``ip -d link`` exposes (the device's features are not in /sys)."""
+    if shutil.which("ethtool"):
+        res = subprocess.run(
+            _nsenter(ns, "ethtool", "-k", dev), capture_output=True, text=True, timeout=10
+        )
+        return Offloads(what, "ethtool -k", parse_ethtool_k(res.stdout), res.stderr.strip())
+    res = subprocess.run(
+        _nsenter(ns, "ip", "-d", "-j", "link", "show", "dev", dev),
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    return Offloads(
+        what,
+        "ip -d link; ethtool is not installed, so no feature flags (apt-get install ethtool)",
+        parse_ip_details(res.stdout),
+        res.stderr.strip(),
+    )
+
+
+@dataclass(frozen=True)
+class Spread:
+    median: float
+    low: float
+    high: float
+
+    @property
+    def relative(self) -> float:
+        """(max - min) / median: 0.1 means the runs lie within 10 % of their median."""
+        return (self.high - self.low) / self.median if self.median else 0.0
+
+
+def spread(xs: Sequence[float]) -> Spread | None:
+    return Spread(statistics.median(xs), min(xs), max(xs)) if xs else None
+
+
+def schedule(runs: int) -> list[str]:
+    """The order of the measurements: underlay and overlay interleaved, u, o, u, o, ..., so
+    whatever else the machine does hits both alike."""
+    return ["underlay", "overlay"] * runs
 
 
 @dataclass
@@ -257,19 +418,27 @@ class Dataplane:
     overlay: list[float] = field(default_factory=list)
     container_mtu: int = 0
     why: str = ""
+    where: Placement = Placement()
+    offloads: list[Offloads] = field(default_factory=list)
+    machine_busy: float | None = None  # the whole machine's busy share during the runs
 
     def ratio(self) -> float | None:
         if not self.underlay or not self.overlay:
             return None
         return statistics.median(self.overlay) / statistics.median(self.underlay)
 
+    def ratios(self) -> list[float]:
+        """Each overlay run over the underlay run just before it (interleaved pairs)."""
+        return [o / u for u, o in zip(self.underlay, self.overlay, strict=False) if u]
 
-def dataplane(mtu: int, seconds: int, runs: int) -> Dataplane:
+
+def dataplane(mtu: int, seconds: int, runs: int, where: Placement = Placement()) -> Dataplane:
     """A 2-host lab of the program with ``lab.mtu`` = ``mtu``: iperf3 host 1 -> host 2 (the
-    underlay) and test1 -> test2 (the overlay), alternately ``runs`` times each."""
+    underlay) and test1 -> test2 (the overlay), interleaved (``schedule``), ``runs`` times
+    each; the offloads of the veths and the VXLAN device read first."""
     raw = bench_config(2, mtu)
     cfg = parse(raw)
-    res = Dataplane(mtu)
+    res = Dataplane(mtu, where=where)
     with tempfile.TemporaryDirectory() as tmp:
         run = run_program(raw, stack="bench", state_file=Path(tmp) / "dp.json")
         try:
@@ -289,9 +458,18 @@ def dataplane(mtu: int, seconds: int, runs: int) -> Dataplane:
                 _nsenter(cns1, "ip", "-j", "link", "show", "eth0"), capture_output=True, text=True
             )
             res.container_mtu = int((json.loads(link.stdout or "[{}]") or [{}])[0].get("mtu", 0))
-            for _ in range(runs):
-                res.underlay.append(iperf(ns2, ns1, h2.address, seconds))
-                res.overlay.append(iperf(cns2, cns1, ip2, seconds))
+            res.offloads.append(offloads(ns1, "eth0", f"{h1.name} eth0 (underlay veth)"))
+            res.offloads.append(offloads(cns1, "eth0", "test1 eth0 (overlay veth)"))
+            for sb in sandboxes(cfg, h1)[:1]:
+                res.offloads.append(offloads(sb.path, sb.vxlan, f"{h1.name} {sb.vxlan} (VXLAN)"))
+            meter = CpuMeter()
+            meter.start()
+            for what in schedule(runs):
+                if what == "underlay":
+                    res.underlay.append(iperf(ns2, ns1, h2.address, seconds, where))
+                else:
+                    res.overlay.append(iperf(cns2, cns1, ip2, seconds, where))
+            res.machine_busy = meter.stop().machine_busy
         except Exception as e:  # a failed measurement is a row, not the end of the run
             res.why = f"{type(e).__name__}: {e}"
         finally:
@@ -334,36 +512,80 @@ class Size:
     def failed(self) -> list[Round]:
         return [r for r in self.rounds if r.why]
 
+    def failure_rate(self, who: str) -> tuple[int, int]:
+        """(rounds failed, rounds) of one side."""
+        mine = [r for r in self.rounds if r.who == who]
+        return sum(bool(r.why) for r in mine), len(mine)
+
     def med(self, who: str, what: str) -> float | None:
         if what == "validator_alone":
             return _med([x for r in self.ok(who) for x in r.validator_alone])
         return _med([getattr(r, what) for r in self.ok(who)])
 
+    def floor(self, who: str) -> float | None:
+        """The median up floor (CPU of the up / cores) of the rounds that passed."""
+        return _med([r.cpu.floor for r in self.ok(who) if r.cpu is not None])
+
     def up_ratio(self) -> float | None:
         return _ratio(self.med("program", "up"), self.med("script", "up"))
+
+    def floor_ratio(self) -> float | None:
+        """The program's floor over the script's up: the best up ratio this machine allows."""
+        return _ratio(self.floor("program"), self.med("script", "up"))
 
     def down_ratio(self) -> float | None:
         return _ratio(self.med("program", "down"), self.med("script", "down"))
 
+    def median_round(self, who: str = "program") -> Round | None:
+        """The passed round whose up is the median's (the lower of the two middle ones), or,
+        none passed, the last round."""
+        ok = sorted(self.ok(who), key=lambda r: r.up)
+        if ok:
+            return ok[(len(ok) - 1) // 2]
+        mine = [r for r in self.rounds if r.who == who]
+        return mine[-1] if mine else None
+
+
+def _rate(failed: int, total: int) -> str:
+    return "-" if not total else f"{failed}/{total} ({failed / total:.0%})"
+
 
 def table(sizes: list[Size]) -> list[str]:
     lines = [
-        "| hosts | rounds ok (script, program) | script up | program up | up ratio"
-        " | script down | program down | down ratio | validator in up | validator alone"
-        " | evaluation (mocks) | failed rounds |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| hosts | rounds ok (script, program) | script failure rate | script up | program up"
+        " | up ratio | program up floor (CPU / cores) | script down | program down | down ratio"
+        " | validator in up | validator alone | evaluation (mocks) | failed rounds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for s in sizes:
         total = {w: sum(r.who == w for r in s.rounds) for w in ("script", "program")}
         failed = "; ".join(f"{r.who} r{r.index}: {r.why[:160]}" for r in s.failed()) or "none"
         lines.append(
             f"| {s.n} | {len(s.ok('script'))}/{total['script']},"
-            f" {len(s.ok('program'))}/{total['program']}"
+            f" {len(s.ok('program'))}/{total['program']} | {_rate(*s.failure_rate('script'))}"
             f" | {_s(s.med('script', 'up'))} | {_s(s.med('program', 'up'))} | {_x(s.up_ratio())}"
-            f" | {_s(s.med('script', 'down'))} | {_s(s.med('program', 'down'))}"
+            f" | {_s(s.floor('program'))} | {_s(s.med('script', 'down'))}"
+            f" | {_s(s.med('program', 'down'))}"
             f" | {_x(s.down_ratio())} | {_s(s.med('program', 'validator_in_up'))}"
             f" | {_s(s.med('program', 'validator_alone'))} | {_s(s.evaluation)} | {failed} |"
         )
+    return lines
+
+
+def critical_report(s: Size) -> list[str]:
+    """The critical path of the size's median program up, and its CPU floor."""
+    rnd = s.median_round("program")
+    if rnd is None or not rnd.steps:
+        return [f"  {s.n} hosts: no program up to read"]
+    state = "passed" if not rnd.why else f"FAILED {rnd.why[:120]}"
+    lines = [f"  {s.n} hosts, program round {rnd.index} (up {rnd.up:.2f}s, {state}):"]
+    lines += ["  " + x for x in path_lines(critical_path(rnd.steps, rnd.deps), rnd.up)]
+    if rnd.cpu is not None:
+        lines.append(f"    floor: {rnd.cpu.line()}")
+    script = [r.cpu for r in s.ok("script") if r.cpu is not None]
+    if script:
+        c = sorted(script, key=lambda c: c.wall)[(len(script) - 1) // 2]
+        lines.append(f"    the script's up (median round): {c.line()}")
     return lines
 
 
@@ -375,38 +597,70 @@ def _verdict(value: float | None, limit: float, at_most: bool = True) -> str:
 
 def targets(sizes: list[Size], planes: list[Dataplane], eval8: float | None) -> list[str]:
     by_n = {s.n: s for s in sizes}
-    rows: list[tuple[str, str, str]] = []
-    for n in (2, 8):
-        r = by_n[n].up_ratio() if n in by_n else None
-        rows.append((f"program up <= 0.8x script up, {n} hosts", _x(r), _verdict(r, 0.8)))
+    rows: list[tuple[str, str, str, str]] = []
+    for n in sorted({2, 8} | ({16} & set(by_n))):
+        s = by_n.get(n)
+        r = s.up_ratio() if s is not None else None
+        fl = s.floor_ratio() if s is not None else None
+        floor = "-" if fl is None else f"{fl:.2f} (CPU / cores over the script's up)"
+        rows.append((f"program up <= 0.8x script up, {n} hosts", _x(r), _verdict(r, 0.8), floor))
     for s in sizes:
         r = s.down_ratio()
-        rows.append((f"program down <= 0.8x script down, {s.n} hosts", _x(r), _verdict(r, 0.8)))
+        rows.append(
+            (f"program down <= 0.8x script down, {s.n} hosts", _x(r), _verdict(r, 0.8), "-")
+        )
+    if 8 in by_n and 16 in by_n:
+        r = _ratio(by_n[16].med("program", "up"), by_n[8].med("program", "up"))
+        fl = _ratio(by_n[16].floor("program"), by_n[8].med("program", "up"))
+        floor = "-" if fl is None else f"{fl:.2f} (16-host floor over the 8-host up)"
+        rows.append(("16-host up <= 2.2x the 8-host up", _x(r), _verdict(r, 2.2), floor))
     for n, limit in ((8, 1.0), (2, 0.2)):
         v = by_n[n].med("program", "validator_alone") if n in by_n else None
-        rows.append((f"validator alone, {n} hosts, <= {limit} s", _s(v), _verdict(v, limit)))
-    rows.append(("evaluation under mocks, 8 hosts, <= 1 s", _s(eval8), _verdict(eval8, 1.0)))
+        rows.append((f"validator alone, {n} hosts, <= {limit} s", _s(v), _verdict(v, limit), "-"))
+    rows.append(("evaluation under mocks, 8 hosts, <= 1 s", _s(eval8), _verdict(eval8, 1.0), "-"))
     for p in planes:
         want = 0.90 if p.mtu >= 9000 else 0.78
         r = p.ratio()
+        sp = spread(p.ratios())
         what = f"overlay/underlay TCP, underlay MTU {p.mtu}, >= {want:.2f}"
-        rows.append((what, _x(r), _verdict(r, want, at_most=False)))
-    return ["| target | measured | |", "| --- | --- | --- |"] + [
-        f"| {a} | {b} | {c} |" for a, b, c in rows
+        pairs = "-" if sp is None else f"pairs {sp.low:.2f}-{sp.high:.2f}"
+        rows.append((what, _x(r), _verdict(r, want, at_most=False), pairs))
+    return ["| target | measured | | floor / spread |", "| --- | --- | --- | --- |"] + [
+        f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows
     ]
+
+
+def _spread(xs: Sequence[float], unit: str = "gbit") -> str:
+    sp = spread(xs)
+    if sp is None:
+        return "-"
+    if unit == "gbit":
+        return f"{gbit(sp.median)} ({sp.low / 1e9:.1f}-{sp.high / 1e9:.1f}, {sp.relative:.0%})"
+    return f"{sp.median:.2f} ({sp.low:.2f}-{sp.high:.2f}, {sp.relative:.0%})"
 
 
 def dataplane_table(planes: list[Dataplane]) -> list[str]:
     lines = [
-        "| underlay MTU | container MTU | underlay TCP | overlay TCP | ratio | runs | failed |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| underlay MTU | container MTU | underlay TCP | overlay TCP | ratio of medians"
+        " | ratio per pair | runs (each) | streams | machine busy | failed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for p in planes:
-        u, o = _med(p.underlay), _med(p.overlay)
+        busy = "-" if p.machine_busy is None else f"{p.machine_busy:.0%}"
         lines.append(
-            f"| {p.mtu} | {p.container_mtu or '-'} | {gbit(u)} | {gbit(o)} | {_x(p.ratio())}"
-            f" | {len(p.overlay)} | {p.why[:160] or 'none'} |"
+            f"| {p.mtu} | {p.container_mtu or '-'} | {_spread(p.underlay)} | {_spread(p.overlay)}"
+            f" | {_x(p.ratio())} | {_spread(p.ratios(), 'ratio')} | {len(p.overlay)}"
+            f" | {p.where.streams} | {busy} | {p.why[:160] or 'none'} |"
         )
+    return lines
+
+
+def dataplane_notes(planes: list[Dataplane]) -> list[str]:
+    """Where iperf3 ran and the offloads in effect, per MTU."""
+    lines = []
+    for p in planes:
+        lines.append(f"  MTU {p.mtu}: {p.where.describe()}; runs interleaved u, o, u, o, ...")
+        lines += [f"    {o.line()}" for o in p.offloads] or ["    offloads: not read"]
     return lines
 
 
@@ -418,6 +672,8 @@ def _progress(n: int, rnd: Round) -> None:
     extra = ""
     if rnd.who == "program" and rnd.validator_alone:
         extra = f", validator alone {statistics.median(rnd.validator_alone):.2f}s"
+    if rnd.cpu is not None:
+        extra += f", up floor {rnd.cpu.floor:.2f}s"
     state = f"FAILED {rnd.why}" if rnd.why else "ok"
     print(
         f"  {n} hosts, {rnd.who} round {rnd.index}: up {rnd.up:.2f}s, down {rnd.down:.2f}s"
@@ -450,12 +706,22 @@ def measure(n: int, rounds: int, validator_runs: int, show_timeline: bool) -> Si
 
 def report(sizes: list[Size], planes: list[Dataplane], eval8: float | None) -> None:
     print("\nUp: the program to a validated lab, the script to its first ping. Medians of the")
-    print("rounds that passed; ratio = program / script.\n")
+    print("rounds that passed; ratio = program / script; the floor: the CPU the up's processes")
+    print("used (this process and its descendants: etcd, dockerd, containerd, the steps) over")
+    print("the cores.\n")
     print("\n".join(table(sizes)))
+    if sizes:
+        print("\nThe critical path of the median program up (the step that ended last, then the")
+        print("dependency of it that ended last, and so on; seconds from the up's start):\n")
+        for s in sizes:
+            print("\n".join(critical_report(s)))
     if planes:
-        print("\nData plane (iperf3 TCP, 2 hosts, host 1 -> host 2, test1 -> test2):\n")
+        print("\nData plane (iperf3 TCP, 2 hosts, host 1 -> host 2, test1 -> test2): median")
+        print("(min-max, relative spread = (max - min) / median):\n")
         print("\n".join(dataplane_table(planes)))
-    print("\nIssue 8's targets:\n")
+        print()
+        print("\n".join(dataplane_notes(planes)))
+    print("\nThe targets (issues 8 and 15):\n")
     print("\n".join(targets(sizes, planes, eval8)))
 
 
@@ -495,7 +761,28 @@ def plot(sizes: list[Size], path: Path, when: str, where: str) -> None:
     fig.savefig(path, format="png")
 
 
-def main() -> int:
+def bad_args(
+    hosts: Sequence[int],
+    rounds: int,
+    streams: int = 1,
+    iperf_runs: int = 1,
+    cpus: Sequence[int] | None = None,
+    cores: int | None = None,
+) -> str:
+    """What is wrong with the arguments and how to fix it, or ""."""
+    cores = cores or os.cpu_count() or 1
+    if any(n < 2 for n in hosts) or rounds < 1:
+        return "--hosts must be 2 or more each, --rounds at least 1"
+    if streams < 1 or iperf_runs < 1:
+        return "--streams and --iperf-runs must be at least 1"
+    if cpus is not None and any(c < 0 or c >= cores for c in cpus):
+        got = " ".join(map(str, cpus))
+        return f"--iperf-cpus: this machine's CPUs are 0 to {cores - 1}; got {got}"
+    return ""
+
+
+def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, checked (``bad_args``): one line saying what is wrong, exit 2."""
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--hosts", type=int, nargs="+", default=[2, 4, 8])
     p.add_argument("--rounds", type=int, default=3)
@@ -508,7 +795,15 @@ def main() -> int:
         help="underlay MTUs for the iperf3 comparison; none to skip it",
     )
     p.add_argument("--iperf-seconds", type=int, default=4)
-    p.add_argument("--iperf-runs", type=int, default=3)
+    p.add_argument("--iperf-runs", type=int, default=3, help="of each, interleaved u, o, u, o")
+    p.add_argument("--streams", type=int, default=1, help="iperf3 TCP streams (-P)")
+    p.add_argument(
+        "--iperf-cpus",
+        type=int,
+        nargs=2,
+        metavar=("CLIENT", "SERVER"),
+        help="pin iperf3's client and server to these CPUs (iperf3 -A); default: not pinned",
+    )
     p.add_argument(
         "--timeline", action="store_true", help="print the last program up's timeline per size"
     )
@@ -519,9 +814,15 @@ def main() -> int:
         metavar="PNG",
         help="where to draw up and down time against host count (default: %(default)s)",
     )
-    args = p.parse_args()
-    if any(n < 2 for n in args.hosts) or args.rounds < 1:
-        p.error("--hosts must be 2 or more each, --rounds at least 1")
+    args = p.parse_args(argv)
+    why = bad_args(args.hosts, args.rounds, args.streams, args.iperf_runs, args.iperf_cpus)
+    if why:
+        p.error(why)
+    return args
+
+
+def main() -> int:
+    args = arguments()
     if args.dataplane_mtu and shutil.which("iperf3") is None:
         raise SystemExit(
             "iperf3 is missing (the data-plane comparison needs it): apt-get install iperf3"
@@ -541,6 +842,7 @@ def main() -> int:
             raise SystemExit(f"a lab is left: {leftovers(cfg)} {baseline_leftovers(n)}")
     sizes: list[Size] = []
     planes: list[Dataplane] = []
+    where = Placement(args.streams, tuple(args.iperf_cpus) if args.iperf_cpus else None)
     eval8: float | None = None
     try:
         for n in args.hosts:
@@ -549,7 +851,7 @@ def main() -> int:
         if eval8 is None:
             eval8 = evaluation(bench_config(8))
         for mtu in args.dataplane_mtu:
-            planes.append(dataplane(mtu, args.iperf_seconds, args.iperf_runs))
+            planes.append(dataplane(mtu, args.iperf_seconds, args.iperf_runs, where))
             print(f"  data plane at MTU {mtu}: ratio {_x(planes[-1].ratio())}", flush=True)
     finally:  # what was measured is printed even when a later step stops the run
         report(sizes, planes, eval8)
