@@ -205,7 +205,7 @@ serf = SerfMesh(
 )
 
 
-def _overlay(net: Network) -> OverlayNetwork:
+def _overlay(net: Network, after: tuple[pulumi.Resource, ...]) -> OverlayNetwork:
     # The first network keeps the seed's name ("overlay"), every other is "overlay-<name>".
     first = net.name == cfg.all_networks[0].name
     option = cfg.docker_mtu_option_of(net)
@@ -225,11 +225,14 @@ def _overlay(net: Network) -> OverlayNetwork:
             provider_ready=provider_ready,
             cluster=etcd.cluster,
             options=net.options,
+            after=after,
         ),
     )
 
 
-overlays = {net.name: _overlay(net) for net in cfg.all_networks}
+overlays: dict[str, OverlayNetwork] = {}
+for _net in cfg.all_networks:  # one after another (OverlayNetworkArgs.after)
+    overlays[_net.name] = _overlay(_net, tuple(o.network for o in overlays.values())[-1:])
 overlay = overlays[cfg.all_networks[0].name]
 
 containers = TestContainers(

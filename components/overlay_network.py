@@ -22,6 +22,10 @@ class OverlayNetworkArgs:
     cluster: pulumi.Input[str]  # EtcdCluster.cluster: the network lives in that cluster
     ssh_opts: tuple[str, ...] = ()
     provider_ready: tuple[pulumi.Resource, ...] = ()  # e.g. the ssh identity file
+    after: tuple[pulumi.Resource, ...] = ()
+    """Networks created before this one: one at a time through the daemon (two creates at once
+    in cluster-store mode were refused, "Pool overlaps with other one on this address space",
+    once in a lab: libnetwork's IPAM keeps its pools in one store key)."""
     options: tuple[tuple[str, str], ...] = ()  # Docker driver options besides the MTU
 
 
@@ -69,7 +73,9 @@ class OverlayNetwork(pulumi.ComponentResource):
             ipam_configs=[docker.NetworkIpamConfigArgs(subnet=args.subnet, gateway=args.gateway)],
             options=options,
             opts=pulumi.ResourceOptions(
-                parent=self, provider=self.provider, depends_on=list(args.engines_joined)
+                parent=self,
+                provider=self.provider,
+                depends_on=[*args.engines_joined, *args.after],
             ),
         )
         self.network_id = self.network.id

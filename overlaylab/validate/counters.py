@@ -2,15 +2,17 @@
 
 Read once before the check groups start and once after they end (:func:`read`, then
 :func:`compare`); a check fails when a counter moved in between, naming the counter, the host
-and the delta:
+and the delta (the daemon's error lines are reported beside them):
 
-- ``silent.vxlan-errors``: rx/tx errors and drops of every VXLAN interface in the host's
+- ``silent.vxlan-errors``: rx/tx errors (failed) and drops (reported: a new sandbox's device
+  drops frames in ordinary operation) of every VXLAN interface in the host's
   overlay sandboxes (Docker 20.10 keeps them at ``<exec-root>/netns/<epoch>-<network id[:10]>``;
   a local lab's exec-root is ``x`` beside the daemon's socket, an ssh host's the default
   ``/var/run/docker``), read with ``ip -s -j link show type vxlan`` inside each sandbox;
 - ``silent.udp-errors``: ``Udp: InErrors`` and ``RcvbufErrors`` of ``/proc/net/snmp`` in the
   host's namespace (the VXLAN and serf sockets live there, not in the sandbox);
-- ``silent.dockerd-errors``: ``level=error`` lines the daemon logged after the first reading
+- ``silent.dockerd-errors`` (reported, never failed: ordinary operation logs such lines too):
+  ``level=error`` lines the daemon logged after the first reading
   (a local lab: ``docker.log`` in the host's directory, read from its size at the start; an
   ssh host: ``journalctl -u docker --since @<its clock at the start>``), less the lines known
   to come from the validator's own probes (:data:`BENIGN`).
@@ -155,7 +157,13 @@ def vxlan_counters(lab: Lab, host: str, runner: Runner = run) -> dict[str, int]:
     names = sorted(os.listdir(where))  # no directory: the daemon never ran (an OSError)
     for name in (n for n in names if SANDBOX_NAME.match(n)):
         argv = ["nsenter", f"--net={os.path.join(where, name)}", "ip", "-s", "-j", "link"]
-        found.update(parse_vxlan(runner([*argv, "show", "type", "vxlan"]), name))
+        try:
+            found.update(parse_vxlan(runner([*argv, "show", "type", "vxlan"]), name))
+        except LabError:
+            # Docker removes a network's sandbox when its last container there leaves, and
+            # its file can outlive the namespace ("reassociate to namespace ... failed", seen
+            # in CI on day-two steps): a sandbox going away, compared in neither reading.
+            continue
     return found
 
 
@@ -250,8 +258,16 @@ def compare(lab: Lab, before: Reading, after: Reading, runner: Runner = run) -> 
                 for name in sorted(new)
                 if name in old and new[name] != old[name]
             ]
-            if moved:
+            # A VXLAN device's drops move in ordinary operation: a new sandbox's device drops
+            # the frames it has no fdb entry for (a starting container's multicast; seen as
+            # "tx_dropped +1" in a lab right after a container's restart): reported, not
+            # failed. Its errors, and UDP's, fail.
+            failing = [m for m in moved if "_dropped " not in m]
+            if failing:
                 out.append(_r(check, host, "no counter moved", ", ".join(moved), False))
+            elif moved:
+                said = f"{', '.join(moved)} (drops: reported, not a failure)"
+                out.append(_r(check, host, "no counter moved", said, True))
             else:
                 seen = f"{len([n for n in new if n in old])} counters unchanged"
                 out.append(_r(check, host, "no counter moved", seen, True))
@@ -273,9 +289,13 @@ def _dockerd(lab: Lab, host: str, before: Reading, runner: Runner) -> Result:
     known = len(lines) - len(unexpected)
     tail = f" ({known} expected from the validator's probes)" if known else ""
     if unexpected:
+        # Reported, not failed: Docker 20.10 logs error-level lines in ordinary operation
+        # (seen in CI on 2026-12-02 during day-two steps: "Failed to receive from netlink:
+        # interrupted system call"), so a line alone does not say the lab is broken.
         first = _message(unexpected[0])
         more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-        return _r(DOCKERD, host, expected, f"+{len(unexpected)}: {first}{more}{tail}", False)
+        said = f"+{len(unexpected)}: {first}{more}{tail} (reported, not a failure)"
+        return _r(DOCKERD, host, expected, said, True)
     return _r(DOCKERD, host, expected, f"no level=error line{tail}", True)
 
 

@@ -186,7 +186,13 @@ class Lab:
     def overlay_sandboxes(self, host: str, net_id: str) -> list[str]:
         """The overlay network's sandbox namespaces on ``host`` (Docker 20.10's layout)."""
         where = self.sandbox_dir(host)
-        return sorted(glob.glob(os.path.join(where, f"*-{net_id[:10]}"))) if where else []
+        if not where:
+            return []
+        # Only a file that is still a namespace's mount point: Docker unmounts a network's
+        # sandbox when its last container there leaves, and the file can stay behind.
+        mounted = _mount_points()
+        found = glob.glob(os.path.join(where, f"*-{net_id[:10]}"))
+        return sorted(f for f in found if os.path.realpath(f) in mounted or f in mounted)
 
     def addresses(self, info: ContainerInfo) -> dict[str, str]:
         """A container's IPv4 addresses by interface, as its kernel has them (read in its
@@ -349,3 +355,13 @@ def parse_ip_addr(text: str) -> dict[str, str]:
         if len(parts) >= 4 and parts[2] == "inet":
             out.setdefault(parts[1].rstrip(":").split("@")[0], parts[3].split("/")[0])
     return out
+
+
+def _mount_points() -> set[str]:
+    """Every mount point of this process's mount namespace (``/proc/self/mountinfo``'s
+    fifth field); a local lab's daemons share it."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return {ln.split()[4].replace("\\040", " ") for ln in f if len(ln.split()) > 4}
+    except OSError:
+        return set()

@@ -127,7 +127,7 @@ def test_udp_receive_errors_in_the_host_namespace_fail_and_udplite_is_not_read(
     ] in (fake.calls)
 
 
-def test_dockerd_error_lines_since_the_start_fail_and_the_probes_own_are_expected(
+def test_dockerd_error_lines_since_the_start_are_reported_and_the_probes_own_are_expected(
     local_lab: Lab,
 ) -> None:
     fake = FakeHosts(local_lab)
@@ -150,8 +150,12 @@ def test_dockerd_error_lines_since_the_start_fail_and_the_probes_own_are_expecte
     got = _by(counters.compare(local_lab, before, counters.read(local_lab, fake), fake))
     one, two = got[(counters.DOCKERD, "docker-node1")], got[(counters.DOCKERD, "docker-node2")]
     assert one.ok and one.actual == "no level=error line (2 expected from the validator's probes)"
-    assert not two.ok
-    assert two.actual == "+2: peerDbAdd transient failure:  boom (and 1 more)"
+    # reported, not failed: Docker logs error lines in ordinary operation too
+    assert two.ok
+    assert (
+        two.actual
+        == "+2: peerDbAdd transient failure:  boom (and 1 more) (reported, not a failure)"
+    )
 
 
 def test_without_root_the_counters_are_reported_unread_and_a_gone_namespace_fails(
@@ -201,9 +205,10 @@ def test_an_ssh_stack_reads_the_counters_and_the_journal_over_ssh() -> None:
     block = block.replace('"dropped": 0}}', '"dropped": 4}}')
     journal["docker-node2"] = 'level=error msg="joining serf neighbor 192.168.219.10 failed"\n'
     got = _by(counters.compare(lab, before, counters.read(lab, runner), runner))
-    assert got[(counters.VXLAN, "docker-node1")].actual == f"{SANDBOX}/vxlan0 tx_dropped +4"
+    vx = got[(counters.VXLAN, "docker-node1")]
+    assert vx.ok and vx.actual == f"{SANDBOX}/vxlan0 tx_dropped +4 (drops: reported, not a failure)"
     assert got[(counters.DOCKERD, "docker-node2")].actual == (
-        "+1: joining serf neighbor 192.168.219.10 failed"
+        "+1: joining serf neighbor 192.168.219.10 failed (reported, not a failure)"
     )
     assert got[(counters.DOCKERD, "docker-node1")].ok
 

@@ -421,3 +421,12 @@ def test_each_networks_gate_waits_for_that_networks_names_only(record_graph: Any
     assert arg("test-docker-node2-backend-names", "--container") == ["back2"]
     assert arg("test-docker-node2-backend-names", "--name") == ["back1", "both1"]
     assert arg("test-docker-node1-backend-names", "--name") == ["back2"]
+
+
+def test_a_network_past_the_first_is_created_after_the_one_before(record_graph: Any) -> None:
+    """One create at a time through the daemon: two at once in cluster-store mode were refused
+    once in a lab ("Pool overlaps with other one on this address space")."""
+    g = record_graph(isolation())
+    first = g.named("overlay-network")
+    assert first.urn in g.named("overlay-backend-network").deps
+    assert not [d for d in first.deps if d.endswith("-network") and "overlay" in d]

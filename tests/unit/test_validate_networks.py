@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import overlaylab.validate.probes as probes
+import overlaylab.validate.records as records
 from overlaylab.config import parse
 from overlaylab.spec import validation_spec
 from overlaylab.stackconfig import raw_from_file
@@ -417,6 +418,12 @@ def test_a_host_has_a_sandbox_exactly_for_the_networks_of_its_containers(
     monkeypatch.setattr(Lab, "sandbox_dir", lambda self, host: str(dirs[host]))
     for d in dirs.values():
         d.mkdir()
+    stale: set[str] = set()  # files that are no namespace any more (Docker unmounted them)
+    monkeypatch.setattr(
+        records,
+        "_mount_points",
+        lambda: {str(f) for d in dirs.values() for f in d.iterdir()} - stale,
+    )
     (dirs["docker-node1"] / f"1-{NET_IDS['demo'][:10]}").touch()
     (dirs["docker-node1"] / f"1-{NET_IDS['backend'][:10]}").touch()
     (dirs["docker-node2"] / f"1-{NET_IDS['demo'][:10]}").touch()
@@ -444,6 +451,14 @@ def test_a_host_has_a_sandbox_exactly_for_the_networks_of_its_containers(
         "diagnosis: docker-node2 has an overlay sandbox for backend, expected no overlay sandbox "
         "for backend"
     )
+    # a file left behind by an unmounted sandbox is no sandbox
+    stale.add(str(dirs["docker-node2"] / f"1-{NET_IDS['backend'][:10]}"))
+    assert [r.subject for r in failed(check_placement(lab))] == ["docker-node1 on demo"]
+    stale.clear()
+    # run by `up`, a sandbox where the stack has no container is a container leaving: reported
+    lab.in_up = True
+    (leaving,) = [r for r in check_placement(lab) if r.subject == "docker-node2 on backend"]
+    assert leaving.ok and "leaving the stack" in leaving.actual, leaving
 
 
 # --- the records and their parsing ---------------------------------------------------------
