@@ -50,6 +50,17 @@ def load_spec(args: argparse.Namespace) -> dict[str, Any]:
     return validation_spec(from_file(args.stack or "local"))
 
 
+def checked_spec(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The spec the arguments name, checked; None, said in one line, when it cannot be."""
+    try:
+        spec = load_spec(args)
+        check_spec(spec)
+    except (LabError, OSError, ValueError, KeyError) as e:
+        print(f"error: cannot load the validation spec: {e}", file=sys.stderr)
+        return None
+    return spec
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m overlaylab.validate",
@@ -119,11 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.list:
         return list_tests(args, selected)
-    try:
-        spec = load_spec(args)
-        check_spec(spec)
-    except (LabError, OSError, ValueError, KeyError) as e:
-        print(f"error: cannot load the validation spec: {e}", file=sys.stderr)
+    spec = checked_spec(args)
+    if spec is None:
         return 2
     stack = None if (args.spec_json or args.spec or args.outputs) else (args.stack or "local")
     if args.plan:
@@ -171,11 +179,8 @@ def list_tests(args: argparse.Namespace, selected: frozenset[str] | None) -> int
     whether each test runs on it."""
     spec = None
     if args.stack or args.outputs or args.spec or args.spec_json:
-        try:
-            spec = load_spec(args)
-            check_spec(spec)
-        except (LabError, OSError, ValueError, KeyError) as e:
-            print(f"error: cannot load the validation spec: {e}", file=sys.stderr)
+        spec = checked_spec(args)
+        if spec is None:
             return 2
     for line, test in zip(catalogue.listing(spec), catalogue.CATALOGUE, strict=True):
         if selected is None or test.name in selected:

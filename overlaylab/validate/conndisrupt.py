@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     takes it)."""
     import argparse
 
-    from overlaylab.validate.cli import check_spec, load_spec
+    from overlaylab.validate.cli import checked_spec
 
     p = argparse.ArgumentParser(
         prog="python -m overlaylab.validate.conndisrupt",
@@ -198,11 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--containers", help="comma-separated: only these (the ones that stay)")
     args = p.parse_args(argv)
     args.spec_json = None
-    try:
-        spec = load_spec(args)
-        check_spec(spec)
-    except (LabError, OSError, ValueError, KeyError) as e:
-        print(f"error: cannot load the validation spec: {e}", file=sys.stderr)
+    spec = checked_spec(args)
+    if spec is None:
         return 2
     names = set(args.containers.split(",")) if args.containers else None
     pairs = pairs_across(spec["containers"], names)
