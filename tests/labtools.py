@@ -75,14 +75,68 @@ def failed_first(report: str, tail: int = 2000) -> str:
     return "\n".join([*worst, "...", report[-tail:]])
 
 
+def untouched(cfg: LabConfig, containers: dict[str, str]) -> dict[str, Any]:
+    """What a day-two step must not change on what stays: each of ``containers`` (name ->
+    host) by its id and its address on the first network, and each of their hosts' etcd and
+    dockerd pids. Facts read from the daemons and the pid files, not the planner's verdict."""
+    from overlaylab.hosts.dockerd import docker_api
+
+    got: dict[str, Any] = {}
+    for name, host in containers.items():
+        h = cfg.host(host)
+        c = docker_api(cfg.docker_socket(h)).inspect_container(name)
+        nets = c["NetworkSettings"]["Networks"]
+        got[name] = (c["Id"], nets[cfg.network_name]["IPAddress"])
+        base = Path(cfg.host_dir(h))
+        got[f"{host} pids"] = tuple(
+            (base / f).read_text().strip() for f in ("etcd.pid", "docker.pid")
+        )
+    return got
+
+
 def parsed(raw: dict[str, Any]) -> LabConfig:
     return parse(raw, "test config")
 
 
+def evidence_digest(root: Path, keep: int = 25) -> str:
+    """What a failed validation's dump (``--dump``) holds that a CI log can show: each daemon's
+    and keeper's warning and error lines (the last ``keep``), and the endpoint keys by name and
+    locator. A flake leaves its mechanism here, not only its symptom."""
+    out = [f"evidence (the validator's dump, {root}):"]
+    keys = root / "etcd-docker-keys.json"
+    try:
+        eps: list[str] = []
+        stack = [json.loads(keys.read_text()).get("node") or {}]
+        while stack:
+            n = stack.pop()
+            stack.extend(n.get("nodes", []))
+            if "/endpoint/" in n.get("key", "") and n.get("value"):
+                v = json.loads(n["value"])
+                eps.append(f"{v.get('name')}@{v.get('locator')} {n['key'].rsplit('/', 1)[-1][:12]}")
+        out.append("  endpoint keys: " + (", ".join(sorted(eps)) or "none"))
+    except (OSError, ValueError, AttributeError) as e:
+        out.append(f"  endpoint keys: not read ({e})")
+    for log in sorted(root.glob("*/*.log")):
+        text = log.read_text(errors="replace").splitlines()
+        worst = [ln for ln in text if "level=error" in ln or "level=warning" in ln or "mend" in ln]
+        if worst:
+            out.append(f"  {log.parent.name}/{log.name}, {len(worst)} warning/error lines:")
+            out.extend(f"    {ln[:300]}" for ln in worst[-keep:])
+    return "\n".join(out)
+
+
 def assert_valid(spec: dict[str, Any], timeout: float = 60) -> None:
-    """The strict validator, as a person runs it after `up`: every check passes."""
-    res = validate_cli(spec, timeout)
-    assert res.returncode == 0, failed_first(res.stdout) + res.stderr[-2000:]
+    """The strict validator, as a person runs it after `up`: every check passes. When one
+    fails, the assertion carries a digest of the validator's dump (then removed)."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="overlaylab-dump-"))
+    try:
+        res = validate_cli(spec, timeout, "--dump", str(root / "dump"))
+        digest = evidence_digest(root / "dump") if res.returncode != 0 else ""
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    assert res.returncode == 0, failed_first(res.stdout) + res.stderr[-2000:] + "\n" + digest
 
 
 class LabRun(Protocol):
