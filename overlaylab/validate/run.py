@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from overlaylab.errors import LabError
-from overlaylab.validate import catalogue, counters
+from overlaylab.validate import catalogue, counters, gone
 from overlaylab.validate.checks import (
     check_endpoints,
     check_etcd,
@@ -63,7 +63,8 @@ CONVERGING = CONTROL + DATA
 #: Every group a test can need (:mod:`.catalogue`): the converging ones, the name rule's probe,
 #: and the two run only after a cross-host probe failed.
 GROUPS = (
-    *(name for name, _ in CONVERGING), "name-rule", "sandbox", "underlay-ssh", "silent",
+    *(name for name, _ in CONVERGING), "names-gone", "name-rule", "sandbox", "underlay-ssh",
+    "silent",
 )  # fmt: skip
 
 
@@ -83,6 +84,39 @@ def _converge(lab: Lab, name: str, fn: Check, deadline: float, interval: float) 
             return group
         time.sleep(interval)
         lab.refresh()
+
+
+class _NamesGone:
+    """The names that left since the last `up` (:mod:`.gone`), read once etcd answers."""
+
+    def __init__(self) -> None:
+        self.gone: gone.Gone | None = None
+
+    def read(self, lab: Lab) -> gone.Gone:
+        if self.gone is None:
+            self.gone = gone.to_check(gone.read_former(lab), gone.current(lab), lab.in_up)
+        return self.gone
+
+    def check(self, lab: Lab) -> list[Result]:
+        return gone.check_names_gone(lab, self.read(lab))
+
+    def keep(self, lab: Lab, results: list[Result] | None) -> list[Result]:
+        """`up`'s validation keeps the stack's containers for the next one, with the names
+        that left and were not proven gone (still there, failed, or not checked: ``results``
+        None). Nothing is
+        written when what the last up kept could not be read; a write etcd refuses is a
+        failed record (the next run could not see what this one removed)."""
+        try:
+            pairs = self.read(lab).pairs
+        except LabError:
+            return []  # etcd failed the run's other checks already; the old record stays
+        done = gone.proven(pairs, results) if results is not None else []
+        still = [p for p in pairs if p not in done]
+        try:
+            gone.keep(lab, gone.current(lab), still)
+        except LabError as e:
+            return [_r(gone.CHECK, f"etcd {gone.KEY}", "kept", f"not kept: {e}", False)]
+        return []
 
 
 def read_for_page(lab: Lab) -> None:
@@ -128,6 +162,11 @@ def validate(
         lab.connect_all()
         # the counters that must not move (silent faults), read before every group
         silent = counters.read(lab) if wanted("silent") else None
+        # the names that left since the last up: read by the group (retried with it), and
+        # kept for the next validation by `up`'s
+        names = _NamesGone()
+        if wanted("names-gone"):
+            converging.append(("names-gone", names.check))
         # The groups only read, so they run side by side, each retried on its own; the report
         # keeps their fixed order. The name rule's probe (a container create and a refused
         # start on another host, the slowest single step) runs beside them: it needs only the
@@ -149,6 +188,8 @@ def validate(
                     lambda lab: counters.compare(lab, silent, counters.read(lab, marks=False)),
                 )
             )
+        if in_up:
+            results.extend(names.keep(lab, results if wanted("names-gone") else None))
         if facts is not None:
             read_for_page(lab)  # the VNIs and the etcd leader, once, for the page alone
         pairs = failed_pairs_across(results)

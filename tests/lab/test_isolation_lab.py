@@ -23,6 +23,7 @@ from overlaylab.etcd import EtcdClient
 from overlaylab.hosts.dockerd import docker_api
 from overlaylab.netrule import RouteGuard
 from overlaylab.stackconfig import raw_from_file
+from overlaylab.validate import gone
 from tests.labtools import Running, failed_first, kept_up, parsed, validate_cli
 
 pytestmark = pytest.mark.lab
@@ -149,8 +150,16 @@ def test_a_container_leaving_touches_only_itself_and_its_host_loses_that_sandbox
             c == "test-back2 delete" or "-backend-names" in c or c.startswith("validate-")
             for c in changed
         ), changed
+        # the validation after up asks every container left on backend for back2: gone
+        expected = {
+            "back2 (left the stack) from back1 (docker-node1) on backend",
+            "back2 (left the stack) from both1 (docker-node1) on backend",
+        }
         rc, lines = report(lab)
         assert rc == 0, failed_first("\n".join(lines))
+        after_up = lines_of(lines, "overlay.name-gone")
+        assert {ln.split(None, 2)[2].split(": ")[0] for ln in after_up} == expected, after_up
+        assert all(ln.startswith("ok") and ": does not resolve" in ln for ln in after_up)
         (p,) = [
             ln for ln in lines_of(lines, "overlay.placement") if "docker-node2 on backend" in ln
         ]
@@ -159,6 +168,36 @@ def test_a_container_leaving_touches_only_itself_and_its_host_loses_that_sandbox
         assert after == {k: v for k, v in before.items() if k != "/back2"}, (before, after)
     finally:
         lab.up(copy.deepcopy(RAW))
+    rc, lines = report(lab)
+    assert rc == 0, failed_first("\n".join(lines))
+
+
+def test_a_name_that_left_but_still_resolves_fails_naming_it(lab: Running) -> None:
+    """What `up` kept says ghost left demo; a container named ghost, started on demo by hand
+    (as a stale record would answer), resolves: the validator fails naming it and who asks."""
+    etcd = EtcdClient(CFG.client_url(CFG.hosts[0]), RouteGuard(CFG.local_bridge))
+    kept = etcd.v2_get(gone.KEY, recursive=False)
+    assert kept is not None and kept.value, "up keeps the stack's containers for the next run"
+    former = json.loads(kept.value)
+    assert set(former["containers"]) == {c["name"] for c in RAW["containers"]}, former
+    node2 = api("docker-node2")
+    ghost = node2.create_container(
+        RAW["image"]["name"], ["sleep", "600"], name="ghost",
+        host_config=node2.create_host_config(network_mode="demo"),
+    )  # fmt: skip
+    try:
+        node2.start(ghost)
+        etcd.v2_put(
+            gone.KEY, json.dumps({"containers": {**former["containers"], "ghost": ["demo"]}})
+        )
+        rc, lines = report(lab, timeout=10)
+        bad = [ln for ln in lines_of(lines, "overlay.name-gone") if ln.startswith("FAIL")]
+        assert rc == 1 and bad, "\n".join(lines)
+        assert {ln.split(" from ")[1].split()[0] for ln in bad} == {"test1", "test2", "both1"}
+        assert all("ghost (left the stack)" in ln and "resolves to 10.0.0." in ln for ln in bad)
+    finally:
+        node2.remove_container(ghost, force=True)
+        etcd.v2_put(gone.KEY, kept.value)
     rc, lines = report(lab)
     assert rc == 0, failed_first("\n".join(lines))
 

@@ -131,6 +131,8 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(run, "check_name_rule", name_rule)
     monkeypatch.setattr(run, "check_sandboxes", lambda lab, pairs: sandbox(lab))
     monkeypatch.setattr(run, "check_underlay_over_ssh", lambda lab, pairs: [])
+    _, gone = fake_group("names-gone", "overlay.name-gone")
+    monkeypatch.setattr(run._NamesGone, "check", lambda self, lab: gone(lab))
     _, silent = fake_group("silent", "silent.udp-errors")
     monkeypatch.setattr(run.counters, "read", lambda lab, marks=True: {})
     monkeypatch.setattr(run.counters, "compare", lambda lab, a, b: silent(lab))
@@ -139,12 +141,15 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_without_a_selection_every_group_runs_and_every_record_is_kept(fakes: list[str]) -> None:
     results = run.validate(local_spec(), timeout=0)
-    assert sorted(fakes) == ["connectivity", "etcd", "name-rule", "sandbox", "silent", "underlay"]
+    assert sorted(fakes) == [
+        "connectivity", "etcd", "name-rule", "names-gone", "sandbox", "silent", "underlay",
+    ]  # fmt: skip
     assert [r.check for r in results] == [
         "etcd.member-healthy",
         "underlay.ping",
         "underlay.vxlan",
         "overlay.ping",
+        "overlay.name-gone",
         "overlay.name-unique",
         "silent.udp-errors",
         "overlay.sandbox-fdb",

@@ -249,6 +249,8 @@ def test_the_first_reading_precedes_every_group_and_the_second_follows_them(
 
     monkeypatch.setattr(run, "CONVERGING", [("a", group("a")), ("b", group("b"))])
     monkeypatch.setattr(run, "check_name_rule", group("name-rule"))
+    names_gone = group("names-gone")
+    monkeypatch.setattr(run._NamesGone, "check", lambda self, lab: names_gone(lab))
     monkeypatch.setattr(counters, "read", read)
     monkeypatch.setattr(counters, "compare", compare)
     monkeypatch.setattr(Lab, "connect_all", lambda self: None)
@@ -256,5 +258,5 @@ def test_the_first_reading_precedes_every_group_and_the_second_follows_them(
     results = run.validate(spec, timeout=0)
     assert order[0] == "read marks=True"
     assert order[-2:] == ["read marks=False", "compare"]
-    assert sorted(order[1:-2]) == ["a", "b", "name-rule"]
-    assert [r.check for r in results] == ["a", "b", "name-rule", counters.VXLAN]
+    assert sorted(order[1:-2]) == ["a", "b", "name-rule", "names-gone"]
+    assert [r.check for r in results] == ["a", "b", "names-gone", "name-rule", counters.VXLAN]

@@ -84,7 +84,7 @@ class Wire:
     def dns(self, netns: str, name: str, timeout: float = 1.0) -> tuple[list[str], str]:
         nets = {i.net for i in self.netns[netns].values()}
         for i in self.netns.get(f"/ns/{name}", {}).values():
-            if i.net in nets:
+            if i.net and i.net in nets:
                 return [i.ip], ""
         return [], "NXDOMAIN"
 
