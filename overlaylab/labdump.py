@@ -62,7 +62,14 @@ class HostView:
     member_since: dict[str, str]  # serf node name -> time of its first join event
     log_lines: list[str]
     sandboxes: list[Sandbox]
-    containers: list[dict[str, str]] = field(default_factory=list)
+    containers: list[dict[str, Any]] = field(default_factory=list)
+    #: the stack's networks as this daemon lists them: name -> id
+    network_ids: dict[str, str] = field(default_factory=dict)
+
+    def sandbox_of(self, net: str) -> Sandbox | None:
+        """The overlay sandbox of network ``net`` (named after its id's first 10 chars)."""
+        nid = self.network_ids.get(net, "")
+        return next((s for s in self.sandboxes if nid and s.path.endswith(f"-{nid[:10]}")), None)
 
 
 def _run(argv: list[str]) -> str:
@@ -122,33 +129,45 @@ def serf_view(lines: list[str], hostname: str) -> tuple[str | None, dict[str, st
     return start, last, since
 
 
-def containers(cfg: LabConfig, host: Host) -> list[dict[str, str]]:
+def containers(cfg: LabConfig, host: Host) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The host's containers, each with its address on every network of the stack it is on
+    (``networks``: name -> ip, mac, endpoint), and the stack's networks' ids on this daemon."""
     from overlaylab.hosts.dockerd import docker_api
 
-    out = []
+    out: list[dict[str, Any]] = []
+    ids: dict[str, str] = {}
+    wanted = [n.name for n in cfg.networks]
     try:
         api = docker_api(cfg.docker_socket(host), timeout=10)
+        ids = {n["Name"]: n["Id"] for n in api.networks(names=wanted) if n["Name"] in wanted}
         for c in api.containers(all=True):
             info = api.inspect_container(c["Id"])
-            net = (info["NetworkSettings"]["Networks"] or {}).get(cfg.network_name) or {}
+            nets = info["NetworkSettings"]["Networks"] or {}
             out.append(
                 {
                     "name": info["Name"].lstrip("/"),
                     "status": info["State"]["Status"],
                     "started": info["State"]["StartedAt"],
-                    "ip": net.get("IPAddress", ""),
-                    "mac": net.get("MacAddress", ""),
-                    "endpoint": net.get("EndpointID", ""),
+                    "networks": {
+                        n: {
+                            "ip": nets[n].get("IPAddress", ""),
+                            "mac": nets[n].get("MacAddress", ""),
+                            "endpoint": nets[n].get("EndpointID", ""),
+                        }
+                        for n in wanted
+                        if n in nets
+                    },
                 }
             )
     except Exception as e:  # a dead daemon is a finding, not a reason to stop the capture
-        out.append({"name": "?", "status": f"daemon unreachable: {e}"})
-    return out
+        out.append({"name": "?", "status": f"daemon unreachable: {e}", "networks": {}})
+    return out, ids
 
 
 def host_view(cfg: LabConfig, host: Host) -> HostView:
     debug, lines = log_view(cfg, host)
     start, members, since = serf_view(lines, host.name)
+    found, ids = containers(cfg, host)
     return HostView(
         host=host,
         debug=debug,
@@ -157,7 +176,8 @@ def host_view(cfg: LabConfig, host: Host) -> HostView:
         member_since=since,
         log_lines=lines,
         sandboxes=sandboxes(cfg, host),
-        containers=containers(cfg, host),
+        containers=found,
+        network_ids=ids,
     )
 
 
@@ -206,30 +226,40 @@ def findings(cfg: LabConfig, views: list[HostView]) -> list[str]:
         missing = [n for n in names if n not in alive]
         if missing:
             out.append(f"serf on {v.host.name} has not seen {', '.join(missing)} join")
-    for v in views:
-        sbox = v.sandboxes[0] if v.sandboxes else None
-        for other in views:
-            if other is v:
-                continue
-            for c in other.containers:
-                if not c.get("ip"):
-                    continue
-                if sbox is None:
-                    out.append(f"{v.host.name} has no overlay sandbox (no local container?)")
-                    break
-                fdb = [ln for ln in sbox.fdb if ln.startswith(c.get("mac", "-"))]
-                neigh = [ln for ln in sbox.neigh if ln.split(" ", 1)[0] == c["ip"]]
-                vtep_ok = any(f"dst {other.host.address}" in ln for ln in fdb)
-                if not vtep_ok or not neigh:
-                    what = []
-                    if not vtep_ok:
-                        what.append(f"no fdb entry {c.get('mac')} -> {other.host.address}")
-                    if not neigh:
-                        what.append(f"no neighbour entry for {c['ip']}")
+    nets = [n.name for n in cfg.networks]
+    for net in nets:
+        on = f" on {net}" if len(nets) > 1 else ""
+        for v in views:
+            sbox = v.sandbox_of(net)
+            local = [c["name"] for c in v.containers if c["networks"].get(net, {}).get("ip")]
+            if sbox is None:
+                # Docker makes a network's sandbox only where one of its containers runs
+                if local:
                     out.append(
-                        f"{v.host.name}'s overlay sandbox does not know {c['name']} "
-                        f"on {other.host.name}: {'; '.join(what)}"
+                        f"{v.host.name} has no overlay sandbox for {net} although "
+                        f"{', '.join(local)} is on it"
                     )
+                continue
+            for other in views:
+                if other is v:
+                    continue
+                for c in other.containers:
+                    addr = c["networks"].get(net) or {}
+                    if not addr.get("ip"):
+                        continue
+                    fdb = [ln for ln in sbox.fdb if ln.startswith(addr.get("mac") or "-")]
+                    neigh = [ln for ln in sbox.neigh if ln.split(" ", 1)[0] == addr["ip"]]
+                    vtep_ok = any(f"dst {other.host.address}" in ln for ln in fdb)
+                    if not vtep_ok or not neigh:
+                        what = []
+                        if not vtep_ok:
+                            what.append(f"no fdb entry {addr.get('mac')} -> {other.host.address}")
+                        if not neigh:
+                            what.append(f"no neighbour entry for {addr['ip']}")
+                        out.append(
+                            f"{v.host.name}'s overlay sandbox{on} does not know {c['name']} "
+                            f"on {other.host.name}: {'; '.join(what)}"
+                        )
     return out
 
 
@@ -244,14 +274,19 @@ def dump(cfg: LabConfig) -> str:
         for node, ev in sorted(v.members.items()):
             w.append(f"  serf member {node}: {ev} (first join {v.member_since.get(node)})")
         for c in v.containers:
+            where = "; ".join(
+                f"{n} ip {a.get('ip')} mac {a.get('mac')}" for n, a in c["networks"].items()
+            )
             w.append(
                 f"  container {c.get('name')}: {c.get('status')} started {c.get('started')} "
-                f"ip {c.get('ip')} mac {c.get('mac')}"
+                f"{where or 'on no network of the stack'}"
             )
         if not v.sandboxes:
             w.append("  no overlay sandbox")
+        names = {nid[:10]: n for n, nid in v.network_ids.items()}
         for s in v.sandboxes:
-            w.append(f"  sandbox {s.path} vxlan {s.vxlan}")
+            net = names.get(s.path.rsplit("-", 1)[-1], "a network not the stack's")
+            w.append(f"  sandbox {s.path} ({net}) vxlan {s.vxlan}")
             w.extend(f"    fdb   {ln}" for ln in s.fdb)
             w.extend(f"    neigh {ln}" for ln in s.neigh)
         w.append("  log:")
