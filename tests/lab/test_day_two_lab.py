@@ -27,7 +27,7 @@ import pytest
 from overlaylab import spec as out
 from overlaylab.etcd import EtcdClient
 from overlaylab.netrule import RouteGuard
-from tests.labtools import Running, kept_up, lab_config, leftovers, parsed
+from tests.labtools import Running, kept_up, lab_config, leftovers, parsed, untouched
 
 pytestmark = pytest.mark.lab
 
@@ -65,11 +65,29 @@ def node_keys(lab: Lab) -> list[str]:
     return sorted(n.key.rsplit("/", 1)[-1] for n in (node.nodes if node else ()))
 
 
+def daemon_pids(lab: Lab) -> dict[str, tuple[str, ...]]:
+    """Each host's etcd and dockerd pids, from their pid files."""
+    cfg = parsed(lab.cfg)
+    return {
+        h.name: tuple(
+            (Path(cfg.host_dir(h)) / f).read_text().strip() for f in ("etcd.pid", "docker.pid")
+        )
+        for h in cfg.hosts
+    }
+
+
 def test_adding_a_host_joins_it_at_runtime_and_touches_no_existing_member(lab: Lab) -> None:
     cfg = copy.deepcopy(lab.cfg)
     cfg["hosts"].append({"name": "docker-node3", "address": f"{SEGMENT}.12"})
     cfg["containers"].append({"name": "test3", "host": "docker-node3"})
+    before = untouched(parsed(lab.cfg), {"test1": "docker-node1", "test2": "docker-node2"})
+    net_before = lab.outputs[out.OUT_NETWORK_ID]
     steps = lab.up(cfg)
+    # untouched, by the facts: the members' and daemons' pids, the containers' ids and
+    # addresses, the network's id; the plan agrees
+    after = untouched(parsed(cfg), {"test1": "docker-node1", "test2": "docker-node2"})
+    assert after == before, (before, after)
+    assert lab.outputs[out.OUT_NETWORK_ID] == net_before
     for name in ("etcd-docker-node1", "etcd-docker-node2", "docker-docker-node1-dockerd",
                  "overlay-network", "test-test1", "test-test2"):  # fmt: skip
         assert steps[name].kind == "same", f"{name}: {steps[name]}"
@@ -84,7 +102,11 @@ def test_moving_a_container_replaces_only_it(lab: Lab) -> None:
     cfg["containers"] = [{"name": "test1", "host": "docker-node1"},
                          {"name": "test2", "host": "docker-node3"},
                          {"name": "test3", "host": "docker-node2"}]  # fmt: skip
+    before = untouched(parsed(lab.cfg), {"test1": "docker-node1"})
+    pids = daemon_pids(lab)
     steps = lab.up(cfg)
+    assert untouched(parsed(cfg), {"test1": "docker-node1"}) == before
+    assert daemon_pids(lab) == pids, "a move restarts no member and no daemon"
     # the checks re-run: the validator and each host's names gate (triggers: container ids)
     checks = {"validate-run", *(f"test-docker-node{i}-names" for i in (1, 2, 3))}
     moved = {n for n, s in steps.items() if s.kind == "replace"} - checks
@@ -97,7 +119,9 @@ def test_moving_a_container_replaces_only_it(lab: Lab) -> None:
 def test_changing_the_subnet_replaces_the_network_and_its_containers(lab: Lab) -> None:
     cfg = copy.deepcopy(lab.cfg)
     cfg["network"] = {**cfg["network"], "subnet": "10.9.0.0/24", "gateway": "10.9.0.1"}
+    pids = daemon_pids(lab)
     steps = lab.up(cfg)
+    assert daemon_pids(lab) == pids, "a new subnet restarts no member and no daemon"
     assert steps["overlay-network"].kind == "replace"
     assert {"test-test2", "test-test3"} <= {n for n, s in steps.items() if s.kind == "replace"}
     key = lab.etcd().v2_get(f"/docker/network/v1.0/network/{lab.outputs[out.OUT_NETWORK_ID]}")
@@ -111,7 +135,10 @@ def test_removing_the_first_host_removes_its_member_and_keeps_the_overlay(lab: L
     cfg = copy.deepcopy(lab.cfg)
     cfg["hosts"] = cfg["hosts"][1:]
     cfg["containers"] = [c for c in cfg["containers"] if c["host"] != "docker-node1"]
+    staying = {"test2": "docker-node3", "test3": "docker-node2"}
+    before = untouched(parsed(lab.cfg), staying)
     steps = lab.up(cfg)
+    assert untouched(parsed(cfg), staying) == before, "the staying hosts' pids and containers"
     assert steps["etcd-docker-node1"].kind == "delete"
     assert steps["overlay-network"].kind == "same"
     assert steps["overlay-docker"].kind == "update"

@@ -30,7 +30,15 @@ from overlaylab.netrule import RouteGuard
 from overlaylab.validate import conndisrupt
 from overlaylab.validate.records import Lab as ValidatorLab
 from standin.plan import Step, summary
-from tests.labtools import Running, failed_first, kept_up, lab_config, parsed, validate_cli
+from tests.labtools import (
+    Running,
+    failed_first,
+    kept_up,
+    lab_config,
+    parsed,
+    untouched,
+    validate_cli,
+)  # fmt: skip
 
 pytestmark = pytest.mark.lab
 
@@ -62,20 +70,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 def facts(lab: Lab) -> dict[str, Any]:
-    """What must not change on the hosts that stay: container ids and overlay addresses, and
-    the pids of their etcd and dockerd."""
-    cfg = lab.parsed
-    got: dict[str, Any] = {}
-    for name in STAYING:
-        h = cfg.host(name)
-        c = docker_api(cfg.docker_socket(h)).inspect_container(f"test{name[-1]}")
-        nets = c["NetworkSettings"]["Networks"]
-        got[f"test{name[-1]}"] = (c["Id"], nets[cfg.network_name]["IPAddress"])
-        base = Path(cfg.host_dir(h))
-        got[f"{name} pids"] = tuple(
-            (base / f).read_text().strip() for f in ("etcd.pid", "docker.pid")
-        )
-    return got
+    """What must not change on the hosts that stay (``labtools.untouched``)."""
+    return untouched(lab.parsed, {f"test{name[-1]}": name for name in STAYING})
 
 
 class Pinger:

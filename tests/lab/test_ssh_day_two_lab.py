@@ -45,6 +45,21 @@ class Stack(vmhosts.Fleet):
         print(f"\nup with {names}: {summary(list(steps.values()))}")
         return steps
 
+    def untouched(self, containers: dict[str, str]) -> dict[str, str]:
+        """What a day-two step must not change on what stays, read on the hosts: each
+        container's id and addresses, each of their hosts' etcd and dockerd main pids."""
+        got = {}
+        for name, host in containers.items():
+            got[name] = self.ssh(
+                host,
+                "docker inspect -f '{{.Id}} {{range .NetworkSettings.Networks}}"
+                "{{.IPAddress}} {{end}}' " + name,
+            ).strip()
+            got[f"{host} pids"] = " ".join(
+                self.ssh(host, "systemctl show -p MainPID --value etcd docker").split()
+            )
+        return got
+
     def members(self, via: str) -> list[str]:
         address = next(h.address for h in self.hosts if h.name == via)
         client = EtcdClient(f"http://{address}:2379", self.guard)
@@ -69,7 +84,11 @@ def test_add_a_host_then_remove_the_first_then_destroy_restoring_each(stack: Sta
     stack.up(list(NODES[:2]))
     stack.running.validate()
 
+    first_two = {"test1": NODES[0], "test2": NODES[1]}
+    before_add = stack.untouched(first_two)
+    assert all(v and "0" not in v.split() for v in before_add.values()), before_add
     steps = stack.up(list(NODES))
+    assert stack.untouched(first_two) == before_add, "adding a host changed a staying one"
     staying = [f"etcd-{n}" for n in NODES[:2]] + [f"docker-{n}-dockerd" for n in NODES[:2]]
     staying += ["overlay-network", "test-test1", "test-test2"]
     for name in staying:
@@ -82,10 +101,13 @@ def test_add_a_host_then_remove_the_first_then_destroy_restoring_each(stack: Sta
     # linked before the old one's delete removes only itself; no host state changes.
     probe = PACKAGE / "_upgrade_probe.py"
     probe.write_text('"""Written by test_ssh_day_two_lab for one up; removed after it."""\n')
+    every = {**first_two, "test3": NODES[2]}
+    before_code = stack.untouched(every)
     try:
         steps = stack.up(list(NODES))
     finally:
         probe.unlink()
+    assert stack.untouched(every) == before_code, "a code change restarted or replaced something"
     for n in NODES:
         assert steps[f"lab-{n}-copy"].kind == steps[f"lab-{n}-lib"].kind == "replace", n
         assert steps[f"etcd-{n}"].kind == steps[f"docker-{n}-dockerd"].kind == "same", n
@@ -96,7 +118,10 @@ def test_add_a_host_then_remove_the_first_then_destroy_restoring_each(stack: Sta
         stack.ssh(n, f"PYTHONPATH={LIB} python3 -c 'import overlaylab._upgrade_probe'")
     stack.running.validate()
 
+    last_two = {"test2": NODES[1], "test3": NODES[2]}
+    before_remove = stack.untouched(last_two)
     steps = stack.up(list(NODES[1:]))
+    assert stack.untouched(last_two) == before_remove, "removing a host changed a staying one"
     assert steps["etcd-docker-node1"].kind == "delete"
     assert steps["overlay-network"].kind == "same"
     for name in ("etcd-docker-node2", "etcd-docker-node3", "test-test2", "test-test3"):
