@@ -6,10 +6,12 @@ stacks/Pulumi.ha.yaml as written: three namespace hosts, etcd with client and pe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import ssl
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +21,8 @@ import pytest
 
 from overlaylab import spec as out
 from overlaylab.config import LabConfig
+from overlaylab.errors import LabError
+from overlaylab.etcd import EtcdClient
 from overlaylab.hosts.pki import client_tls
 from overlaylab.netrule import RouteGuard
 from overlaylab.stackconfig import raw_from_file
@@ -93,7 +97,20 @@ def test_losing_one_member_fails_only_that_member(ha: LabFixture) -> None:
     lost = cfg.hosts[2]
     pid = int((Path(cfg.host_dir(lost)) / "etcd.pid").read_text())
     os.kill(pid, signal.SIGKILL)
-    results = validate((run.outputs or {})[out.OUT_VALIDATION_SPEC], timeout=3)
+    # The lost member may have been the leader: wait on the fact (a leader among the two
+    # left), then give the checks a convergence time that a loaded machine does not exhaust
+    # (the lost member's check uses all of it: it never passes).
+    left = [h for h in cfg.hosts if h is not lost]
+    client = EtcdClient(cfg.client_url(left[0]), RouteGuard(cfg.local_bridge),
+                        tls=client_tls(cfg.pki_dir))  # fmt: skip
+    deadline = time.monotonic() + 60
+    leader = None
+    while leader not in {h.name for h in left}:
+        assert time.monotonic() < deadline, f"no leader among {[h.name for h in left]} in 60 s"
+        time.sleep(0.2)
+        with contextlib.suppress(LabError):
+            leader = client.leader_name()
+    results = validate((run.outputs or {})[out.OUT_VALIDATION_SPEC], timeout=15)
     failed = [(r.check, r.subject) for r in results if not r.ok]
     assert failed == [("etcd.member-healthy", lost.name)], failed
     assert any(r.check == "overlay.ping" and r.ok for r in results)
