@@ -29,14 +29,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from overlaylab import sandboxkey
 from overlaylab.config import Host, LabConfig, parse
 from overlaylab.errors import LabError
 from overlaylab.etcd import EtcdClient, V2Node
 from overlaylab.netrule import RouteGuard
 
-# libnetwork names an overlay network's sandbox "<epoch>-<first 10 chars of the network id>"
-# under the daemon's exec-root (osl.GenerateKey).
-_SANDBOX = re.compile(r"^\d+-[0-9a-f]{10}$")
 _MEMBER = re.compile(r"serf: (EventMember\w+): (\S+) (\S+)")
 _TIME = re.compile(r'time="([^"]+)"')
 _LOG_KEEP = re.compile(
@@ -69,7 +67,8 @@ class HostView:
     def sandbox_of(self, net: str) -> Sandbox | None:
         """The overlay sandbox of network ``net`` (named after its id's first 10 chars)."""
         nid = self.network_ids.get(net, "")
-        return next((s for s in self.sandboxes if nid and s.path.endswith(f"-{nid[:10]}")), None)
+        mine = sandboxkey.of_network_in([s.path for s in self.sandboxes], nid) if nid else []
+        return next((s for s in self.sandboxes if mine and s.path == mine[-1]), None)
 
 
 def _run(argv: list[str]) -> str:
@@ -85,7 +84,7 @@ def sandboxes_in(base: Path) -> list[Sandbox]:
     """The overlay sandboxes under an exec-root's ``netns`` directory, with their tables."""
     found = []
     for f in sorted(base.glob("*")) if base.is_dir() else []:
-        if not _SANDBOX.match(f.name):
+        if sandboxkey.parse(f.name) is None:
             continue
         ns = ["nsenter", f"--net={f}", "--"]
         links = _run([*ns, "ip", "-o", "link", "show", "type", "vxlan"])
@@ -283,9 +282,11 @@ def dump(cfg: LabConfig) -> str:
             )
         if not v.sandboxes:
             w.append("  no overlay sandbox")
-        names = {nid[:10]: n for n, nid in v.network_ids.items()}
         for s in v.sandboxes:
-            net = names.get(s.path.rsplit("-", 1)[-1], "a network not the stack's")
+            net = next(
+                (n for n, nid in v.network_ids.items() if sandboxkey.of_network_in([s.path], nid)),
+                "a network not the stack's",
+            )
             w.append(f"  sandbox {s.path} ({net}) vxlan {s.vxlan}")
             w.extend(f"    fdb   {ln}" for ln in s.fdb)
             w.extend(f"    neigh {ln}" for ln in s.neigh)

@@ -6,8 +6,9 @@ and the delta (the daemon's error lines are reported beside them):
 
 - ``silent.vxlan-errors``: rx/tx errors (failed) and drops (reported: a new sandbox's device
   drops frames in ordinary operation) of every VXLAN interface in the host's
-  overlay sandboxes (Docker 20.10 keeps them at ``<exec-root>/netns/<epoch>-<network id[:10]>``;
-  a local lab's exec-root is ``x`` beside the daemon's socket, an ssh host's the default
+  overlay sandboxes (Docker 20.10 keeps them at ``<exec-root>/netns/<epoch>-<network id>``
+  cut to 12 characters, :mod:`overlaylab.sandboxkey`; a local lab's exec-root is ``x`` beside the
+  daemon's socket, an ssh host's the default
   ``/var/run/docker``), read with ``ip -s -j link show type vxlan`` inside each sandbox;
 - ``silent.udp-errors``: ``Udp: InErrors`` and ``RcvbufErrors`` of ``/proc/net/snmp`` in the
   host's namespace (the VXLAN and serf sockets live there, not in the sandbox);
@@ -35,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from overlaylab import sandboxkey
 from overlaylab.errors import LabError
 from overlaylab.validate.records import Lab, Result, _r
 
@@ -43,8 +45,6 @@ UDP = "silent.udp-errors"
 DOCKERD = "silent.dockerd-errors"
 CHECKS = (VXLAN, UDP, DOCKERD)
 
-#: libnetwork's overlay sandbox names (osl.GenerateKey): "<epoch>-<network id[:10]>".
-SANDBOX_NAME = re.compile(r"^\d+-[0-9a-f]{10}$")
 #: The ssh hosts' exec-root (the daemon runs with Docker's default there).
 SSH_SANDBOX_DIR = "/var/run/docker/netns"
 VXLAN_STATS = (("rx", "errors"), ("rx", "dropped"), ("tx", "errors"), ("tx", "dropped"))
@@ -147,7 +147,7 @@ def vxlan_counters(lab: Lab, host: str, runner: Runner = run) -> dict[str, int]:
         out: dict[str, int] = {}
         for block in text.split("== ")[1:]:
             name, _, body = block.partition("\n")
-            if SANDBOX_NAME.match(name.strip()):
+            if sandboxkey.parse(name.strip()) is not None:
                 out.update(parse_vxlan(body.strip(), name.strip()))
         return out
     where = lab.sandbox_dir(host)
@@ -155,7 +155,7 @@ def vxlan_counters(lab: Lab, host: str, runner: Runner = run) -> dict[str, int]:
         raise Unreadable("the sandboxes of a local lab are read as root only")
     found: dict[str, int] = {}
     names = sorted(os.listdir(where))  # no directory: the daemon never ran (an OSError)
-    for name in (n for n in names if SANDBOX_NAME.match(n)):
+    for name in (n for n in names if sandboxkey.parse(n) is not None):
         argv = ["nsenter", f"--net={os.path.join(where, name)}", "ip", "-s", "-j", "link"]
         try:
             found.update(parse_vxlan(runner([*argv, "show", "type", "vxlan"]), name))

@@ -16,8 +16,9 @@ Every lab address is checked with the route guard (the route from this machine g
 the lab's bridge) before any probe is sent to it.
 
 When a cross-host ping fails, :func:`check_sandboxes` looks into the source host's overlay
-sandbox, the namespace Docker 20.10 keeps at ``<exec-root>/netns/<epoch>-<network id[:10]>``
-(beside the containers' ``SandboxKey``), for the VXLAN fdb entry (remote MAC -> remote VTEP) and
+sandbox, the namespace Docker 20.10 keeps at ``<exec-root>/netns/<epoch>-<network id>`` cut
+to 12 characters (:mod:`overlaylab.sandboxkey`; beside the containers' ``SandboxKey``), for the
+VXLAN fdb entry (remote MAC -> remote VTEP) and
 the neighbour entry (remote IP -> MAC) of the unreachable container.
 
 On an ssh stack nothing runs in the hosts' namespaces from here; when a cross-host ping fails
@@ -28,7 +29,6 @@ the validator pings the other host's address over SSH from the source host
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import subprocess
@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import overlaylab.validate.probes as probes
+from overlaylab import sandboxkey
 from overlaylab.defaults import UNDERLAY_MTU, VXLAN_OVERHEAD
 from overlaylab.errors import LabError
 from overlaylab.validate.overlay import overlay_mtu
@@ -134,8 +135,8 @@ def overlay_sandbox(lab: Lab, info: ContainerInfo, net_id: str) -> str | None:
     """The overlay network's sandbox namespace on ``info``'s host (Docker 20.10's layout)."""
     if not info.netns:
         return None
-    found = sorted(glob.glob(os.path.join(os.path.dirname(info.netns), f"*-{net_id[:10]}")))
-    return found[-1] if found else None
+    found = sandboxkey.in_dir(os.path.dirname(info.netns), net_id)
+    return found[-1] if found else None  # the newest epoch
 
 
 def _view_of(lab: Lab, net: str) -> Lab:

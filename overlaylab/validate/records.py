@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import glob
 import ipaddress
 import os
 import threading
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import overlaylab.validate.probes as probes
+from overlaylab import sandboxkey
 from overlaylab.config import Host
 from overlaylab.errors import LabError
 from overlaylab.etcd import EtcdClient
@@ -191,8 +191,8 @@ class Lab:
         # Only a file that is still a namespace's mount point: Docker unmounts a network's
         # sandbox when its last container there leaves, and the file can stay behind.
         mounted = _mount_points()
-        found = glob.glob(os.path.join(where, f"*-{net_id[:10]}"))
-        return sorted(f for f in found if os.path.realpath(f) in mounted or f in mounted)
+        found = sandboxkey.in_dir(where, net_id)
+        return [f for f in found if os.path.realpath(f) in mounted or f in mounted]
 
     def addresses(self, info: ContainerInfo) -> dict[str, str]:
         """A container's IPv4 addresses by interface, as its kernel has them (read in its
