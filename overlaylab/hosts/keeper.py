@@ -154,8 +154,10 @@ class Keeper:
         ).start()
 
     def sweep(self) -> None:
-        """Every running container on an overlay network: at (re)connection, a join may have
-        been missed."""
+        """Every container on an overlay network, running or not: at (re)connection, a join
+        may have been missed, and one whose connect event came before the subscription may
+        not be running yet (a `docker restart` shows it exited until it runs); each is given
+        the start wait, as after a connect event."""
         nets = run(
             [*self.docker, "network", "ls", "--filter", "driver=overlay", "--format",
              "{{.ID}} {{.Name}}"],
@@ -164,7 +166,7 @@ class Keeper:
         overlays = dict(line.split(" ", 1) for line in nets.stdout.splitlines() if " " in line)
         if not overlays:
             return
-        ps = run([*self.docker, "ps", "-q", "--no-trunc"], check=False)
+        ps = run([*self.docker, "ps", "-a", "-q", "--no-trunc"], check=False)
         for cid in ps.stdout.split():
             res = run(
                 [*self.docker, "inspect", "-f",

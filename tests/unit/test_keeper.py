@@ -24,7 +24,14 @@ args = sys.argv[1:]
 with open(os.path.join(state, "calls"), "a") as f:
     f.write(" ".join(args) + "\n")
 changed = os.path.exists(os.path.join(state, "changed"))
-if args[0] == "inspect":
+if args[:2] == ["network", "ls"]:
+    print("e" * 12 + " demo")
+elif args[0] == "ps":
+    # one container running, one a `docker restart` has not brought back yet (exited)
+    print("c-running" + (" c-restarting" if "-a" in args else ""))
+elif args[0] == "inspect" and "NetworkID" in " ".join(args):
+    print("e" * 64 + " ")
+elif args[0] == "inspect":
     name = args[-1]
     # A container still starting: its network connect event comes before Running is true.
     starting = os.path.join(state, "starting")
@@ -163,3 +170,17 @@ def test_a_container_still_starting_at_its_connect_event_is_looked_after_once_it
     assert len(_calls(tmp_path, "run")) == 1
     out = capsys.readouterr().out + capsys.readouterr().err
     assert "keeper: test2 resolves every name on demo" in out, out
+
+
+def test_the_sweep_looks_after_containers_not_yet_running_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a (re)subscription the sweep covers a container whose connect event came before it
+    and that is not running yet (a restart by hand while the keeper resubscribed after a
+    dockerd restart): a running-only sweep left it on no list. Each is then given the start
+    wait, as after a connect event."""
+    k = _keeper(tmp_path, monkeypatch, lost=[])
+    seen: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(k, "_spawn", lambda *a: seen.append(a))
+    k.sweep()
+    assert seen == [("c-running", NET, "demo"), ("c-restarting", NET, "demo")]
