@@ -49,6 +49,7 @@ from typing import Any
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
+from bench import stoppable  # noqa: E402
 from bench.critpath import Cpu, CpuMeter, critical_path, edges, path_lines  # noqa: E402
 from overlaylab.config import LabConfig, parse  # noqa: E402
 from overlaylab.config.sample import lab_config  # noqa: E402
@@ -823,6 +824,7 @@ def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main() -> int:
     args = arguments()
+    stoppable()
     if args.dataplane_mtu and shutil.which("iperf3") is None:
         raise SystemExit(
             "iperf3 is missing (the data-plane comparison needs it): apt-get install iperf3"

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import standin
+from bench import stoppable
 from overlaylab import spec as out
 from overlaylab.config import parse
 from overlaylab.config.sample import lab_config
@@ -37,6 +38,10 @@ SEGMENT = "192.168.222"  # no test uses it: a soak may run beside them
 
 
 def _busy() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # terminate() ends it, no traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the soak's own ^C is the soak's
     while True:
         pass
 
@@ -133,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", type=Path, default=Path("/tmp/soak-failure.txt"))
     args = p.parse_args(argv)
     standin.become_subreaper()
+    stoppable()
     cfg = lab_config(args.hosts, lab_id="soak", segment=SEGMENT)
     if leftovers(parse(cfg, "soak config")):
         print(f"the soak lab is up: {leftovers(parse(cfg, 'soak config'))[:3]}", file=sys.stderr)
