@@ -168,15 +168,21 @@ def check_endpoints(lab: Lab) -> list[Result]:
         eps = by_name.get(c["name"], [])
         info = infos[c["name"]]
         subject = f"{c['name']}@{c['host']}{lab.suffix}"
+        running = f"running on {lab.network['name']}" if lab.suffix else "running on the overlay"
         if not info.on_overlay:
             out.append(
                 _r(
                     "docker.container-running",
                     subject,
-                    f"running on {lab.network['name']}" if lab.suffix else "running on the overlay",
+                    running,
                     "not running or not attached" + (f" ({info.error})" if info.error else ""),
                     False,
                 )
+            )
+        else:
+            # said when it holds too: a healthy lab's test is passed, not "ran no checks"
+            out.append(
+                _r("docker.container-running", subject, running, f"{running}, {info.ip}", True)
             )
         if len(eps) != 1:
             out.append(

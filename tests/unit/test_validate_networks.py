@@ -560,3 +560,35 @@ def test_every_per_network_group_sees_each_network_and_its_containers_only(
     assert groups["endpoints"].__name__ == "check_endpoints"
     assert groups["endpoints"] is not check_endpoints
     assert groups["etcd"] is check_etcd
+
+
+def test_a_running_attached_container_is_a_passed_record_not_a_test_that_ran_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import overlaylab.validate.checks as checks
+    from overlaylab.validate import catalogue
+
+    spec = seed_spec()
+    wire = _wire(spec)
+    lab = _lab(spec, wire, monkeypatch)
+    infos = lab.container_infos()
+    eps = {
+        i.name: [{"name": i.name, "locator": h["address"],
+                  "ep_iface": {"addr": f"{i.ip}/24", "mac": i.mac}}]
+        for i in infos.values() for h in lab.hosts if h["name"] == i.host
+    }  # fmt: skip
+    monkeypatch.setattr(checks, "endpoint_keys", lambda lab, net_id: eps)
+    results = checks.check_endpoints(lab)
+    running = [r for r in results if r.check == "docker.container-running"]
+    assert [(r.subject, r.ok) for r in running] == [
+        ("test1@docker-node1", True), ("test2@docker-node2", True),
+    ], [r.line() for r in running]  # fmt: skip
+    assert running[0].actual == "running on the overlay, 10.0.0.2"
+    tests = {o.test: o for o in catalogue.outcomes(spec, results, None, None)}
+    assert tests["containers-running"].status == "passed"
+    # stopped: the same record fails
+    wire.host_of["test2"] = "elsewhere"
+    lab.refresh()
+    bad = [r for r in checks.check_endpoints(lab) if r.check == "docker.container-running"]
+    assert [(r.subject, r.ok) for r in bad] == [("test1@docker-node1", True),
+                                                ("test2@docker-node2", False)]  # fmt: skip
