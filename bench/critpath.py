@@ -171,6 +171,74 @@ def tree_ticks(pid: int, proc: Path = PROC) -> int:
     return total
 
 
+#: (text in the command line, what the process is), first match wins; else its comm
+LABELS = (
+    ("overlaylab.hostops names-keep", "names keepers"),
+    ("overlaylab.hostops", "hostops verbs"),
+    ("overlaylab.validate", "validator"),
+    ("containerd-shim", "containerd-shims"),
+)
+
+
+def label(cmdline: str, comm: str) -> str:
+    """What a process is, for the CPU by kind: its role in the lab or its command's name."""
+    for text, name in LABELS:
+        if text in cmdline:
+            return name
+    return comm
+
+
+def tree_table(pid: int, proc: Path = PROC) -> dict[int, tuple[str, int, int]]:
+    """``pid`` and every live descendant: (kind, own ticks, reaped children's ticks)."""
+    table: dict[int, tuple[int, int, int, str]] = {}
+    for p in proc.iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            text = (p / "stat").read_text()
+            ppid, own, reaped = _stat(text)
+            comm = text[text.find("(") + 1 : text.rfind(")")]
+            try:
+                cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                cmd = ""
+            table[int(p.name)] = (ppid, own, reaped, label(cmd, comm))
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    kids: dict[int, list[int]] = {}
+    for q, row in table.items():
+        kids.setdefault(row[0], []).append(q)
+    out: dict[int, tuple[str, int, int]] = {}
+    todo = [pid]
+    while todo:
+        q = todo.pop()
+        if q in out or q not in table:
+            continue
+        _, own, reaped, kind = table[q]
+        out[q] = ("this process (engine and program)" if q == pid else kind, own, reaped)
+        todo.extend(kids.get(q, []))
+    return out
+
+
+def by_kind(
+    before: dict[int, tuple[str, int, int]], after: dict[int, tuple[str, int, int]], hz: int
+) -> dict[str, float]:
+    """Seconds of CPU over the interval by kind of process: each live process's own, and the
+    children it reaped meanwhile under "reaped by <kind>" (short-lived commands: a shell, a
+    verb, the docker CLI, a probe). A process that ended unreaped by the tree is not seen."""
+    out: dict[str, float] = {}
+    for q, (kind, own, reaped) in after.items():
+        was = before.get(q)
+        d_own = own - (was[1] if was else 0)
+        d_reaped = reaped - (was[2] if was else 0)
+        if d_own > 0:
+            out[kind] = out.get(kind, 0.0) + d_own / hz
+        if d_reaped > 0:
+            key = f"reaped by {kind}"
+            out[key] = out.get(key, 0.0) + d_reaped / hz
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def machine_ticks(proc: Path = PROC) -> tuple[int, int]:
     """(busy, total) ticks of all cores since boot, from ``/proc/stat``'s ``cpu`` line
     (idle and iowait are not busy)."""
@@ -191,6 +259,7 @@ class Cpu:
     wall: float
     cores: int
     machine_busy: float | None  # the whole machine's busy share of its cores, 0..1
+    by: tuple[tuple[str, float], ...] = ()  # seconds by kind of process, most first
 
     @property
     def floor(self) -> float:
@@ -199,9 +268,11 @@ class Cpu:
 
     def line(self) -> str:
         other = "" if self.machine_busy is None else f"; the machine {self.machine_busy:.0%} busy"
+        kinds = ", ".join(f"{k} {v:.1f}s" for k, v in self.by[:8])
         return (
             f"wall {self.wall:.2f}s; CPU {self.seconds:.2f}s of the lab's processes on"
             f" {self.cores} cores: floor {self.floor:.2f}s{other}"
+            + (f"; by kind: {kinds}" if kinds else "")
         )
 
 
@@ -216,6 +287,7 @@ class CpuMeter:
         self._t0 = 0.0
         self._ticks0 = 0
         self._machine0: tuple[int, int] | None = None
+        self._table0: dict[int, tuple[str, int, int]] = {}
 
     def _machine(self) -> tuple[int, int] | None:
         try:
@@ -226,13 +298,15 @@ class CpuMeter:
     def start(self) -> None:
         self._t0 = time.monotonic()
         self._ticks0 = tree_ticks(self.pid, self.proc)
+        self._table0 = tree_table(self.pid, self.proc)
         self._machine0 = self._machine()
 
     def stop(self) -> Cpu:
         ticks = tree_ticks(self.pid, self.proc) - self._ticks0
+        kinds = by_kind(self._table0, tree_table(self.pid, self.proc), self.hz)
         wall = time.monotonic() - self._t0
         m1, m0 = self._machine(), self._machine0
         busy = None
         if m0 is not None and m1 is not None and m1[1] > m0[1]:
             busy = (m1[0] - m0[0]) / (m1[1] - m0[1])
-        return Cpu(max(0, ticks) / self.hz, wall, self.cores, busy)
+        return Cpu(max(0, ticks) / self.hz, wall, self.cores, busy, tuple(kinds.items()))

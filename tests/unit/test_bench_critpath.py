@@ -414,3 +414,35 @@ def test_a_bad_command_line_is_one_line_and_exit_2(capsys: pytest.CaptureFixture
         .splitlines()[-1]
         .endswith("error: --streams and --iperf-runs must be at least 1")
     )
+
+
+def test_the_cpu_is_split_by_kind_of_process(tmp_path: Path) -> None:
+    hz = os.sysconf("SC_CLK_TCK")
+
+    def proc(pid: int, comm: str, ppid: int, own: int, reaped: int, cmd: str) -> None:
+        _proc(tmp_path, pid, comm, ppid, own, 0, reaped, 0)
+        (tmp_path / str(pid) / "cmdline").write_bytes(cmd.replace(" ", "\0").encode())
+
+    proc(100, "python", 1, 0, 0, "python -m bench.bench_lab")
+    proc(101, "dockerd", 100, hz, 0, "dockerd --data-root x")
+    (tmp_path / "stat").write_text("cpu  0 0 0 0 0 0 0 0\n")
+    meter = CpuMeter(proc=tmp_path, pid=100, cores=2)
+    meter.start()
+    proc(100, "python", 1, hz, 3 * hz, "python -m bench.bench_lab")  # 1 s own, 3 s reaped
+    proc(101, "dockerd", 100, 3 * hz, 0, "dockerd --data-root x")  # 2 s more
+    proc(102, "python3", 100, 2 * hz, 0, "python3 -m overlaylab.hostops names-keep --x")
+    proc(103, "python3", 100, hz, 0, "python3 -m overlaylab.hostops docker-up")
+    proc(104, "containerd-shim", 101, hz, 0, "/usr/bin/containerd-shim-runc-v2 -id 1")
+    (tmp_path / "stat").write_text(f"cpu  {9 * hz} 0 0 {hz} 0 0 0 0\n")
+    cpu = meter.stop()
+    assert dict(cpu.by) == {
+        "reaped by this process (engine and program)": 3.0,
+        "dockerd": 2.0,
+        "names keepers": 2.0,
+        "this process (engine and program)": 1.0,
+        "hostops verbs": 1.0,
+        "containerd-shims": 1.0,
+    }
+    assert sum(dict(cpu.by).values()) == pytest.approx(cpu.seconds)
+    assert cpu.by[0] == ("reaped by this process (engine and program)", 3.0)
+    assert "; by kind: reaped by this process (engine and program) 3.0s, dockerd 2.0s" in cpu.line()
