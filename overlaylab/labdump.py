@@ -65,10 +65,10 @@ class HostView:
     network_ids: dict[str, str] = field(default_factory=dict)
 
     def sandbox_of(self, net: str) -> Sandbox | None:
-        """The overlay sandbox of network ``net`` (named after its id's first 10 chars)."""
+        """The overlay sandbox of network ``net``: its newest epoch's (``sandboxkey``)."""
         nid = self.network_ids.get(net, "")
         mine = sandboxkey.of_network_in([s.path for s in self.sandboxes], nid) if nid else []
-        return next((s for s in self.sandboxes if mine and s.path == mine[-1]), None)
+        return next((s for s in self.sandboxes if s.path == mine[-1]), None) if mine else None
 
 
 def _run(argv: list[str]) -> str:
@@ -284,7 +284,11 @@ def dump(cfg: LabConfig) -> str:
             w.append("  no overlay sandbox")
         for s in v.sandboxes:
             net = next(
-                (n for n, nid in v.network_ids.items() if sandboxkey.of_network_in([s.path], nid)),
+                (
+                    n
+                    for n, nid in v.network_ids.items()
+                    if sandboxkey.of_network(Path(s.path).name, nid)
+                ),
                 "a network not the stack's",
             )
             w.append(f"  sandbox {s.path} ({net}) vxlan {s.vxlan}")

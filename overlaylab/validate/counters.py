@@ -7,9 +7,9 @@ and the delta (the daemon's error lines are reported beside them):
 - ``silent.vxlan-errors``: rx/tx errors (failed) and drops (reported: a new sandbox's device
   drops frames in ordinary operation) of every VXLAN interface in the host's
   overlay sandboxes (Docker 20.10 keeps them at ``<exec-root>/netns/<epoch>-<network id>``
-  cut to 12 characters, :mod:`overlaylab.sandboxkey`; a local lab's exec-root is ``x`` beside the
-  daemon's socket, an ssh host's the default
-  ``/var/run/docker``), read with ``ip -s -j link show type vxlan`` inside each sandbox;
+  cut to 12 characters, :mod:`overlaylab.sandboxkey`; a local lab's exec-root is ``x``
+  beside the daemon's socket, an ssh host's the default ``/var/run/docker``), read with
+  ``ip -s -j link show type vxlan`` inside each sandbox;
 - ``silent.udp-errors``: ``Udp: InErrors`` and ``RcvbufErrors`` of ``/proc/net/snmp`` in the
   host's namespace (the VXLAN and serf sockets live there, not in the sandbox);
 - ``silent.dockerd-errors`` (reported, never failed: ordinary operation logs such lines too):

@@ -18,8 +18,8 @@ the lab's bridge) before any probe is sent to it.
 When a cross-host ping fails, :func:`check_sandboxes` looks into the source host's overlay
 sandbox, the namespace Docker 20.10 keeps at ``<exec-root>/netns/<epoch>-<network id>`` cut
 to 12 characters (:mod:`overlaylab.sandboxkey`; beside the containers' ``SandboxKey``), for the
-VXLAN fdb entry (remote MAC -> remote VTEP) and
-the neighbour entry (remote IP -> MAC) of the unreachable container.
+VXLAN fdb entry (remote MAC -> remote VTEP) and the neighbour entry (remote IP -> MAC) of the
+unreachable container.
 
 On an ssh stack nothing runs in the hosts' namespaces from here; when a cross-host ping fails
 the validator pings the other host's address over SSH from the source host

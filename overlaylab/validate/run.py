@@ -103,9 +103,8 @@ class _NamesGone:
     def keep(self, lab: Lab, results: list[Result] | None) -> list[Result]:
         """`up`'s validation keeps the stack's containers for the next one, with the names
         that left and were not proven gone (still there, failed, or not checked: ``results``
-        None). Nothing is
-        written when what the last up kept could not be read; a write etcd refuses is a
-        failed record (the next run could not see what this one removed)."""
+        None). Nothing is written when what the last up kept could not be read; a write etcd
+        refuses is a failed record (the next run could not see what this one removed)."""
         try:
             pairs = self.read(lab).pairs
         except LabError:

@@ -41,13 +41,24 @@ def _stale(wire: Any, name: str, ip: str, net: str) -> None:
     wire.netns[f"/ns/{name}"] = {"eth0": Iface(ip, 1450, net)}
 
 
+def _lab_with_stale(monkeypatch: pytest.MonkeyPatch, **stale: str) -> Lab:
+    """The isolation stack's lab on the fake wire, with a stale record on demo for each
+    name -> address of ``stale``."""
+    spec = isolation_spec()
+    wire = _wire(spec)
+    for name, ip in stale.items():
+        _stale(wire, name, ip, "demo")
+    return _lab(spec, wire, monkeypatch)
+
+
+def strict(pairs: list[tuple[str, str]]) -> gone.Gone:
+    return gone.Gone(pairs, frozenset())
+
+
 def test_a_removed_name_that_still_resolves_fails_naming_who_resolves_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    spec = isolation_spec()
-    wire = _wire(spec)
-    _stale(wire, "ghost", "10.0.0.99", "demo")
-    lab = _lab(spec, wire, monkeypatch)
+    lab = _lab_with_stale(monkeypatch, ghost="10.0.0.99")
     results = gone.check_names_gone(lab, strict([("ghost", "demo"), ("old", "demo")]))
     # asked from every container on demo: test1, test2 and both1
     assert {r.subject for r in results} == {
@@ -86,18 +97,10 @@ def test_a_name_that_left_one_network_is_asked_only_where_it_shares_no_network(
     assert all(r.ok for r in gone.check_names_gone(lab, strict([("both1", "backend")])))
 
 
-def strict(pairs: list[tuple[str, str]]) -> gone.Gone:
-    return gone.Gone(pairs, frozenset())
-
-
 def test_inside_up_a_name_leaving_in_that_up_is_reported_and_kept_for_the_next_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    spec = isolation_spec()
-    wire = _wire(spec)
-    _stale(wire, "ghost", "10.0.0.99", "demo")
-    _stale(wire, "stale", "10.0.0.98", "demo")
-    lab = _lab(spec, wire, monkeypatch)
+    lab = _lab_with_stale(monkeypatch, ghost="10.0.0.99", stale="10.0.0.98")
     now = gone.current(lab)
     # ghost and old were in the stack at the last up; stale left before and still resolved
     former = gone.Former({**now, "ghost": ["demo"], "old": ["demo"]}, {"stale": ["demo"]})
