@@ -43,9 +43,11 @@ from overlaylab.backup import RECORD_ONLY, before_change, lab_exists, reachable_
 from overlaylab.config.model import Network
 from overlaylab.defaults import DOCKER_OVERLAY_MTU, UNDERLAY_MTU
 from overlaylab.errors import ConfigError
+from overlaylab.mends import MENDED
+from overlaylab.mends import advance as advance_mends
 from overlaylab.stackconfig import PROJECT_DIR, from_pulumi, package_hash
 from overlaylab.survey import digest as drift_digest
-from overlaylab.survey import mend_urns, survey
+from overlaylab.survey import survey
 from overlaylab.verbs import Placement
 
 try:
@@ -55,30 +57,29 @@ except ConfigError as e:
     raise pulumi.RunError(f"invalid config: {e}") from None
 for warning in cfg.warnings:
     pulumi.log.warn(warning)
-# The lab as it is (a Command has no Read): what should be there and is not. Nothing is mended
-# here; the validator runs again, so that `up` says what it finds, not what it last found.
+# The lab as it is (a Command has no Read): what should be there and is not. What is broken is
+# mended by this run through each broken resource's mend generation (overlaylab/mends.py), an
+# input the engine plans as a replace or an update; the validator runs again, so that `up`
+# says what it finds, not what it last found.
 drift = survey(cfg)
 for finding in drift.findings:
     pulumi.log.warn(f"drift: {finding}")
-# stale node keys are the one finding `up` mends by itself (below); their lines say so
-if unmended := [f for f in drift.broken if f.kind != "node"]:
+dry_run = pulumi.runtime.is_dry_run()
+mends = advance_mends(cfg, drift, write=not dry_run and not os.environ.get(RECORD_ONLY))
+if mends.raised:
+    pulumi.log.warn(f"drift: {'up mends' if dry_run else 'mending'}: {mends.said()}")
+if unmended := [f for f in drift.broken if f.kind not in MENDED]:
     pulumi.log.warn(
-        f"drift: {len(unmended)} finding(s); this run does not mend them, it validates the "
-        "lab again (validate-run) and `up` fails where the validator does (a dead daemon's "
-        "provider fails first, in preview too): see docs/troubleshooting.md#drift"
-    )
-# Said before anything registers: a dead daemon's provider fails the run at its Configure.
-if mend := mend_urns(drift, cfg, pulumi.get_stack(), pulumi.get_project()):
-    pulumi.log.warn(
-        "drift: to mend the daemons and containers, run up with "
-        + " ".join(f"--replace {u}" for u in mend)
+        f"drift: {len(unmended)} finding(s) this run does not mend (a namespace or the bridge "
+        "gone: see docs/troubleshooting.md#drift); it validates the lab again (validate-run) "
+        "and `up` fails where the validator does"
     )
 # Before this run changes anything, and only in a run that may change something (not a
 # preview): Docker's keys saved beside the stack's state, then the node keys of no host that no
 # daemon owns deleted. Here, in the program, because under both engines it runs before any
 # resource is registered, so before any step (overlaylab/backup.py, nodekeys.py;
 # docs/design.md).
-if not pulumi.runtime.is_dry_run() and not os.environ.get(RECORD_ONLY) and lab_exists(cfg):
+if not dry_run and not os.environ.get(RECORD_ONLY) and lab_exists(cfg):
     said, saved = before_change(cfg)
     (pulumi.log.info if saved else pulumi.log.warn)(said)
     advertises = [cfg.advertise(h) for h in cfg.hosts]
@@ -169,6 +170,7 @@ etcd = EtcdCluster(
         health_host=health_host,
         tls_dir=cfg.host_pki_dir,
         generation=cfg.etcd_generation,
+        mends=mends,
     ),
 )
 
@@ -185,6 +187,7 @@ engine_args = {
         cluster=etcd.cluster,
         ssh_opts=tuple(cfg.ssh_opts()) if cfg.transport == "ssh" else (),
         provider_ready=provider_ready,
+        mends=mends,
     )
     for h in cfg.hosts
 }
@@ -201,6 +204,7 @@ serf = SerfMesh(
         daemons=tuple(e.daemon for e in engines.values()),
         commands=commands,
         cluster=etcd.cluster,
+        mends=mends,
     ),
 )
 
@@ -245,6 +249,7 @@ containers = TestContainers(
         networks={n: o.network for n, o in overlays.items()},
         commands=commands,
         cluster=etcd.cluster,
+        mends=mends,
     ),
 )
 

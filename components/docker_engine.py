@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_docker as docker
 
 from components.host_commands import HostCommands
 from overlaylab import verbs
+from overlaylab.mends import Mends
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class DockerEngineArgs:
     provider_ready: tuple[pulumi.Resource, ...] = ()
     start_after: tuple[tuple[str, str], ...] = ()
     """(host, advertise) of every daemon that starts before this one, in order."""
+    mends: Mends = field(default_factory=Mends)
+    """A dead daemon is replaced, one without its names keeper updated (overlaylab.mends)."""
 
 
 class DockerEngine(pulumi.ComponentResource):
@@ -72,7 +75,8 @@ class DockerEngine(pulumi.ComponentResource):
             # not as a dependency: a dependency would also make a destroy stop the daemons one
             # after another, and stopping them together is safe.
             stdin=json.dumps({"start_after": [list(p) for p in args.start_after]}),
-            triggers=[args.cluster],
+            environment=args.mends.environment(f"{name}-dockerd"),
+            triggers=[args.cluster, *args.mends.triggers(f"{name}-dockerd")],
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[args.store_ready, args.member], ignore_changes=["stdin"]
             ),
@@ -105,6 +109,8 @@ class SerfMeshArgs:
     commands: HostCommands
     cluster: pulumi.Input[str]
     """EtcdCluster.cluster: a rebuilt cluster has new daemons, checked again."""
+    mends: Mends = field(default_factory=Mends)
+    """A dead daemon's check runs again with its new daemon (overlaylab.mends)."""
 
 
 class SerfMesh(pulumi.ComponentResource):
@@ -134,7 +140,7 @@ class SerfMesh(pulumi.ComponentResource):
                     peer=peers,
                 ).argv(cmd.placement(e.hostname)),
                 host=e.hostname,
-                triggers=[args.cluster],
+                triggers=[args.cluster, *args.mends.triggers(f"{name}-{e.hostname}")],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.daemons)),
             )
             for e in args.engines

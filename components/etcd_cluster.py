@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
 from components.host_commands import HostCommands
 from overlaylab import verbs
 from overlaylab.etcd import etcd_url
+from overlaylab.mends import Mends
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class EtcdClusterArgs:
     health_timeout: float = verbs.ETCD_HEALTH_TIMEOUT
     tls_dir: str | None = None  # the lab's CA and client certificate: the gate speaks TLS
     generation: int = 1  # etcd.generation: raised, the cluster is rebuilt
+    mends: Mends = field(default_factory=Mends)
+    """A member found not running is updated: its create restarts it (overlaylab.mends)."""
 
 
 class EtcdCluster(pulumi.ComponentResource):
@@ -122,6 +125,7 @@ class EtcdCluster(pulumi.ComponentResource):
             ).argv(cmd.placement(m.name)),
             verbs.EtcdDown(name=m.name).argv(cmd.placement(m.name)),
             host=m.name,
+            environment=args.mends.environment(f"{name}-{m.name}"),
             stdin=initial,
             triggers=[self.cluster],
             opts=pulumi.ResourceOptions(

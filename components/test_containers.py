@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_docker as docker
 
 from components.host_commands import HostCommands
-from overlaylab import verbs
+from overlaylab import mends, verbs
+from overlaylab.mends import Mends
 
 #: The seed's container command: a shell that lives forever and ignores nothing.
 KEEPALIVE = ["sh", "-c", "while true; do sleep 3600; done"]
@@ -39,6 +40,9 @@ class TestContainersArgs:
     commands: HostCommands
     cluster: pulumi.Input[str]
     """EtcdCluster.cluster: a rebuilt cluster has new daemons, with empty data-roots."""
+    mends: Mends = field(default_factory=Mends)
+    """A dead daemon's image and containers, a container gone, stopped or detached: made
+    anew (overlaylab.mends)."""
 
 
 class TestContainers(pulumi.ComponentResource):
@@ -74,18 +78,22 @@ class TestContainers(pulumi.ComponentResource):
                     verbs.ImageImport(hostname=h.hostname, image=args.image).argv(placement),
                     verbs.ImageRemove(hostname=h.hostname, image=args.image).argv(placement),
                     host=h.hostname,
-                    triggers=[args.cluster],
+                    triggers=[args.cluster, *args.mends.triggers(f"{name}-{h.hostname}-import")],
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[h.provider]),
                 )
                 self.image_imports[h.hostname] = imp
                 deps.append(imp)
+            image = f"{name}-{h.hostname}-image"
             self.images[h.hostname] = docker.RemoteImage(
-                f"{name}-{h.hostname}-image",
+                image,
                 name=args.image,
                 keep_locally=True,
                 # The image is in the daemon's data-root, which a rebuild empties: the image is
                 # looked up again there (its id changes with it), and the containers after it.
-                triggers={"cluster": args.cluster},
+                triggers={
+                    "cluster": args.cluster,
+                    **{k: t for k, t in zip(["mend"], args.mends.triggers(image), strict=False)},
+                },
                 opts=pulumi.ResourceOptions(parent=self, provider=h.provider, depends_on=deps),
             )
         providers = {h.hostname: h.provider for h in args.hosts}
@@ -101,6 +109,11 @@ class TestContainers(pulumi.ComponentResource):
                     for n in c.networks
                 ],
                 must_run=True,
+                labels=[
+                    docker.ContainerLabelArgs(label=mends.LABEL, value=t)
+                    for t in args.mends.triggers(f"{name}-{c.name}")
+                ]
+                or None,
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     provider=providers[c.host],

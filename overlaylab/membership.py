@@ -44,6 +44,11 @@ IDENTITY_KEYS = {
 }
 
 
+#: How long a member whose data is lost waits for another to answer healthy before it refuses:
+#: a few elections (the lab's election timeout is at most 1 s).
+LOST_PATIENCE = 15.0
+
+
 @dataclass(frozen=True)
 class Bootstrap:
     state: str  # "new" or "existing"
@@ -119,16 +124,43 @@ def bootstrap(
     client_port: int,
     client_for: ClientFor,
     timeout: float = 60,
+    lost: bool = False,
 ) -> Bootstrap:
-    """How this member starts: found the cluster, or join the one that runs."""
+    """How this member starts: found the cluster, or join the one that runs.
+
+    ``lost``: this member ran here before and its data is gone. It must never found a cluster
+    (it would split from the members that hold Docker's keys) nor start on an empty data dir
+    under its old member id (the leader's log would be ahead of it: etcd's raft refuses, "was
+    the raft log corrupted, truncated, or lost?"). It is removed from the running cluster and
+    added again, as etcd's runtime-reconfiguration guide says for a member whose data is lost;
+    with no other member healthy (no quorum without it) it refuses, changing nothing."""
     running = find_running(founding, name, client_port, client_for)
+    # a lost member's death may have cost the others their leader: give them an election
+    patience = time.monotonic() + min(timeout, LOST_PATIENCE)
+    while lost and running is None and time.monotonic() < patience:
+        time.sleep(0.5)
+        running = find_running(founding, name, client_port, client_for)
     if running is None:
+        if lost:
+            raise EtcdError(
+                f"etcd member {name} lost its data and no other member answers healthy (the "
+                "cluster has no quorum without it), so it can neither rejoin nor be removed; "
+                "founding a new cluster here would lose Docker's keys: see "
+                "docs/troubleshooting.md#an-etcd-members-data-is-lost"
+            )
         return Bootstrap("new", _join(founding), "founding the cluster")
     deadline = time.monotonic() + timeout
     added = False
+    removed = ""
     while True:
         _, members = running.members()
-        if any(peer_url in m.get("peerURLs", []) for m in members):
+        listed = [m for m in members if peer_url in m.get("peerURLs", [])]
+        if listed and lost and not added and not removed:
+            # its old self, data gone: out first, then in again with an empty data dir
+            removed = str(listed[0].get("ID", ""))
+            running.member_remove(removed)
+            continue
+        if listed:
             break
         try:
             running.member_add([peer_url])
@@ -143,7 +175,7 @@ def bootstrap(
                 ) from None
             time.sleep(1)
     urls = {u for m in members for u in m.get("peerURLs", [])}
-    if not added and urls == {u for _, u in founding}:
+    if not added and not lost and urls == {u for _, u in founding}:
         # A founder starting late: the static bootstrap it belongs to is still the cluster's
         # whole membership, and joining it as a founder is etcd's well-trodden path.
         return Bootstrap(
@@ -151,6 +183,8 @@ def bootstrap(
         )
     current = [(_name(m, name, peer_url), u) for m in members for u in m.get("peerURLs", [])]
     how = "added to the running cluster" if added else "listed in the running cluster"
+    if removed:
+        how = f"its data lost: removed (member {removed}) and {how}"
     via = running.endpoint if added else ""
     return Bootstrap("existing", _join(current), f"{how} at {running.endpoint}", via)
 

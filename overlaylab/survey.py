@@ -161,29 +161,3 @@ def container_state(cfg: LabConfig, c: Container, info: dict[str, Any]) -> str:
     attached = info.get("NetworkSettings", {}).get("Networks") or {}
     missing = [n for n in cfg.networks_of(c) if n not in attached]
     return f"is not attached to {', '.join(missing)}" if missing else ""
-
-
-#: The URNs `up --replace` takes to mend a local lab's daemons and containers, by the types the
-#: components register them under (tests/unit/test_survey.py holds them to the program's graph).
-DAEMON = "overlay-etcd:docker:DockerEngine$command:local:Command::docker-{host}-dockerd"
-SERF = "overlay-etcd:docker:SerfMesh$command:local:Command::serf-{host}"
-IMPORT = "overlay-etcd:containers:TestContainers$command:local:Command::test-{host}-import"
-IMAGE = (
-    "overlay-etcd:containers:TestContainers$docker:index/remoteImage:RemoteImage::test-{host}-image"
-)
-CONTAINER = "overlay-etcd:containers:TestContainers$docker:index/container:Container::test-{name}"
-
-
-def mend_urns(s: Survey, cfg: LabConfig, stack: str, project: str) -> list[str]:
-    """What a replace mends: a dead daemon (its serf check, its image, imported again into the
-    new daemon's empty data root, and its containers with it), a container
-    gone, stopped or detached. An etcd member, a namespace or the bridge is not mended by a
-    replace (a member's replace removes its data)."""
-    tails: list[str] = []
-    for f in s.findings:
-        if f.kind in ("dockerd", "keeper"):  # the daemon's create starts its keeper
-            tails += [t.format(host=f.host) for t in (DAEMON, SERF, IMPORT, IMAGE)]
-            tails += [CONTAINER.format(name=c.name) for c in cfg.containers if c.host == f.host]
-        elif f.kind == "container":
-            tails.append(CONTAINER.format(name=f.container))
-    return [f"urn:pulumi:{stack}::{project}::{t}" for t in dict.fromkeys(tails)]

@@ -112,12 +112,12 @@ RULES: dict[str, TypeRules] = {
 
 #: Optional+Computed inputs of the bridged Docker resources (terraform-provider-docker v4.5.0
 #: resource_docker_network.go:40-54,56-62,99-104; resource_docker_container.go:151-153,
-#: 166-168): unset in the program, the state keeps what it has, and that is no change
-#: (terraform-plugin-sdk v2 helper/schema/schema.go:1534-1537 maps, 1589-1594 sets,
-#: 1746-1751 strings and bools).
+#: 166-168, and 833-840 labels, which the Read never sets, funcs.go:893-897): unset in the
+#: program, the state keeps what it has, and that is no change (terraform-plugin-sdk v2
+#: helper/schema/schema.go:1534-1537 maps, 1589-1594 sets, 1746-1751 strings and bools).
 OPTIONAL_COMPUTED: dict[str, frozenset[str]] = {
     NETWORK: frozenset({"driver", "options", "internal", "ipamConfigs"}),
-    CONTAINER: frozenset({"command", "hostname"}),
+    CONTAINER: frozenset({"command", "hostname", "labels"}),
 }
 
 #: Bridged resources: the bridge diffs the new inputs against the resource's state (its

@@ -225,6 +225,8 @@ def create_container(
         inputs.get("command"),
         name=inputs["name"],
         hostname=inputs.get("hostname"),
+        # resource_docker_container_funcs.go:135-137: the set of {label, value} as a map
+        labels={x["label"]: x["value"] for x in inputs.get("labels") or []} or None,
         network=nets[0]["name"] if nets else None,
         detach=True,
     )
@@ -387,7 +389,9 @@ TYPES: dict[str, ResourceType] = {
     ),
     CONTAINER: ResourceType(
         CONTAINER,
-        frozenset({"name", "image", "command", "hostname", "networksAdvanced", "mustRun"}),
+        frozenset(
+            {"name", "image", "command", "hostname", "networksAdvanced", "mustRun", "labels"}
+        ),
         create_container,
         delete_container,
         lambda name: {"networkData": []},

@@ -122,6 +122,8 @@ class RealEngine(pmocks.Mocks):
         # `up --target`
         self.configure_in_preview = perform
         self.targets: Targets | None = None
+        # providers whose inputs hold an unknown in preview: never configured (see _register)
+        self.unconfigured: set[str] = set()
 
     def call(
         self, args: pmocks.MockCallArgs
@@ -171,8 +173,17 @@ class RealEngine(pmocks.Mocks):
             rec.urn, rec.type, rec.deps, rec.parent, rec.provider
         ):
             return self._untargeted(rec, args)
+        if (
+            kind is not None
+            and kind.configure is not None
+            and self.preview
+            and has_unknown(declared)
+        ):
+            with self.lock:
+                self.unconfigured.add(rec.urn)
+        blind = bool(rec.provider) and rec.provider.rsplit("::", 1)[0] in self.unconfigured
         step = self.planner.step(
-            rec.urn, rec.type, rec.name, rec.custom, rec.inputs, reg.options, rec.provider
+            rec.urn, rec.type, rec.name, rec.custom, rec.inputs, reg.options, rec.provider, blind
         )
         start = time.monotonic()
         step.started = start - self.t0

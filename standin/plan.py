@@ -41,10 +41,19 @@ class Step:
     seconds: float = 0.0
     started: float = 0.0  # seconds after the run started (the timeline)
     replaced_with: tuple[str, ...] = ()  # dependents deleted first with a delete-first replace
+    warning: str = ""  # the engine's warning on this step (a diff it could not make)
 
     @property
     def symbol(self) -> str:
         return SYMBOLS[self.kind]
+
+
+#: The engine's warning for a resource whose provider is not configured in preview
+#: (provider_plugin.go:1307-1308).
+UNAVAILABLE = (
+    "The provider for this resource has inputs that are not known during preview.\n"
+    "This preview may not correctly represent the changes that will be applied during an update."
+)
 
 
 class Planner:
@@ -67,7 +76,15 @@ class Planner:
         inputs: Mapping[str, Any],
         options: Options,
         provider: str,
+        unconfigured: bool = False,
     ) -> Step:
+        """The step for a registration. ``unconfigured``: its provider's inputs held an unknown
+        in this preview, so the provider was never configured; the engine's wrapper then makes
+        no Diff (pulumi/pulumi v3.259.0 sdk/go/common/resource/plugin/provider_plugin.go:
+        1303-1310, DiffUnavailable) and the step generator plans an update with the wrapper's
+        message as a warning (pkg/resource/deploy/step_generator.go:1928-1932); the only
+        replace left is the one `--replace` asks for (step_generator.go:2889-2891, before any
+        Diff)."""
         old = self.old.get(urn)
         if old is None:
             st = Step(urn, typ, name, "create")
@@ -90,6 +107,9 @@ class Planner:
                 force_replace=urn in self.replaces,
             )
             st = Step(urn, typ, name, d.kind, d, dict(old.inputs))
+            if unconfigured and urn not in self.replaces and "provider" not in d.replace_reasons:
+                blind = Diff("update", (), (), options.delete_before_replace, d.inputs)
+                st = Step(urn, typ, name, "update", blind, dict(old.inputs), warning=UNAVAILABLE)
         self.steps[urn] = st
         return st
 
@@ -264,6 +284,8 @@ def render(steps: Sequence[Step], show_diff: bool = False, show_same: bool = Fal
             info = (info + " (delete first)").strip()
         if s.replaced_with:
             info += f" (with {', '.join(s.replaced_with)})"
+        if s.warning:
+            info = (info + " (diff unavailable: its provider is not configured in preview)").strip()
         lines.append(f"{s.symbol:<3}{s.type:<40} {s.name:<28} {s.kind:<8} {info}".rstrip())
         if show_diff and s.diff is not None:
             for k in s.diff.changed:

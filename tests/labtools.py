@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from standin import Record
     from standin.plan import Step
 
+from overlaylab import mends
 from overlaylab.backup import backup_dir
 from overlaylab.config import ConfigError, LabConfig, parse
 from overlaylab.config.sample import LAB_ID, SEGMENT, STATE_DIR, lab_config
@@ -467,9 +468,9 @@ class LabFixture:
 
     def close(self) -> None:
         """The teardown (``__exit__``): undo everything, remove the backups of Docker's keys
-        the lab's `up`s made and the evidence of its failed validations (both outlive a
-        destroy on purpose: overlaylab/backup.py, validate/cli.py), then look for what is
-        left."""
+        the lab's `up`s made, the evidence of its failed validations and its mend generations
+        (all outlive a destroy on purpose: overlaylab/backup.py, validate/cli.py, mends.py),
+        then look for what is left."""
         failed = self._undo.failures()
         for raw, secrets in self._every():
             try:
@@ -478,6 +479,8 @@ class LabFixture:
                     shutil.rmtree(backup_dir(cfg), ignore_errors=True)
                     # and the evidence a failed validation left there (validate/cli.py)
                     shutil.rmtree(f"{cfg.state_dir}/{cfg.lab_id}.dumps", ignore_errors=True)
+                    # and its mend generations (overlaylab/mends.py: they outlive a destroy)
+                    mends.path(cfg).unlink(missing_ok=True)
                     with contextlib.suppress(OSError):
                         Path(cfg.state_dir).rmdir()  # only when empty: the labs' shared root
             except ConfigError:

@@ -96,13 +96,15 @@ def member_up(seat: EtcdSeat, m: Member) -> None:
     seat.prepare()
     start = membership.Bootstrap("new", m.initial_cluster, "restarting on its data")
     if not (seat.data / "member").exists():
-        # Found the cluster, or join the one that runs (a host added to a running stack).
+        # Found the cluster, or join the one that runs (a host added to a running stack). A
+        # marker that says it ran, with no data: its data is gone, and it rejoins.
         start = membership.bootstrap(
             name=m.name,
             peer_url=peer,
             founding=membership.parse_cluster(m.initial_cluster),
             client_port=m.client_port,
             client_for=seat.client_for,
+            lost=_ran(seat.marker),
         )
     seat.marker.parent.mkdir(parents=True, exist_ok=True)
     seat.marker.write_text(json.dumps(identity))
@@ -127,7 +129,17 @@ def member_up(seat: EtcdSeat, m: Member) -> None:
             # run, and the data dir left behind would be refused as another cluster's next time.
             member_down(seat, m.name)
         raise
+    # it listens, so its data dir exists: from now on a member without data lost it
+    seat.marker.write_text(json.dumps({**identity, "ran": True}))
     log(f"etcd {m.name}: {where}, peers {peer}: {start.how}")
+
+
+def _ran(marker: Path) -> bool:
+    """Did this member run here (its marker says so, written once it listened)?"""
+    try:
+        return json.loads(marker.read_text()).get("ran") is True
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def member_down(seat: EtcdSeat, name: str) -> None:

@@ -1,14 +1,13 @@
-"""Drift on a running local lab, as a user meets it through the stand-in's CLI: a dockerd
-killed. The next `preview` and `up` say so first, with the `--replace` flags that mend it,
-then fail where the engine fails them: the dead daemon's Docker provider is configured (and
-pinged) in preview and in up (docs/engine.md §1). Neither reports the last "0 failed". `up`
-with those flags brings the lab back validated, with the other host's daemon and container
-untouched; `destroy` leaves nothing."""
+"""Drift on a running local lab, as a user meets it through the stand-in's CLI, mended by a plain
+`up` (overlaylab/mends.py): a dockerd killed, then an etcd member killed, then a container
+stopped. Each time the next `preview` says what is broken and what `up` will do about it (and
+succeeds: the dead daemon's provider is not configured in preview, its daemon being replaced),
+`up` mends exactly that and validates, what was fine keeps its pids, ids and addresses, and the
+next `preview` finds nothing to do. `destroy` leaves nothing."""
 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -19,12 +18,12 @@ from overlaylab.config import LabConfig
 from overlaylab.config.sample import lab_config
 from overlaylab.hosts.proc import pid_of
 from overlaylab.stackconfig import write_stack_file
-from overlaylab.survey import mend_urns, survey
-from tests.labtools import LabFixture
+from tests.labtools import LabFixture, untouched
 
 PROJECT = Path(__file__).resolve().parents[2]
 STACK = "drift"
 SEGMENT = "192.168.231"
+NOTHING = "0 to create, 0 to update, 0 to replace, 0 to delete"
 
 
 def _cli(
@@ -37,7 +36,7 @@ def _cli(
     )  # fmt: skip
 
 
-def test_a_dead_dockerd_is_seen_by_preview_and_up_fails_with_the_validators_findings(
+def test_a_plain_up_mends_a_dead_dockerd_a_dead_member_and_a_stopped_container_alone(
     tmp_path: Path,
 ) -> None:
     raw: dict[str, Any] = lab_config(2, lab_id=STACK, segment=SEGMENT)
@@ -45,52 +44,121 @@ def test_a_dead_dockerd_is_seen_by_preview_and_up_fails_with_the_validators_find
     state = tmp_path / "state"
     with LabFixture(STACK, raw=raw, settle=0) as lab:
         cfg = lab.cfg
-        lab.destroy_with("destroy", lambda: _destroy(cfg, config_file, state))
+        lab.destroy_with("destroy", lambda: _destroy(config_file, state))
         up = _cli("up", config_file, state)
         assert up.returncode == 0 and " 0 failed" in up.stdout, up.stdout[-2000:] + up.stderr
         node1, node2 = cfg.hosts
-        pid = pid_of(Path(cfg.host_dir(node2)) / "docker.pid", "dockerd")
-        kept = pid_of(Path(cfg.host_dir(node1)) / "docker.pid", "dockerd")
-        assert pid is not None and kept is not None
-        test1 = _container_id(cfg.host_dir(node1), "test1")
-        os.kill(pid, signal.SIGKILL)
+        n1, n2 = node1.name, node2.name
 
-        dead = f"drift: host {node2.name}: its dockerd is not running"
-        mend = r"drift: to mend the daemons and containers, run up with (.*)"
-        for verb in ("preview", "up"):
-            res = _cli(verb, config_file, state)
-            said = res.stdout + res.stderr
-            assert res.returncode == 1 and dead in res.stderr, said[-3000:]
-            assert "failed to connect to any docker daemon" in res.stderr, said[-3000:]
-            assert " 0 failed" not in res.stdout and "Traceback" not in said, said[-3000:]
-        hint = re.search(mend, res.stderr)
-        assert hint is not None, res.stderr[-3000:]
-        flags = hint[1].split()
-        names = [u.rsplit("::", 1)[1] for u in flags if u != "--replace"]
-        n2 = node2.name
-        assert names == [f"docker-{n2}-dockerd", f"serf-{n2}", f"test-{n2}-import",
-                         f"test-{n2}-image", "test-test2"]  # fmt: skip
+        # 1. host 2's dockerd killed: its daemon, serf check, image and container made anew
+        kept = untouched(cfg, {"test1": n1})
+        os.kill(_pid(cfg, node2, "docker"), signal.SIGKILL)
+        _mend(
+            config_file, state,
+            finding=f"drift: host {n2}: its dockerd is not running",
+            plan=f"drift: up mends: docker-{n2}-dockerd (replace), serf-{n2} (replace), "
+                 f"test-{n2}-import (replace), test-{n2}-image (replace), test-test2 (replace)",
+            replaced=[f"docker-{n2}-dockerd", f"serf-{n2}", f"test-{n2}-import",
+                      f"test-{n2}-image", "test-test2"],
+        )  # fmt: skip
+        assert untouched(cfg, {"test1": n1}) == kept
 
-        mended = _cli("up", config_file, state, *flags)
-        assert mended.returncode == 0 and " 0 failed" in mended.stdout, (
-            mended.stdout[-3000:] + mended.stderr[-3000:]
-        )
-        assert pid_of(Path(cfg.host_dir(node1)) / "docker.pid", "dockerd") == kept
-        assert _container_id(cfg.host_dir(node1), "test1") == test1
-        assert "drift:" not in _cli("preview", config_file, state).stderr
+        # 2. host 1's etcd member killed (its data kept): restarted on its data by an update
+        kept = untouched(cfg, {"test2": n2})
+        dockerd1 = _pid(cfg, node1, "docker")
+        test1 = untouched(cfg, {"test1": n1})["test1"]
+        os.kill(_pid(cfg, node1, "etcd"), signal.SIGKILL)
+        _mend(
+            config_file, state,
+            finding=f"drift: host {n1}: its etcd member is not running",
+            plan=f"drift: up mends: etcd-{n1} (update)",
+            updated=[f"etcd-{n1}"],
+        )  # fmt: skip
+        assert untouched(cfg, {"test2": n2}) == kept
+        assert _pid(cfg, node1, "docker") == dockerd1
+        assert untouched(cfg, {"test1": n1})["test1"] == test1
+
+        # 3. test1 stopped: replaced, nothing else
+        kept = untouched(cfg, {"test2": n2})
+        dockerd1 = _pid(cfg, node1, "docker")
+        docker1 = ["docker", "-H", f"unix://{cfg.docker_socket(node1)}"]
+        subprocess.run([*docker1, "stop", "-t", "1", "test1"], check=True, capture_output=True)
+        _mend(
+            config_file, state,
+            finding=f"drift: container test1 on {n1} is not running",
+            plan="drift: up mends: test-test1 (replace)",
+            replaced=["test-test1"],
+        )  # fmt: skip
+        assert untouched(cfg, {"test2": n2}) == kept
+        assert _pid(cfg, node1, "docker") == dockerd1
 
 
-def _destroy(cfg: LabConfig, config_file: Path, state: Path) -> list[str]:
-    """The CLI's destroy; its errors, if it fails even after a mend."""
+def _mend(
+    config_file: Path,
+    state: Path,
+    finding: str,
+    plan: str,
+    replaced: list[str] | None = None,
+    updated: list[str] | None = None,
+) -> None:
+    """The preview says what is broken and what `up` does about it; `up` does that (and only
+    the validator besides) and validates; the next preview has nothing to do."""
+    pre = _cli("preview", config_file, state)
+    said = pre.stdout + pre.stderr
+    assert pre.returncode == 0 and finding in pre.stderr and plan in pre.stderr, said[-3000:]
+    assert " 0 failed" not in pre.stdout and "Traceback" not in said, said[-3000:]
+    for name in replaced or []:
+        assert _planned(pre.stdout, name) == "replace", pre.stdout[-3000:]
+    for name in updated or []:
+        assert _planned(pre.stdout, name) == "update", pre.stdout[-3000:]
+    up = _cli("up", config_file, state)
+    said = up.stdout + up.stderr
+    assert up.returncode == 0 and " 0 failed" in up.stdout, said[-4000:]
+    ran = {_name(line): _kind(line) for line in up.stdout.splitlines() if _kind(line)}
+    expected = {
+        **dict.fromkeys(replaced or [], "replace"),
+        **dict.fromkeys(updated or [], "update"),
+    }
+    others = {n: k for n, k in ran.items() if n not in expected}
+    assert {n: ran.get(n) for n in expected} == expected, up.stdout[-3000:]
+    # besides: the validator, the names gates (their triggers are the containers' ids) and
+    # the provider of a replaced daemon (its host comes from the daemon's id, same value)
+    assert set(others) <= {"validate-run", *(n for n in others if n.endswith("-names"))} | {
+        n for n in others if n.endswith("-docker") and others[n] == "update"
+    }, others
+    after = _cli("preview", config_file, state)
+    assert after.returncode == 0 and "drift:" not in after.stderr, after.stderr[-2000:]
+    assert NOTHING in after.stdout, after.stdout[-2000:]
+
+
+def _planned(stdout: str, name: str) -> str:
+    for line in stdout.splitlines():
+        if _name(line) == name:
+            return _kind(line)
+    return "same"
+
+
+def _name(line: str) -> str:
+    parts = line.split()
+    return parts[2] if len(parts) > 3 else ""
+
+
+def _kind(line: str) -> str:
+    parts = line.split()
+    ok = len(parts) > 3 and parts[0] in ("+", "~", "+-", "-")
+    return parts[3] if ok and parts[3] in ("create", "update", "replace", "delete") else ""
+
+
+def _pid(cfg: LabConfig, host: Any, what: str) -> int:
+    pid = pid_of(Path(cfg.host_dir(host)) / f"{what}.pid", "dockerd" if what == "docker" else what)
+    assert pid is not None, f"no {what} on {host.name}"
+    return pid
+
+
+def _destroy(config_file: Path, state: Path) -> list[str]:
+    """The CLI's destroy; its errors, if it fails even after a mend (a plain `up`)."""
     down = _cli("destroy", config_file, state)
     if down.returncode != 0:  # a dead daemon fails its containers' deletes: mend, destroy
-        urns = mend_urns(survey(cfg), cfg, STACK, "overlay-etcd")
-        _cli("up", config_file, state, *(x for u in urns for x in ("--replace", u)))
+        _cli("up", config_file, state)
         down = _cli("destroy", config_file, state)
     return [] if down.returncode == 0 else [down.stdout[-2000:] + down.stderr[-3000:]]
-
-
-def _container_id(host_dir: str, name: str) -> str:
-    from overlaylab.hosts.dockerd import docker_api
-
-    return str(docker_api(f"{host_dir}/docker.sock", timeout=10).inspect_container(name)["Id"])

@@ -83,8 +83,28 @@ def test_a_first_member_founds_the_cluster_and_records_who_it_is(tmp_path: Path)
         "http://127.0.0.1:2379",
     )
     assert json.loads(seat.marker.read_text()) == {
-        "name": "n1", "token": "t", "client": "http://10.1.0.1:2379",
+        "name": "n1", "token": "t", "client": "http://10.1.0.1:2379", "ran": True,
     }  # fmt: skip
+
+
+def test_a_member_that_ran_and_lost_its_data_never_founds_a_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its marker says it ran (written once it listened), its data dir is gone, and no other
+    member answers: founding would split it from the members that hold Docker's keys. It
+    refuses before it starts. A marker from a start that never listened (an interrupted
+    first `up`) says nothing of the kind: that member founds, as before."""
+    from overlaylab import membership
+
+    monkeypatch.setattr(membership, "LOST_PATIENCE", 0.3)
+    seat = Seat(tmp_path)
+    seat.marker.write_text(json.dumps({"name": "n1", "token": "t", "ran": True}))
+    with pytest.raises(EtcdError, match="n1 lost its data and no other member answers"):
+        member.member_up(seat, M)
+    assert seat.calls == ["prepare"] and seat.started is None
+    seat.marker.write_text(json.dumps({"name": "n1", "token": "t"}))
+    member.member_up(seat, M)
+    assert seat.started is not None and seat.started.state == "new"
 
 
 def test_a_member_with_data_restarts_on_it_without_asking_the_cluster(tmp_path: Path) -> None:

@@ -137,3 +137,31 @@ def test_a_delete_first_chain_deletes_in_reverse_graph_order() -> None:
     old = {e.urn: e for e in lab()}
     chain = [old[u] for u in ("etcd1", "dockerd1", "net", "ctr1")]
     assert [e.urn for e in order_for_delete(chain, old)] == ["ctr1", "net", "dockerd1", "etcd1"]
+
+
+def test_on_an_unconfigured_provider_a_preview_plans_an_update_with_a_warning() -> None:
+    """pulumi/pulumi v3.259.0: with any provider input unknown in preview the wrapper never
+    configures the provider (sdk/go/common/resource/plugin/provider_plugin.go:1059-1075), its
+    Diff returns DiffUnavailable without asking the provider (:1303-1310), and the step
+    generator plans that as DiffSome, an update, with the message as a warning
+    (pkg/resource/deploy/step_generator.go:1928-1932); there is no short-circuit for equal
+    inputs (:2882-2930). Only `--replace` (:2889-2891) or a provider change (:2908-2913),
+    both decided before any Diff, still replace."""
+    p = Planner(lab())
+    same = p.step("ctr1", CONTAINER, "ctr1", True, CTR, Options(), "prov1::id1", unconfigured=True)
+    assert (same.kind, same.warning.splitlines()[0]) == (
+        "update",
+        "The provider for this resource has inputs that are not known during preview.",
+    )
+    assert "diff unavailable" in render([same])[0]
+    relabelled = {**CTR, "labels": [{"label": "overlaylab.mend", "value": "mend 1"}]}
+    assert p.step("ctr1", CONTAINER, "ctr1", True, relabelled, Options(), "prov1::id1").kind == (
+        "replace"
+    )  # configured, the provider's Diff says replace (labels are ForceNew)
+    blind = p.step("ctr1", CONTAINER, "ctr1", True, relabelled, Options(), "prov1::id1", True)
+    assert blind.kind == "update"
+    p.replaces.add("ctr1")
+    forced = p.step("ctr1", CONTAINER, "ctr1", True, CTR, Options(), "prov1::id1", True)
+    assert (forced.kind, forced.warning) == ("replace", "")
+    moved = p.step("ctr1", CONTAINER, "ctr1", True, CTR, Options(), "prov2::id2", True)
+    assert moved.kind == "replace"

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
+from overlaylab import mends
 from overlaylab.config import parse
 from overlaylab.stackconfig import raw_from_file
-from overlaylab.survey import Survey, container_state, mend_urns, survey
+from overlaylab.survey import Survey, container_state, survey
 
 
 @pytest.fixture
@@ -58,9 +59,9 @@ def test_a_daemon_without_its_names_keeper_is_found_and_mended_by_its_daemons_cr
     raw: dict[str, Any],
 ) -> None:
     """A live dockerd with no names keeper beside it (a lab made before the keeper existed,
-    or a keeper that died) is a finding whose mend is the daemon's replace (its create starts
-    the keeper); it is not one that validation must look at again (`broken`, the drift
-    trigger): an upgraded stack plans no change (tests/lab/test_upgrade_lab.py)."""
+    or a keeper that died) is a finding; it is not one that validation must look at again
+    (`broken`, the drift trigger) nor one a run mends: an upgraded stack plans no change
+    (tests/lab/test_upgrade_lab.py)."""
     cfg = parse(raw, "test")
     base = Path(cfg.host_dir(cfg.hosts[0]))
     base.mkdir(parents=True)
@@ -79,14 +80,15 @@ def test_a_daemon_without_its_names_keeper_is_found_and_mended_by_its_daemons_cr
         "by hand may lose the other hosts' names)"
     ]
     only = Survey(expected=True, findings=tuple(keepers))
-    assert only.broken == ()
-    urns = mend_urns(only, cfg, "test", "overlay-etcd")
-    assert any(u.endswith(f"::docker-{cfg.hosts[0].name}-dockerd") for u in urns), urns
+    assert only.broken == () and mends.broken(only, cfg) == []  # reported, not mended
 
 
 def test_the_program_validates_again_while_the_lab_has_drifted(
     raw: dict[str, Any], record_graph: Any
 ) -> None:
+    """A host's directory with nothing running in it: the validator runs again (a drift
+    trigger), and the host's resources get their mend generations (tests/unit/test_mends.py
+    holds which); the other host's resources are planned as they were."""
     clean = record_graph(raw)
     assert clean.run.error is None, clean.run.error
     triggers = clean.named("validate-run").inputs["triggers"]
@@ -97,29 +99,10 @@ def test_the_program_validates_again_while_the_lab_has_drifted(
     assert drifted.run.error is None, drifted.run.error
     again = drifted.named("validate-run").inputs["triggers"]
     assert [t for t in again if str(t).startswith("drift ")], again
-    # only the validator's inputs change: every other resource is planned as it was
-    before = {r.name: r.inputs for r in clean.resources if r.name != "validate-run"}
-    after = {r.name: r.inputs for r in drifted.resources if r.name != "validate-run"}
-    assert before == after
-
-
-def test_the_urns_to_mend_are_the_programs_own(raw: dict[str, Any], record_graph: Any) -> None:
-    from overlaylab.survey import Finding, Survey, mend_urns
-
-    cfg = parse(raw, "test")
     n2 = cfg.hosts[1].name
-    drifted = Survey(True, (Finding("dockerd", "x", n2), Finding("container", "y", "", "test1")))
-    urns = mend_urns(drifted, cfg, "local", "overlay-etcd")
-    g = record_graph(raw)
-    registered = {r.urn: r.name for r in g.resources}
-    assert [registered.get(u) for u in urns] == [
-        f"docker-{n2}-dockerd",
-        f"serf-{n2}",
-        f"test-{n2}-import",
-        f"test-{n2}-image",
-        "test-test2",
-        "test-test1",
-    ], urns
+    stays = [f"etcd-{n2}", f"docker-{n2}-dockerd", f"serf-{n2}", f"test-{n2}-image", "test-test2"]
+    for name in stays:
+        assert clean.named(name).inputs == drifted.named(name).inputs, name
 
 
 def _inspected(*networks: str, running: bool = True) -> dict[str, Any]:
