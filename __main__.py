@@ -43,10 +43,9 @@ from overlaylab.backup import RECORD_ONLY, before_change, lab_exists, reachable_
 from overlaylab.config.model import Network
 from overlaylab.defaults import DOCKER_OVERLAY_MTU, UNDERLAY_MTU
 from overlaylab.errors import ConfigError
-from overlaylab.mends import MENDED
+from overlaylab.mends import MENDED, VALIDATE
 from overlaylab.mends import advance as advance_mends
 from overlaylab.stackconfig import PROJECT_DIR, from_pulumi, package_hash
-from overlaylab.survey import digest as drift_digest
 from overlaylab.survey import survey
 from overlaylab.verbs import Placement
 
@@ -268,8 +267,9 @@ validation = Validation(
             overlay.network_id,
             *(c.id for c in containers.containers.values()),
             *(o.network_id for o in overlays.values() if o is not overlay),
-            # only while the lab has drifted: a stack without drift keeps its inputs
-            *([f"drift {drift_digest(drift)}"] if drift.broken else []),
+            # raised by every run that finds the lab broken, kept after: a stack that never
+            # drifted keeps its inputs, and the run after a mend validates no more
+            *mends.triggers(VALIDATE),
         ],
         commands=commands,
         tests=cfg.validate_tests,

@@ -77,6 +77,10 @@ def member(host: str) -> str:
     return f"etcd-{host}"
 
 
+#: The validator's command: a run that finds anything broken validates again (a replace).
+VALIDATE = "validate-run"
+
+
 @dataclass(frozen=True)
 class Mends:
     """Per resource name (``<name>`` for a replace, ``<name>:update`` for an update), its
@@ -100,7 +104,7 @@ class Mends:
     def said(self) -> str:
         """One line: what this run mends, and how."""
         parts = []
-        for r in self.raised:
+        for r in (r for r in self.raised if r != VALIDATE):
             name, _, how = r.partition(":")
             parts.append(f"{name} ({'update' if how else 'replace'})")
         return ", ".join(parts)
@@ -120,6 +124,8 @@ def broken(s: Survey, cfg: LabConfig) -> list[str]:
             names.append(container(f.container))
         elif f.kind == "etcd":
             names.append(f"{member(f.host)}:update")
+    if s.broken:  # mended or not, what was found broken is validated again in this run
+        names.append(VALIDATE)
     return list(dict.fromkeys(names))
 
 

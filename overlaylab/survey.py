@@ -14,7 +14,6 @@ surveyed yet (each host would be one more connection per run)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from dataclasses import dataclass, field
@@ -113,11 +112,6 @@ def _nodes(cfg: LabConfig, skip: set[str] | None = None) -> list[Finding]:
         except LabError:
             continue
     return []
-
-
-def digest(s: Survey) -> str:
-    """The findings as a short digest: a new finding is a new value."""
-    return hashlib.sha256("\n".join(map(str, s.broken)).encode()).hexdigest()[:12]
 
 
 def _links() -> set[str]:

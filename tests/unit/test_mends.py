@@ -48,7 +48,7 @@ def test_a_broken_resource_gets_its_generation_raised_once_per_run_and_kept(
     broken = _broken(cfg)
     expected = [
         f"docker-{n2}-dockerd", f"serf-{n2}", f"test-{n2}-import", f"test-{n2}-image",
-        "test-test2", f"etcd-{n1}:update",
+        "test-test2", f"etcd-{n1}:update", "validate-run",
     ]  # fmt: skip
     seen = mends.advance(cfg, broken, write=False)  # a preview
     assert list(seen.raised) == expected
@@ -108,8 +108,8 @@ def test_the_program_puts_the_generations_into_the_broken_resources_only_and_kee
     monkeypatch.setattr(overlaylab.survey, "survey", lambda c: Survey(True))
     settled = record_graph(raw)
     later = {r.name: r.inputs for r in settled.resources}
-    assert {n for n in later if later[n] != after[n]} == {"validate-run"}  # its drift trigger
-    assert not any(str(t).startswith("drift ") for t in later["validate-run"]["triggers"])
+    assert later == after  # the validator's trigger too: the run after a mend validates no more
+    assert later["validate-run"]["triggers"][-1] == "mend 1"
 
 
 def test_the_names_mended_are_the_programs_own_resources(

@@ -1,6 +1,6 @@
 """The survey of a local lab (overlaylab.survey), on a lab directory made here: a new lab has
 no findings; one whose directory exists with nothing running has one per missing thing; the
-program then validates again (a drift trigger on validate-run) and says so."""
+program then validates again (a mend trigger on validate-run) and says so."""
 
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ def test_a_daemon_without_its_names_keeper_is_found_and_mended_by_its_daemons_cr
 ) -> None:
     """A live dockerd with no names keeper beside it (a lab made before the keeper existed,
     or a keeper that died) is a finding; it is not one that validation must look at again
-    (`broken`, the drift trigger) nor one a run mends: an upgraded stack plans no change
-    (tests/lab/test_upgrade_lab.py)."""
+    (`broken`, the mend trigger of validate-run) nor one a run mends: an upgraded stack plans
+    no change (tests/lab/test_upgrade_lab.py)."""
     cfg = parse(raw, "test")
     base = Path(cfg.host_dir(cfg.hosts[0]))
     base.mkdir(parents=True)
@@ -86,19 +86,19 @@ def test_a_daemon_without_its_names_keeper_is_found_and_mended_by_its_daemons_cr
 def test_the_program_validates_again_while_the_lab_has_drifted(
     raw: dict[str, Any], record_graph: Any
 ) -> None:
-    """A host's directory with nothing running in it: the validator runs again (a drift
+    """A host's directory with nothing running in it: the validator runs again (a mend
     trigger), and the host's resources get their mend generations (tests/unit/test_mends.py
     holds which); the other host's resources are planned as they were."""
     clean = record_graph(raw)
     assert clean.run.error is None, clean.run.error
     triggers = clean.named("validate-run").inputs["triggers"]
-    assert not any(str(t).startswith("drift ") for t in triggers), triggers
+    assert not any(str(t).startswith("mend ") for t in triggers), triggers
     cfg = parse(raw, "test")
     Path(cfg.host_dir(cfg.hosts[0])).mkdir(parents=True)
     drifted = record_graph(raw)
     assert drifted.run.error is None, drifted.run.error
     again = drifted.named("validate-run").inputs["triggers"]
-    assert [t for t in again if str(t).startswith("drift ")], again
+    assert again[-1] == "mend 1", again
     n2 = cfg.hosts[1].name
     stays = [f"etcd-{n2}", f"docker-{n2}-dockerd", f"serf-{n2}", f"test-{n2}-image", "test-test2"]
     for name in stays:
