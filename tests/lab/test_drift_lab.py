@@ -8,6 +8,7 @@ next `preview` finds nothing to do. `destroy` leaves nothing."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -171,3 +172,55 @@ def _destroy(config_file: Path, state: Path) -> list[str]:
         _cli("up", config_file, state)
         down = _cli("destroy", config_file, state)
     return [] if down.returncode == 0 else [down.stdout[-2000:] + down.stderr[-3000:]]
+
+
+def test_a_member_that_lost_its_data_is_removed_and_added_again_by_a_plain_up(
+    tmp_path: Path,
+) -> None:
+    """Three hosts: host 3's member killed and its data dir deleted. A plain `up` updates that
+    member, whose create removes it from the cluster and adds it again (never founding): the
+    member list holds the three hosts with a new id for host 3, the overlay keeps its id (the
+    keys survive), the other members and every daemon keep their pids, and the lab
+    validates."""
+    from overlaylab.etcd import EtcdClient
+    from overlaylab.netrule import RouteGuard
+
+    raw: dict[str, Any] = lab_config(3, lab_id=STACK, segment=SEGMENT)
+    config_file = write_stack_file(tmp_path / f"Pulumi.{STACK}.yaml", raw)
+    state = tmp_path / "state"
+    with LabFixture(STACK, raw=raw, settle=0) as lab:
+        cfg = lab.cfg
+        lab.destroy_with("destroy", lambda: _destroy(config_file, state))
+        up = _cli("up", config_file, state)
+        assert up.returncode == 0 and " 0 failed" in up.stdout, up.stdout[-2000:] + up.stderr
+        node1, _, node3 = cfg.hosts
+        guard = RouteGuard(cfg.bridge or "")
+        etcd1 = EtcdClient(cfg.client_url(node1), guard, timeout=5)
+        cluster, listed = etcd1.members()
+        ids = {m["name"]: m["ID"] for m in listed}
+        network = etcd1.v2_get("/docker/network/v1.0/network/", recursive=False)
+        assert network is not None
+        kept = untouched(cfg, {c.name: c.host for c in cfg.containers if c.host != node3.name})
+        dockerd3 = _pid(cfg, node3, "docker")
+        os.kill(_pid(cfg, node3, "etcd"), signal.SIGKILL)
+        shutil.rmtree(Path(cfg.host_dir(node3)) / "etcd")
+        _mend(
+            config_file, state,
+            finding=f"drift: host {node3.name}: its etcd member is not running, and its data "
+                    "is gone",
+            plan=f"drift: up mends: etcd-{node3.name} (update)",
+            updated=[f"etcd-{node3.name}"],
+        )  # fmt: skip
+        now = {m["name"]: m["ID"] for m in etcd1.members()[1]}
+        assert set(now) == set(ids) and now[node3.name] != ids[node3.name], (ids, now)
+        assert {n: i for n, i in now.items() if n != node3.name} == {
+            n: i for n, i in ids.items() if n != node3.name
+        }
+        etcd3 = EtcdClient(cfg.client_url(node3), guard, timeout=5)
+        assert etcd3.members()[0] == etcd1.members()[0] == cluster  # node 3 founded none
+        assert untouched(cfg, {c.name: c.host for c in cfg.containers if c.host != node3.name}) == (
+            kept
+        )
+        assert _pid(cfg, node3, "docker") == dockerd3
+        after = etcd1.v2_get("/docker/network/v1.0/network/", recursive=False)
+        assert after is not None and sorted(after.children()) == sorted(network.children())
