@@ -43,7 +43,7 @@ from overlaylab.backup import RECORD_ONLY, before_change, lab_exists, reachable_
 from overlaylab.config.model import Network
 from overlaylab.defaults import DOCKER_OVERLAY_MTU, UNDERLAY_MTU
 from overlaylab.errors import ConfigError
-from overlaylab.mends import MENDED, VALIDATE
+from overlaylab.mends import VALIDATE
 from overlaylab.mends import advance as advance_mends
 from overlaylab.stackconfig import PROJECT_DIR, from_pulumi, package_hash
 from overlaylab.survey import survey
@@ -67,12 +67,6 @@ dry_run = pulumi.runtime.is_dry_run()
 mends = advance_mends(cfg, drift, write=not dry_run and not os.environ.get(RECORD_ONLY))
 if mends.raised:
     pulumi.log.warn(f"drift: {'up mends' if dry_run else 'mending'}: {mends.said()}")
-if unmended := [f for f in drift.broken if f.kind not in MENDED]:
-    pulumi.log.warn(
-        f"drift: {len(unmended)} finding(s) this run does not mend (a namespace or the bridge "
-        "gone: see docs/troubleshooting.md#drift); it validates the lab again (validate-run) "
-        "and `up` fails where the validator does"
-    )
 # Before this run changes anything, and only in a run that may change something (not a
 # preview): Docker's keys saved beside the stack's state, then the node keys of no host that no
 # daemon owns deleted. Here, in the program, because under both engines it runs before any
@@ -118,6 +112,7 @@ if cfg.transport == "local":
             pki=tuple(f"{h.name}={h.address}" for h in cfg.hosts) if cfg.pki_dir else (),
             pki_dir=cfg.pki_dir,
             mtu=cfg.underlay_mtu if cfg.underlay_mtu != UNDERLAY_MTU else None,
+            mends=mends,
         ),
     )
     commands = here.with_bases(local_hosts.hosts)  # every verb on a host waits for its netns

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 from pulumi_command import local
 
 from components.host_commands import LocalHostCommands
+from overlaylab import mends as mend
 from overlaylab import verbs
+from overlaylab.mends import Mends
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class LocalHostsArgs:
     pki: tuple[str, ...] = ()  # NAME=IP per etcd member, for a TLS lab
     pki_dir: str | None = None
     mtu: int | None = None  # lab.mtu where it is not the default (the kernel's)
+    mends: Mends = field(default_factory=Mends)
+    """The bridge or a host's namespace gone (a reboot): made anew (overlaylab.mends)."""
 
 
 class LocalHosts(pulumi.ComponentResource):
@@ -64,6 +68,7 @@ class LocalHosts(pulumi.ComponentResource):
                 mtu=args.mtu,
             ).argv(),
             verbs.BridgeDown(bridge=args.bridge).argv(),
+            triggers=args.mends.triggers(mend.BRIDGE) or None,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
         )
         before_hosts: list[pulumi.Resource] = [self.bridge]
@@ -89,6 +94,7 @@ class LocalHosts(pulumi.ComponentResource):
                     mtu=args.mtu,
                 ).argv(),
                 verbs.HostDown(netns=h.netns, veth=h.veth).argv(),
+                triggers=args.mends.triggers(mend.host(h.name)) or None,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=before_hosts),
             )
             for h in args.hosts

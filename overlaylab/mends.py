@@ -29,8 +29,13 @@ purpose: a rebuild's resources are made with the generations the program read, a
 went with them would plan every mended resource's replace on the next run. Deleted by hand, it
 costs one replace of each resource it had mended.
 
-A namespace or the bridge gone (the machine rebooted), an SSH host: not mended here yet; the
-survey says so and `up` validates again.
+- a replace of the bridge or a host's namespace (with its veth and address) where it is gone:
+  the machine rebooted, and with it every member and daemon died (each mended as above; the
+  members restart on their data, which the disk kept).
+
+A namespace deleted while its daemons still run (they keep it alive, out of reach) is made anew,
+but the daemons that run in the old one are not found dead and stay there: the validation then
+fails; destroy the stack and bring it up. An SSH host: not surveyed here yet.
 """
 
 from __future__ import annotations
@@ -46,11 +51,20 @@ from overlaylab.survey import Survey
 
 FILE = "mends.json"
 #: The survey's finding kinds a run mends (the others it reports, and validates again).
-MENDED = frozenset({"dockerd", "container", "etcd", "node"})
+MENDED = frozenset({"bridge", "netns", "dockerd", "container", "etcd", "node"})
 #: The label a mended container carries (absent at generation 0).
 LABEL = "overlaylab.mend"
 #: The environment variable a mended command carries (absent at generation 0).
 ENV = "OVERLAYLAB_MEND"
+
+
+#: The lab's bridge (LocalHosts).
+BRIDGE = "lab-bridge"
+
+
+def host(name: str) -> str:
+    """A local host's namespace, veth and address (LocalHosts)."""
+    return f"lab-{name}"
 
 
 def daemon(host: str) -> str:
@@ -114,7 +128,11 @@ def broken(s: Survey, cfg: LabConfig) -> list[str]:
     """The resources to mend for what the survey found, in the program's order."""
     names: list[str] = []
     for f in s.findings:
-        if f.kind == "dockerd":
+        if f.kind == "bridge":
+            names.append(BRIDGE)
+        elif f.kind == "netns":
+            names.append(host(f.host))
+        elif f.kind == "dockerd":
             names += [daemon(f.host), serf(f.host)]
             if cfg.image_source == "import":
                 names.append(image_import(f.host))

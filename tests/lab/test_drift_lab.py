@@ -7,6 +7,7 @@ next `preview` finds nothing to do. `destroy` leaves nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -224,3 +225,65 @@ def test_a_member_that_lost_its_data_is_removed_and_added_again_by_a_plain_up(
         assert _pid(cfg, node3, "docker") == dockerd3
         after = etcd1.v2_get("/docker/network/v1.0/network/", recursive=False)
         assert after is not None and sorted(after.children()) == sorted(network.children())
+
+
+def test_a_plain_up_brings_a_rebooted_lab_back_on_its_data_with_its_network(
+    tmp_path: Path,
+) -> None:
+    """The machine rebooted, as the lab sees it: every process of the lab killed (members,
+    daemons, containerd, shims, keepers, containers), every mount under the lab's directory
+    gone, the namespaces, veths and bridge gone; the files on disk kept. The preview names each
+    loss and the mend; a plain `up` makes the bridge and namespaces anew, restarts the members
+    on their data (the cluster id and Docker's network key survive, so the overlay keeps its
+    id), replaces the daemons and containers, and validates; the next preview has nothing to
+    do."""
+    from overlaylab.etcd import EtcdClient
+    from overlaylab.hosts import netns as hostnet
+    from overlaylab.hosts import netns_daemons
+    from overlaylab.netrule import RouteGuard
+
+    raw: dict[str, Any] = lab_config(2, lab_id=STACK, segment=SEGMENT)
+    config_file = write_stack_file(tmp_path / f"Pulumi.{STACK}.yaml", raw)
+    state = tmp_path / "state"
+    with LabFixture(STACK, raw=raw, settle=0) as lab:
+        cfg = lab.cfg
+        lab.destroy_with("destroy", lambda: _destroy(config_file, state))
+        up = _cli("up", config_file, state)
+        assert up.returncode == 0 and " 0 failed" in up.stdout, up.stdout[-2000:] + up.stderr
+        guard = RouteGuard(cfg.bridge or "")
+        cluster = EtcdClient(cfg.client_url(cfg.hosts[0]), guard, timeout=5).members()[0]
+        network = json.loads(_cli_outputs(config_file, state))["networkId"]
+
+        for h in cfg.hosts:  # the reboot
+            base = Path(cfg.host_dir(h))
+            for f, name in (("keeper.pid", "names-keep"), ("etcd.pid", "etcd"),
+                            ("docker.pid", "dockerd")):  # fmt: skip
+                if (pid := pid_of(base / f, name)) is not None:
+                    os.kill(pid, signal.SIGKILL)
+            netns_daemons._kill_cgroup(netns_daemons.cgroup_parent(cfg.lab_id, h.name))
+            netns_daemons._kill_leftovers(base)
+            netns_daemons._unmount_below(base)
+            hostnet.host_down(h.netns(cfg.lab_id), h.veth(cfg.lab_id))
+        hostnet.bridge_down(cfg.bridge or "")
+
+        n1, n2 = (h.name for h in cfg.hosts)
+        chain = [
+            f"docker-{h}-dockerd" for h in (n1, n2)
+        ] + [f"serf-{h}" for h in (n1, n2)] + ["test-test1", "test-test2"]  # fmt: skip
+        _mend(
+            config_file, state,
+            finding=f"drift: host {n2}: its network namespace {cfg.hosts[1].netns(cfg.lab_id)} "
+                    "is gone",
+            plan="drift: up mends: lab-bridge (replace), ",
+            replaced=["lab-bridge", f"lab-{n1}", f"lab-{n2}", *chain],
+            updated=[f"etcd-{n1}", f"etcd-{n2}"],
+            blind=["test-test1", "test-test2"],
+        )  # fmt: skip
+        assert EtcdClient(cfg.client_url(cfg.hosts[1]), guard, timeout=5).members()[0] == cluster
+        assert json.loads(_cli_outputs(config_file, state))["networkId"] == network
+
+
+def _cli_outputs(config_file: Path, state: Path) -> str:
+    res = _cli("stack", config_file, state, "output", "--json")
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout

@@ -35,7 +35,7 @@ def _broken(cfg: Any) -> Survey:
         (
             Finding("dockerd", "its dockerd is not running", n2),
             Finding("etcd", "its etcd member is not running", n1),
-            Finding("netns", "its namespace is gone", n1),  # reported, not mended
+            Finding("netns", "its namespace is gone", n1),
         ),
     )
 
@@ -48,7 +48,7 @@ def test_a_broken_resource_gets_its_generation_raised_once_per_run_and_kept(
     broken = _broken(cfg)
     expected = [
         f"docker-{n2}-dockerd", f"serf-{n2}", f"test-{n2}-import", f"test-{n2}-image",
-        "test-test2", f"etcd-{n1}:update", "validate-run",
+        "test-test2", f"etcd-{n1}:update", f"lab-{n1}", "validate-run",
     ]  # fmt: skip
     seen = mends.advance(cfg, broken, write=False)  # a preview
     assert list(seen.raised) == expected
@@ -77,7 +77,7 @@ def test_the_program_puts_the_generations_into_the_broken_resources_only_and_kee
     raw: dict[str, Any], record_graph: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The survey (monkeypatched: nothing runs here) finds host 2's dockerd dead and host 1's
-    member down. Host 2's daemon, serf check, image import and image get a mend trigger, its
+    member down and namespace gone. Host 1's namespace gets a mend trigger; host 2's daemon, serf check, image import and image get a mend trigger, its
     container a label (a replace each); host 1's member an environment variable (an update:
     its create restarts it). Nothing else changes. With the file written and nothing broken,
     the next run's inputs are the mended ones: it plans nothing."""
@@ -92,8 +92,9 @@ def test_the_program_puts_the_generations_into_the_broken_resources_only_and_kee
     changed = {n for n in before if before[n] != after[n]}
     assert changed == {
         f"docker-{n2}-dockerd", f"serf-{n2}", f"test-{n2}-import", f"test-{n2}-image",
-        "test-test2", f"etcd-{n1}", "validate-run",
+        "test-test2", f"etcd-{n1}", f"lab-{n1}", "validate-run",
     }, changed  # fmt: skip
+    assert after[f"lab-{n1}"]["triggers"] == ["mend 1"] and "triggers" not in before[f"lab-{n1}"]
     assert after[f"docker-{n2}-dockerd"]["triggers"][-1] == "mend 1"
     assert after[f"serf-{n2}"]["triggers"][-1] == "mend 1"
     assert after[f"test-{n2}-import"]["triggers"][-1] == "mend 1"
