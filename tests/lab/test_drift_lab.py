@@ -284,6 +284,10 @@ def test_a_plain_up_brings_a_rebooted_lab_back_on_its_data_with_its_network(
 
 
 def _cli_outputs(config_file: Path, state: Path) -> str:
-    res = _cli("stack", config_file, state, "output", "--json")
+    res = subprocess.run(
+        [sys.executable, "-m", "standin", "stack", "output", "--json", "--stack", STACK,
+         "--config-file", str(config_file), "--state-dir", str(state)],
+        capture_output=True, text=True, cwd=PROJECT, timeout=60, check=False,
+    )  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     return res.stdout
