@@ -268,8 +268,9 @@ def test_a_plain_up_brings_a_rebooted_lab_back_on_its_data_with_its_network(
 
         n1, n2 = (h.name for h in cfg.hosts)
         chain = [
-            f"docker-{h}-dockerd" for h in (n1, n2)
-        ] + [f"serf-{h}" for h in (n1, n2)] + ["test-test1", "test-test2"]  # fmt: skip
+            f"{k}-{h}{t}" for h in (n1, n2) for k, t in (
+                ("docker", "-dockerd"), ("serf", ""), ("test", "-import"), ("test", "-image"))
+        ] + ["test-test1", "test-test2"]  # fmt: skip
         _mend(
             config_file, state,
             finding=f"drift: host {n2}: its network namespace {cfg.hosts[1].netns(cfg.lab_id)} "
@@ -277,7 +278,7 @@ def test_a_plain_up_brings_a_rebooted_lab_back_on_its_data_with_its_network(
             plan="drift: up mends: lab-bridge (replace), ",
             replaced=["lab-bridge", f"lab-{n1}", f"lab-{n2}", *chain],
             updated=[f"etcd-{n1}", f"etcd-{n2}"],
-            blind=["test-test1", "test-test2"],
+            blind=[f"test-{n1}-image", f"test-{n2}-image", "test-test1", "test-test2"],
         )  # fmt: skip
         assert EtcdClient(cfg.client_url(cfg.hosts[1]), guard, timeout=5).members()[0] == cluster
         assert json.loads(_cli_outputs(config_file, state))["networkId"] == network
