@@ -33,7 +33,7 @@ class DockerEngineArgs:
     start_after: tuple[tuple[str, str], ...] = ()
     """(host, advertise) of every daemon that starts before this one, in order."""
     mends: Mends = field(default_factory=Mends)
-    """A dead daemon is replaced, one without its names keeper updated (overlaylab.mends)."""
+    """A dead daemon is replaced (overlaylab.mends)."""
 
 
 class DockerEngine(pulumi.ComponentResource):
@@ -75,7 +75,6 @@ class DockerEngine(pulumi.ComponentResource):
             # not as a dependency: a dependency would also make a destroy stop the daemons one
             # after another, and stopping them together is safe.
             stdin=json.dumps({"start_after": [list(p) for p in args.start_after]}),
-            environment=args.mends.environment(f"{name}-dockerd"),
             triggers=[args.cluster, *args.mends.triggers(f"{name}-dockerd")],
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[args.store_ready, args.member], ignore_changes=["stdin"]

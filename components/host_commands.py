@@ -140,15 +140,24 @@ class RemoteHostCommands:
             )
         if isinstance(create, pulumi.Output):
             raise TypeError("remote commands take a fixed argv")
+        # sshd passes a client's environment only where AcceptEnv allows it: a variable goes
+        # on the command line instead (a change of it is a change of `create`: an update)
+        env = "".join(f"{k}={shlex.quote(_fixed(v))} " for k, v in (environment or {}).items())
         return remote.Command(
             name,
             connection=self.connections[host],
-            create=self.argv(module, create),
+            create=env + self.argv(module, create),
             delete=self.argv(module, delete) if delete is not None else None,
             stdin=stdin,
             triggers=list(triggers) if triggers is not None else None,
             opts=_singleton(_on_base(opts, self.bases.get(host)), delete),
         )
+
+
+def _fixed(value: pulumi.Input[str]) -> str:
+    if not isinstance(value, str):
+        raise TypeError("a remote command's environment takes fixed strings")
+    return value
 
 
 def _on_base(

@@ -27,6 +27,7 @@ from overlaylab.etcd import EtcdClient
 from overlaylab.hosts import identity, netns, pki
 from overlaylab.hosts.base import HostTransport
 from overlaylab.hosts.etcdcheck import etcd_health
+from overlaylab.hosts.hostsurvey import host_survey
 from overlaylab.hosts.keeper import names_keep
 from overlaylab.hosts.member import Member
 from overlaylab.hosts.netns import NamespaceHost
@@ -126,6 +127,7 @@ PLAIN_VERBS: dict[str, Callable[[Args], None]] = {
     "ssh-identity": lambda a: identity.ssh_identity(a.file),
     "ssh-identity-remove": lambda a: identity.ssh_identity_remove(a.file),
     "wait-store": lambda a: wait_store(a.timeout),
+    "host-survey": lambda a: host_survey([c for c in a.containers.split(";") if c]),
     "bridge-up": lambda a: netns.bridge_up(a.bridge, a.address, a.prefixlen, a.mtu),
     "bridge-down": lambda a: netns.bridge_down(a.bridge),
     "host-up": lambda a: netns.host_up(

@@ -35,7 +35,8 @@ costs one replace of each resource it had mended.
 
 A namespace deleted while its daemons still run (they keep it alive, out of reach) is made anew,
 but the daemons that run in the old one are not found dead and stay there: the validation then
-fails; destroy the stack and bring it up. An SSH host: not surveyed here yet.
+fails; destroy the stack and bring it up. An SSH host that does not answer is reported (and
+validated again), not mended.
 """
 
 from __future__ import annotations
@@ -148,6 +149,9 @@ def broken(s: Survey, cfg: LabConfig) -> list[str]:
 
 
 def path(cfg: LabConfig) -> Path:
+    """Beside the lab's directory (local), or beside the identity file (SSH), as the backups."""
+    if cfg.transport == "ssh":
+        return Path(os.path.expanduser(cfg.identity_file)).parent / f"{cfg.lab_id}.{FILE}"
     return Path(cfg.state_dir) / f"{cfg.lab_id}.{FILE}"
 
 
@@ -162,9 +166,7 @@ def load(cfg: LabConfig) -> dict[str, int]:
 def advance(cfg: LabConfig, s: Survey, *, write: bool) -> Mends:
     """The generations for this run: the kept ones, each broken resource's raised by one.
     Written back only when ``write`` (a run that may change something) and something was
-    raised; a local lab only (an SSH lab is not surveyed)."""
-    if cfg.transport != "local":
-        return Mends()
+    raised."""
     kept = load(cfg)
     raised = tuple(broken(s, cfg))
     gens = {**kept, **{r: kept.get(r, 0) + 1 for r in raised}}

@@ -9,8 +9,13 @@ the link table, each live daemon's socket, etcd's node keys), and says what it f
 changes anything.
 
 A lab counts as expected once its directory exists (``<stateDir>/<lab id>``): a new stack has
-none, a rebooted machine still has it (on disk) with nothing running. Over SSH nothing is
-surveyed yet (each host would be one more connection per run)."""
+none, a rebooted machine still has it (on disk) with nothing running.
+
+An SSH lab counts as expected once its identity file exists (its first `up` wrote it); each
+host is asked over SSH, all at once, with the key and known-hosts file the Docker provider uses
+(``hostops host-survey``, ``overlaylab/hosts/hostsurvey.py``): its etcd and docker units, its
+containers. A host that does not answer is a finding; one whose copy of the package predates
+the survey verb (the next `up` copies it) is only named."""
 
 from __future__ import annotations
 
@@ -28,7 +33,8 @@ from overlaylab.hosts.proc import pid_of
 class Finding:
     """One thing that should be there and is not."""
 
-    kind: str  # bridge, netns, etcd, dockerd, keeper, container, node, node-owned
+    kind: str  # bridge, netns, etcd, dockerd, keeper, container, node, node-owned, ssh,
+    # unsurveyed
     text: str
     host: str = ""
     container: str = ""
@@ -50,11 +56,15 @@ class Survey:
         which breaks nothing until a container restarts (and is no change to plan: a lab made
         before the keeper existed plans nothing new), and a node key of no host in the stack
         that a daemon may still own (nothing deletes it)."""
-        return tuple(f for f in self.findings if f.kind not in ("keeper", "node-owned"))
+        return tuple(
+            f for f in self.findings if f.kind not in ("keeper", "node-owned", "unsurveyed")
+        )
 
 
 def survey(cfg: LabConfig) -> Survey:
-    """Read-only: what of this local lab is missing or dead. Empty for a new lab, an SSH lab."""
+    """Read-only: what of this lab is missing or dead. Empty for a new lab."""
+    if cfg.transport == "ssh":
+        return _ssh(cfg)
     if cfg.transport != "local" or not Path(cfg.state_dir, cfg.lab_id).is_dir():
         return Survey(expected=False)
     found: list[Finding] = []
@@ -155,3 +165,64 @@ def container_state(cfg: LabConfig, c: Container, info: dict[str, Any]) -> str:
     attached = info.get("NetworkSettings", {}).get("Networks") or {}
     missing = [n for n in cfg.networks_of(c) if n not in attached]
     return f"is not attached to {', '.join(missing)}" if missing else ""
+
+
+#: How long one host's survey over SSH may take (connect, python3, systemctl, docker inspect).
+SSH_TIMEOUT = 30.0
+
+
+def _ssh(cfg: LabConfig) -> Survey:
+    """Each host of an SSH lab asked at once, over SSH."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not Path(os.path.expanduser(cfg.identity_file)).is_file():
+        return Survey(expected=False)  # no `up` has run from here: nothing to look at
+    with ThreadPoolExecutor(max_workers=len(cfg.hosts)) as pool:
+        per_host = list(pool.map(lambda h: _ssh_host(cfg, h.name, h.address), cfg.hosts))
+    return Survey(expected=True, findings=tuple(f for fs in per_host for f in fs))
+
+
+def _ssh_host(cfg: LabConfig, host: str, address: str) -> list[Finding]:
+    import os
+    import shlex
+
+    from overlaylab.hosts.systemd_files import REMOTE_LIB
+    from overlaylab.verbs import HostSurvey
+
+    expected = [
+        f"{c.name}={','.join(cfg.networks_of(c))}" for c in cfg.containers if c.host == host
+    ]
+    remote = f"PYTHONPATH={REMOTE_LIB} python3 -m overlaylab.hostops " + shlex.join(
+        HostSurvey(containers=";".join(expected)).argv()
+    )
+    opts = [os.path.expanduser(o) if o.startswith("~") else o for o in cfg.ssh_opts()]
+    argv = ["ssh", *opts, "-o", "ConnectTimeout=10", "-p", str(cfg.ssh_port),
+            f"{cfg.ssh_user}@{address}", remote]  # fmt: skip
+    where = f"host {host}"
+    try:
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=SSH_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        return [Finding("ssh", f"{where}: does not answer over SSH in {SSH_TIMEOUT:.0f}s", host)]
+    said = (res.stderr.strip().splitlines() or [""])[-1]
+    if res.returncode == 255:  # ssh's own failure: no connection
+        return [Finding("ssh", f"{where}: does not answer over SSH ({said})", host)]
+    try:
+        if res.returncode != 0:
+            raise ValueError(said)
+        found = json.loads(res.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError) as e:
+        return [
+            Finding(
+                "unsurveyed",
+                f"{where}: not surveyed ({e}; a copy of the package older than the survey: the "
+                "next up copies it)",
+                host,
+            )
+        ]
+    out = []
+    for f in found:
+        c = f.get("container", "")
+        text = f"container {c} on {host} {f['text']}" if c else f"{where}: {f['text']}"
+        out.append(Finding(f["kind"], text, host, c))
+    return out

@@ -418,13 +418,24 @@ class NamesKeep(Verb):
     tls_dir: str | None = arg(None, help="the lab's CA and client certificate (TLS lab)")
 
 
+@dataclass(frozen=True, kw_only=True)
+class HostSurvey(Verb):
+    """Read-only, on a systemd host, by the program's survey over SSH (hosts/hostsurvey.py)."""
+
+    verb = "host-survey"
+    help = "what of the lab on this systemd host should be there and is not, as JSON"
+    containers: str = arg(
+        "", omit_default=True, help="NAME=NET,NET;NAME=NET: the containers expected here"
+    )
+
+
 HOST_VERBS: tuple[type[Verb], ...] = (
     Preflight, PkiInstall, PkiRemove, EtcdUp, EtcdDown, DockerUp, DockerDown, SerfMesh,
     ImageImport, ImageRemove, NamesSettle,
 )  # fmt: skip
 PLAIN_VERBS: tuple[type[Verb], ...] = (
     HostsUnique, SshIdentity, SshIdentityRemove, PkiUp, PkiDown, PkiBundle, WaitStore,
-    BridgeUp, BridgeDown, HostUp, HostDown, EtcdIdentity, EtcdHealth, NamesKeep,
+    BridgeUp, BridgeDown, HostUp, HostDown, EtcdIdentity, EtcdHealth, NamesKeep, HostSurvey,
 )  # fmt: skip
 
 

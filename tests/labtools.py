@@ -237,6 +237,18 @@ class Running:
         self.ever: list[dict[str, Any]] = []
         self.error = ""  # the last failed `up`'s, when it was expected to fail
 
+    def preview(self, raw: dict[str, Any]) -> dict[str, Step]:
+        """The plan of an `up` of ``raw`` on the running stack, by resource name; nothing is
+        changed, the state neither."""
+        import standin
+
+        run = standin.run_program(
+            raw, stack=self.stack, preview=True, guard=self.guard, secrets=self.secrets,
+            old=self.state,
+        )  # fmt: skip
+        assert run.error is None, f"preview failed: {run.error}"
+        return {st.name: st for st in run.steps}
+
     def up(self, raw: dict[str, Any], fails: bool = False) -> dict[str, Step]:
         """Its steps by resource name. The config and outputs are kept only from an `up` that
         succeeded; ``fails``: this one must not."""

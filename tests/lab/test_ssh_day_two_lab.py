@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from overlaylab.etcd import EtcdClient
+from overlaylab.hosts import proc
 from overlaylab.netrule import RouteGuard
 from standin.plan import Step, summary
 from tests import vmhosts
@@ -136,3 +137,46 @@ def test_add_a_host_then_remove_the_first_then_destroy_restoring_each(stack: Sta
         after = stack.ssh(n, vmhosts.HOST_STATE)
         assert after == before[n], f"{n} not restored:\n{after}\n---\n{before[n]}"
     assert vmhosts.identity_gone(stack.tmp) == []
+
+
+def test_a_rebooted_host_is_seen_over_ssh_and_mended_by_a_plain_up(stack: Stack) -> None:
+    """docker-node2 rebooted: systemd brings its etcd and Docker back, its container (no
+    restart policy) stays stopped. The survey asks each host over SSH and finds exactly that;
+    the preview plans test2's replace; a plain `up` replaces test2 alone (and validates), host
+    1's container and both hosts' etcd and dockerd pids stay; the next `up` runs nothing."""
+    from overlaylab.config import parse
+    from overlaylab.survey import survey
+
+    two = list(NODES[:2])
+    stack.up(two)
+    stack.running.validate()
+    raw = stack.config(two)
+    cfg = parse({**raw, **(stack.running.secrets or {})}, "test")
+    assert survey(cfg).findings == ()
+
+    host = next(h for h in stack.hosts if h.name == NODES[1])
+    vmhosts.power_off(host)
+    vmhosts.boot(host, BRIDGE)
+    vmhosts.wait_ssh(host, stack.guard)
+    stack.ssh(host.name, "systemctl is-system-running --wait", check=False)
+    active = "systemctl is-active docker && systemctl is-active etcd"
+    proc.wait_for(
+        "docker and etcd active after the reboot",
+        lambda: stack.ssh(host.name, active, check=False).split() == ["active"] * 2,
+        90,
+        0.5,
+    )
+    found = [str(f) for f in survey(cfg).findings]
+    assert found == [f"container test2 on {NODES[1]} is not running"], found
+
+    kept = stack.untouched({"test1": NODES[0]})
+    plan = stack.running.preview(raw)
+    assert plan["test-test2"].kind == "replace" and plan["validate-run"].kind == "replace"
+    assert plan["test-test1"].kind == "same" and plan[f"etcd-{NODES[1]}"].kind == "same"
+    steps = stack.up(two)
+    ran = {n for n, s in steps.items() if s.kind != "same"}
+    assert ran - {n for n in ran if n.endswith("-names")} == {"test-test2", "validate-run"}, ran
+    assert stack.untouched({"test1": NODES[0]}) == kept
+    stack.running.validate()
+    again = stack.up(two)
+    assert {n for n, s in again.items() if s.kind != "same"} == set(), again

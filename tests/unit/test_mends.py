@@ -5,10 +5,12 @@ resources; the next run with nothing broken plans those inputs as they are (it r
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,10 +68,13 @@ def test_a_broken_resource_gets_its_generation_raised_once_per_run_and_kept(
     assert again.of(f"docker-{n2}-dockerd") == 2 and again.of(f"docker-{n1}-dockerd") == 0
 
 
-def test_an_ssh_lab_is_never_mended_here(raw: dict[str, Any]) -> None:
+def test_an_ssh_labs_generations_are_kept_beside_its_identity_file(raw: dict[str, Any]) -> None:
     cfg = parse(raw, "test")
-    ssh = type(cfg)(**{**cfg.__dict__, "transport": "ssh"})
-    assert mends.advance(ssh, _broken(cfg), write=True) == mends.Mends()
+    key = Path(cfg.state_dir) / "ssh" / "id_ssh"
+    ssh = dataclasses.replace(cfg, transport="ssh", identity_file=str(key))
+    assert mends.path(ssh) == key.parent / "mndtest.mends.json"
+    mends.advance(ssh, _broken(cfg), write=True)
+    assert json.loads(mends.path(ssh).read_text())["test-test2"] == 1
     assert not mends.path(cfg).exists()
 
 
@@ -77,7 +82,8 @@ def test_the_program_puts_the_generations_into_the_broken_resources_only_and_kee
     raw: dict[str, Any], record_graph: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The survey (monkeypatched: nothing runs here) finds host 2's dockerd dead and host 1's
-    member down and namespace gone. Host 1's namespace gets a mend trigger; host 2's daemon, serf check, image import and image get a mend trigger, its
+    member down and namespace gone. Host 1's namespace gets a mend trigger; host 2's daemon,
+    serf check, image import and image get a mend trigger, its
     container a label (a replace each); host 1's member an environment variable (an update:
     its create restarts it). Nothing else changes. With the file written and nothing broken,
     the next run's inputs are the mended ones: it plans nothing."""
