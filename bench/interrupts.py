@@ -9,8 +9,10 @@ random delay within the verb's measured length, then runs the same verb again to
 - after an `up` killed, the next `up` must reach a validated lab;
 - after a `destroy` killed, the next `destroy` must leave nothing (processes, namespaces,
   links, mounts, the lab's directories, the stack's state).
-Pending creates an interrupted run left are cleared with `refresh --clear-pending-creates`
-before the next run, as the engine's warning says (pulumi `up` only warns about them). A
+Pending creates an interrupted run left are resolved before the next run, as the engine's
+warning says (pulumi `up` only warns about them): a container Docker made anyway is imported
+(`refresh --import-pending-creates URN ID`), every other pending create cleared
+(`--clear-pending-creates`; the verbs adopt what runs). A
 SIGINT must end the run with one line and no traceback (the steps in flight finish). The
 first round that does not converge stops the loop and keeps its output. Bounded by its
 counts and timeouts; traffic only to the lab's own addresses (the stand-in checks routes).
@@ -35,12 +37,11 @@ from overlaylab.leftovers import leftovers
 from overlaylab.stackconfig import write_stack_file
 
 PROJECT = Path(__file__).resolve().parents[1]
-#: What does not converge today. An `up` killed (SIGKILL) between Docker's creating a container
-#: and the engine's recording it leaves a pending create: the engine only warns, `refresh
-#: --clear-pending-creates` drops it, and the next `up` creates the container again and Docker
-#: refuses the name ("is already in use"), under the Pulumi engine as here. The remedy is the
-#: engine's `refresh --import-pending-creates URN ID`, which the stand-in does not model yet.
-KNOWN = "a container create killed in flight conflicts with the next up (pending create)"
+#: An `up` killed (SIGKILL) between Docker's creating a container and the engine's recording
+#: it leaves a pending create of a container that exists: cleared, the next `up` would create
+#: it again and Docker would refuse the name ("is already in use"). The engine's remedy, used
+#: here: `refresh --import-pending-creates URN ID` with the container's id.
+KNOWN = "a container create killed in flight, resolved by importing its pending create"
 STACK = "intr"
 SEGMENT = "192.168.224"
 RUN_TIMEOUT = 300
@@ -77,6 +78,27 @@ class Lab:
         from standin import state
 
         return any(o.type == state.CREATING for o in state.load_pending(self.state_file))
+
+    def created_anyway(self) -> list[str]:
+        """``--import-pending-creates URN ID`` for each pending create of a container that
+        Docker made before the run died (found by its name on its host's daemon)."""
+        from overlaylab.hosts.dockerd import docker_api
+        from standin import state
+        from standin.diff import CONTAINER
+
+        cfg = parse(self.cfg, "interrupts config")
+        out: list[str] = []
+        for o in state.load_pending(self.state_file):
+            name = o.resource.inputs.get("name")
+            if o.type != state.CREATING or o.resource.type != CONTAINER or not name:
+                continue
+            host = cfg.host(next(c.host for c in cfg.containers if c.name == name))
+            try:
+                got = docker_api(cfg.docker_socket(host), timeout=10).inspect_container(name)
+            except Exception:
+                continue  # not made: the pending create is cleared
+            out += ["--import-pending-creates", o.resource.urn, str(got["Id"])]
+        return out
 
     def interrupted(self, verb: str, delay: float, sig: signal.Signals) -> tuple[int, str]:
         proc = subprocess.Popen(
@@ -143,14 +165,17 @@ def loop(kills: int, seed: int, work: Path, kill_up: bool = True) -> tuple[Tally
             if sig == signal.SIGINT and (why := _sigint_ok(rc, text)):
                 return tally, f"round {i} {verb}: {why}"
             cleared = ""
-            if lab.pending_creates():  # as the engine's warning says: refresh clears them
-                ref = lab.run("refresh", "--clear-pending-creates")
+            if lab.pending_creates():  # as the engine's warning says: refresh resolves them
+                imports = lab.created_anyway()
+                ref = lab.run("refresh", *imports, "--clear-pending-creates")
                 if ref.returncode != 0:
                     return (
                         tally,
                         f"round {i}: refresh after {sig.name} failed:\n{ref.stderr[-3000:]}",
                     )
-                cleared = ", pending creates cleared"
+                cleared = ", pending creates " + (
+                    f"resolved ({len(imports) // 3} imported)" if imports else "cleared"
+                )
             res = lab.run(verb)
             if res.returncode != 0:
                 return tally, (f"round {i}: {verb} after {sig.name} at {at:.1f}s did not "

@@ -59,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     # pulumi v3.259.0 pkg/cmd/pulumi/operations/refresh.go:318-328, 485-487
     p.add_argument("--clear-pending-creates", action="store_true",
                    help="refresh: drop the pending creates an interrupted run left")  # fmt: skip
+    # refresh.go:488-489 (the flag), 564-590 (its URN ID pairs), 631-634 ("the CREATE
+    # succeeded; provide a resource ID and complete the CREATE operation")
+    p.add_argument("--import-pending-creates", nargs=2, action="append", default=[],
+                   metavar=("URN", "ID"), help="refresh: a pending create that succeeded, "
+                   "completed with the id it got (repeatable)")  # fmt: skip
     p.add_argument("--target", "-t", action="append", default=[], metavar="URN",
                    help="update only this resource (repeatable)")  # fmt: skip
     p.add_argument("--target-dependents", action="store_true",
@@ -100,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     old = state.load(state_file)
     pending = state.load_pending(state_file)
     if args.action == "refresh" or (args.refresh and args.action == "up"):
+        if args.action == "refresh" and args.import_pending_creates:
+            old, pending = _import_pending_creates(old, pending, args.import_pending_creates)
         if args.action == "refresh" and args.clear_pending_creates:
             pending = _clear_pending_creates(pending)
         old = _refresh(args.stack, state_file, old, guard, pending)
@@ -131,6 +138,33 @@ def _checked(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]] 
             "--state-dir a directory of yours"
         )
     return raw, secrets
+
+
+def _import_pending_creates(
+    old: list[state.Record], pending: list[state.Operation], pairs: list[list[str]]
+) -> tuple[list[state.Record], list[state.Operation]]:
+    """refresh --import-pending-creates URN ID (pulumi refresh.go:564-590): each such pending
+    create is completed with that id, as the CLI's own words say ("the CREATE succeeded;
+    provide a resource ID and complete the CREATE operation", refresh.go:631-634): the
+    resource enters the state with the inputs it was being created with, and the refresh that
+    follows reads it from its provider. (Where v3.259.0 consumes the re-typed operation was
+    not found in its source; this models the flag's documented contract.) An URN that names
+    no pending create is a warning, as there (refresh.go:289-302)."""
+    ids = dict(pairs)
+    kept: list[state.Operation] = []
+    for o in pending:
+        rid = ids.pop(o.resource.urn, None) if o.type == state.CREATING else None
+        if rid is None:
+            kept.append(o)
+            continue
+        r = o.resource
+        r.id, r.outputs = rid, {**r.inputs}
+        r.state = {**r.state, "id": rid}
+        old = [*old, r]
+        print(f"+  pending create of {r.name} completed with id {rid}")
+    for urn in ids:
+        print(f"warning: {urn} did not correspond to a pending create", file=sys.stderr)
+    return old, kept
 
 
 def _clear_pending_creates(pending: list[state.Operation]) -> list[state.Operation]:

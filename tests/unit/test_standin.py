@@ -147,3 +147,26 @@ def test_a_delete_gets_the_environment_whose_map_is_secret_as_a_whole() -> None:
     kept = repr({k: rec.state[k] for k in ("environment", "secretEnvironment")})
     assert "key-text" not in kept and "plain" not in kept, kept  # the map is secret
     commands.delete_local(Context(), rec)
+
+
+def test_refresh_import_pending_creates_completes_the_create_with_the_id_given(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """pulumi refresh --import-pending-creates URN ID (refresh.go:564-590, 631-634: "the
+    CREATE succeeded; provide a resource ID and complete the CREATE operation"): the resource
+    enters the state with that id and the inputs it was being created with; other pending
+    operations stay; an URN of no pending create is a warning."""
+    from standin import state
+    from standin.cli import _import_pending_creates
+
+    ctr = state.Record("urn:c", "docker:index/container:Container", "test-test1", [], "", "p", True,
+                       inputs={"name": "test1", "image": "sha256:1"})  # fmt: skip
+    cmd = state.Record("urn:k", "command:local:Command", "etcd-x", [], "", "", True)
+    pending = [state.Operation(state.CREATING, ctr), state.Operation(state.CREATING, cmd)]
+    old, left = _import_pending_creates([], pending, [["urn:c", "abc123"], ["urn:none", "x"]])
+    assert [(r.urn, r.id, r.outputs, r.state["id"]) for r in old] == [
+        ("urn:c", "abc123", {"name": "test1", "image": "sha256:1"}, "abc123")
+    ]
+    assert [o.resource.urn for o in left] == ["urn:k"]
+    said = capsys.readouterr()
+    assert "urn:none did not correspond to a pending create" in said.err
