@@ -1,6 +1,6 @@
 """Drift on a running local lab, as a user meets it through the stand-in's CLI, mended by a plain
 `up` (overlaylab/mends.py): a dockerd killed, then an etcd member killed, then a container
-stopped. Each time the next `preview` says what is broken and what `up` will do about it (and
+stopped, then one detached from the overlay. Each time the next `preview` says what is broken and what `up` will do about it (and
 succeeds: the dead daemon's provider is not configured in preview, its daemon being replaced),
 `up` mends exactly that and validates, what was fine keeps its pids, ids and addresses, and the
 next `preview` finds nothing to do. `destroy` leaves nothing."""
@@ -38,7 +38,7 @@ def _cli(
     )  # fmt: skip
 
 
-def test_a_plain_up_mends_a_dead_dockerd_a_dead_member_and_a_stopped_container_alone(
+def test_a_plain_up_mends_a_dead_dockerd_a_dead_member_a_stopped_and_a_detached_container(
     tmp_path: Path,
 ) -> None:
     raw: dict[str, Any] = lab_config(2, lab_id=STACK, segment=SEGMENT)
@@ -95,6 +95,19 @@ def test_a_plain_up_mends_a_dead_dockerd_a_dead_member_and_a_stopped_container_a
         )  # fmt: skip
         assert untouched(cfg, {"test2": n2}) == kept
         assert _pid(cfg, node1, "docker") == dockerd1
+
+        # 4. test2 detached from the overlay (the lost attachment a restart once left): replaced
+        kept = untouched(cfg, {"test1": n1})
+        docker2 = ["docker", "-H", f"unix://{cfg.docker_socket(node2)}"]
+        subprocess.run([*docker2, "network", "disconnect", cfg.network_name, "test2"], check=True,
+                       capture_output=True)  # fmt: skip
+        _mend(
+            config_file, state,
+            finding=f"drift: container test2 on {n2} is not attached to {cfg.network_name}",
+            plan="drift: up mends: test-test2 (replace)",
+            replaced=["test-test2"],
+        )  # fmt: skip
+        assert untouched(cfg, {"test1": n1}) == kept
 
 
 def _mend(
