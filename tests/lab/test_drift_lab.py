@@ -1,9 +1,10 @@
 """Drift on a running local lab, as a user meets it through the stand-in's CLI, mended by a plain
 `up` (overlaylab/mends.py): a dockerd killed, then an etcd member killed, then a container
-stopped, then one detached from the overlay. Each time the next `preview` says what is broken and what `up` will do about it (and
-succeeds: the dead daemon's provider is not configured in preview, its daemon being replaced),
-`up` mends exactly that and validates, what was fine keeps its pids, ids and addresses, and the
-next `preview` finds nothing to do. `destroy` leaves nothing."""
+stopped, then one detached from the overlay; a member that lost its data (3 hosts); a reboot.
+Each time the next `preview` says what is broken and what `up` will do about it (and succeeds:
+a dead daemon's provider is not configured in preview, its daemon being replaced), `up` mends
+exactly that and validates, what was fine keeps its pids, ids and addresses, and the next
+`preview` finds nothing to do. `destroy` leaves nothing."""
 
 from __future__ import annotations
 
