@@ -8,12 +8,14 @@ exactly that and validates, what was fine keeps its pids, ids and addresses, and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,20 @@ SEGMENT = "192.168.231"
 NOTHING = "0 to create, 0 to update, 0 to replace, 0 to delete"
 
 
+@contextlib.contextmanager
+def _running(tmp_path: Path, hosts: int) -> Iterator[tuple[LabConfig, Path, Path]]:
+    """A validated lab of ``hosts`` hosts brought up through the CLI: its config, stack file
+    and state directory; destroyed through the CLI at the end, and nothing of it left."""
+    raw: dict[str, Any] = lab_config(hosts, lab_id=STACK, segment=SEGMENT)
+    config_file = write_stack_file(tmp_path / f"Pulumi.{STACK}.yaml", raw)
+    state = tmp_path / "state"
+    with LabFixture(STACK, raw=raw, settle=0) as lab:
+        lab.destroy_with("destroy", lambda: _destroy(config_file, state))
+        up = _cli("up", config_file, state)
+        assert up.returncode == 0 and " 0 failed" in up.stdout, up.stdout[-2000:] + up.stderr
+        yield lab.cfg, config_file, state
+
+
 def _cli(
     verb: str, config_file: Path, state: Path, *extra: str
 ) -> subprocess.CompletedProcess[str]:
@@ -42,14 +58,7 @@ def _cli(
 def test_a_plain_up_mends_a_dead_dockerd_a_dead_member_a_stopped_and_a_detached_container(
     tmp_path: Path,
 ) -> None:
-    raw: dict[str, Any] = lab_config(2, lab_id=STACK, segment=SEGMENT)
-    config_file = write_stack_file(tmp_path / f"Pulumi.{STACK}.yaml", raw)
-    state = tmp_path / "state"
-    with LabFixture(STACK, raw=raw, settle=0) as lab:
-        cfg = lab.cfg
-        lab.destroy_with("destroy", lambda: _destroy(config_file, state))
-        up = _cli("up", config_file, state)
-        assert up.returncode == 0 and " 0 failed" in up.stdout, up.stdout[-2000:] + up.stderr
+    with _running(tmp_path, 2) as (cfg, config_file, state):
         node1, node2 = cfg.hosts
         n1, n2 = node1.name, node2.name
 
@@ -200,14 +209,7 @@ def test_a_member_that_lost_its_data_is_removed_and_added_again_by_a_plain_up(
     from overlaylab.etcd import EtcdClient
     from overlaylab.netrule import RouteGuard
 
-    raw: dict[str, Any] = lab_config(3, lab_id=STACK, segment=SEGMENT)
-    config_file = write_stack_file(tmp_path / f"Pulumi.{STACK}.yaml", raw)
-    state = tmp_path / "state"
-    with LabFixture(STACK, raw=raw, settle=0) as lab:
-        cfg = lab.cfg
-        lab.destroy_with("destroy", lambda: _destroy(config_file, state))
-        up = _cli("up", config_file, state)
-        assert up.returncode == 0 and " 0 failed" in up.stdout, up.stdout[-2000:] + up.stderr
+    with _running(tmp_path, 3) as (cfg, config_file, state):
         node1, _, node3 = cfg.hosts
         guard = RouteGuard(cfg.bridge or "")
         etcd1 = EtcdClient(cfg.client_url(node1), guard, timeout=5)
@@ -256,14 +258,7 @@ def test_a_plain_up_brings_a_rebooted_lab_back_on_its_data_with_its_network(
     from overlaylab.hosts import netns_daemons
     from overlaylab.netrule import RouteGuard
 
-    raw: dict[str, Any] = lab_config(2, lab_id=STACK, segment=SEGMENT)
-    config_file = write_stack_file(tmp_path / f"Pulumi.{STACK}.yaml", raw)
-    state = tmp_path / "state"
-    with LabFixture(STACK, raw=raw, settle=0) as lab:
-        cfg = lab.cfg
-        lab.destroy_with("destroy", lambda: _destroy(config_file, state))
-        up = _cli("up", config_file, state)
-        assert up.returncode == 0 and " 0 failed" in up.stdout, up.stdout[-2000:] + up.stderr
+    with _running(tmp_path, 2) as (cfg, config_file, state):
         guard = RouteGuard(cfg.bridge or "")
         cluster = EtcdClient(cfg.client_url(cfg.hosts[0]), guard, timeout=5).members()[0]
         network = json.loads(_cli_outputs(config_file, state))["networkId"]
