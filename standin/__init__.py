@@ -32,15 +32,48 @@ Modules, each one concern:
   standin up|down|preview --stack local``).
 """
 
-from overlaylab.stackconfig import PROJECT
-from standin.commands import COMMAND, COPY_TO_REMOTE, REMOTE_COMMAND, SSH_BASE
-from standin.docker_ops import CONTAINER, DOCKER_PROVIDER, NETWORK, REMOTE_IMAGE
-from standin.engine import RealEngine
-from standin.executor import destroy
-from standin.ops import ResourceFailed, UnsupportedResource
-from standin.program import PROJECT_DIR, Run, run_program
-from standin.reaper import become_subreaper
-from standin.state import Record
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from overlaylab.stackconfig import PROJECT
+    from standin.commands import COMMAND, COPY_TO_REMOTE, REMOTE_COMMAND, SSH_BASE
+    from standin.docker_ops import CONTAINER, DOCKER_PROVIDER, NETWORK, REMOTE_IMAGE
+    from standin.engine import RealEngine
+    from standin.executor import destroy
+    from standin.ops import ResourceFailed, UnsupportedResource
+    from standin.program import PROJECT_DIR, Run, run_program
+    from standin.reaper import become_subreaper
+    from standin.state import Record
+
+#: Where each name of the package comes from: loaded on first use, so that `python -m
+#: standin` reaches its SIGINT handler (standin/__main__.py) before the heavy imports.
+_FROM = {
+    "PROJECT": "overlaylab.stackconfig",
+    **dict.fromkeys(
+        ("COMMAND", "COPY_TO_REMOTE", "REMOTE_COMMAND", "SSH_BASE"), "standin.commands"
+    ),
+    **dict.fromkeys(
+        ("CONTAINER", "DOCKER_PROVIDER", "NETWORK", "REMOTE_IMAGE"), "standin.docker_ops"
+    ),
+    "RealEngine": "standin.engine",
+    "destroy": "standin.executor",
+    **dict.fromkeys(("ResourceFailed", "UnsupportedResource"), "standin.ops"),
+    **dict.fromkeys(("PROJECT_DIR", "Run", "run_program"), "standin.program"),
+    "become_subreaper": "standin.reaper",
+    "Record": "standin.state",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _FROM:
+        raise AttributeError(f"module 'standin' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_FROM[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "COMMAND",

@@ -100,3 +100,30 @@ def test_stack_output_prints_the_last_ups_outputs(tmp_path: Path) -> None:
     res = standin("stack", "output", "--json", "--state-dir", str(tmp_path))
     assert res.returncode == 0 and '"dockerHosts"' in res.stdout, res
     one_line_error(standin("stack", "output", "x", "--state-dir", str(tmp_path)), "no output 'x'")
+
+
+@pytest.mark.parametrize("delay", [0.1, 0.2, 0.4, 0.8])
+def test_a_sigint_while_the_cli_still_loads_ends_it_with_one_line_and_no_traceback(
+    tmp_path: Path, delay: float
+) -> None:
+    """Found by the interruption loop (bench/interrupts.py, seed 20261202, round 10, on a busy
+    machine): a SIGINT before the CLI had installed its handler, during its imports, ended the
+    run with a KeyboardInterrupt traceback. At any moment the first SIGINT is the Pulumi CLI's:
+    one line, no traceback. The delays fall in the imports (about 0.5 s of them here) and
+    after."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "standin", "preview", "--stack", "local",
+         "--state-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT,
+    )  # fmt: skip
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert "Traceback" not in out + err, err[-3000:]
+    # interrupted with its line; or done before the signal; or killed by it before Python had
+    # run a line of the CLI (nothing started, nothing to say)
+    before_python = proc.returncode == -signal.SIGINT and not err
+    assert "interrupted" in err or proc.returncode == 0 or before_python, (proc.returncode, err)
