@@ -345,13 +345,18 @@ if __name__ == "__main__":
 
 def identity_gone(tmp: Path) -> list[str]:
     """After a destroy, what is left of the stack's identity directory besides the backups of
-    Docker's keys (``<identity dir>/backups``, kept on purpose: overlaylab/backup.py); those
-    are removed here, with the directory."""
+    Docker's keys (``<identity dir>/backups``) and the mend generations (``<lab>.mends.json``),
+    both kept on purpose (overlaylab/backup.py, mends.py); those are removed here, with the
+    directory."""
     d = tmp / "identity"
     if not d.exists():
         return []
-    left = sorted(str(p.relative_to(d)) for p in d.iterdir() if p.name != "backups")
+    kept = [p for p in d.iterdir() if p.name == "backups" or p.name.endswith(".mends.json")]
+    left = sorted(str(p.relative_to(d)) for p in d.iterdir() if p not in kept)
     shutil.rmtree(d / "backups", ignore_errors=True)
+    for p in kept:
+        if p.is_file():
+            p.unlink()
     with contextlib.suppress(OSError):
         d.rmdir()
     return left

@@ -180,3 +180,51 @@ def test_a_rebooted_host_is_seen_over_ssh_and_mended_by_a_plain_up(stack: Stack)
     stack.running.validate()
     again = stack.up(two)
     assert {n for n, s in again.items() if s.kind != "same"} == set(), again
+
+
+def test_a_host_gone_for_good_is_forgotten_and_the_rest_stays_clean(stack: Stack) -> None:
+    """docker-node3 powered off for good, its stack up. `python -m overlaylab.forget` refuses
+    nothing (the host does not answer), removes its member through another, its container's
+    endpoint through another host's daemon, its node key, and its resources from the state;
+    the `up` without it then deletes nothing there and validates, the two hosts that stay keep
+    their pids and containers, and the cluster lists them alone."""
+    import subprocess
+    import sys
+
+    import standin.state
+    from overlaylab.stackconfig import write_stack_file
+
+    stack.up(list(NODES))
+    stack.running.validate()
+    first_two = {"test1": NODES[0], "test2": NODES[1]}
+    kept = stack.untouched(first_two)
+    gone = next(h for h in stack.hosts if h.name == NODES[2])
+    vmhosts.power_off(gone)
+
+    config_file = write_stack_file(stack.tmp / f"Pulumi.{LAB_ID}.yaml", stack.config(list(NODES)))
+    res = subprocess.run(
+        [sys.executable, "-m", "overlaylab.forget", "--stack", LAB_ID, "--host", gone.name,
+         "--config-file", str(config_file), "--ssh-key", str(stack.key),
+         "--state-file", str(stack.running.state_file)],
+        capture_output=True, text=True, cwd=PACKAGE.parent, timeout=300, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    said = res.stdout
+    assert f"etcd: member {gone.name} removed through" in said, said
+    assert "docker: endpoint test3 on demo removed through" in said, said
+    assert f"docker: node key /docker/nodes/{gone.address}:2375 deleted" in said, said
+    assert stack.members(NODES[0]) == list(NODES[:2])
+    stack.running.state = standin.state.load(stack.running.state_file)
+    assert not [
+        r.name for r in stack.running.state if gone.name in r.name or r.name == "test-test3"
+    ]
+
+    steps = stack.up(list(NODES[:2]))
+    assert not [n for n, s in steps.items() if s.kind == "delete"], steps
+    assert stack.untouched(first_two) == kept
+    stack.running.validate()
+    client = EtcdClient(f"http://{stack.hosts[0].address}:2379", stack.guard)
+    keys = client.v2_get("/docker", recursive=True)
+    assert keys is not None
+    found = [n.key for n in keys.walk() if gone.address in (n.value or "") or gone.address in n.key]
+    assert found == [], found
