@@ -43,7 +43,7 @@ from overlaylab.backup import RECORD_ONLY, before_change, lab_exists, reachable_
 from overlaylab.config.model import Network
 from overlaylab.defaults import DOCKER_OVERLAY_MTU, UNDERLAY_MTU
 from overlaylab.errors import ConfigError
-from overlaylab.mends import VALIDATE
+from overlaylab.mends import VALIDATE, every_member_lost, refound
 from overlaylab.mends import advance as advance_mends
 from overlaylab.stackconfig import PROJECT_DIR, from_pulumi, package_hash
 from overlaylab.survey import survey
@@ -67,6 +67,11 @@ dry_run = pulumi.runtime.is_dry_run()
 mends = advance_mends(cfg, drift, write=not dry_run and not os.environ.get(RECORD_ONLY))
 if mends.raised:
     pulumi.log.warn(f"drift: {'up mends' if dry_run else 'mending'}: {mends.said()}")
+if every_member_lost(drift, cfg):
+    if dry_run or os.environ.get(RECORD_ONLY):
+        pulumi.log.warn("drift: every etcd member lost its data: up founds the cluster again")
+    else:
+        pulumi.log.warn(f"drift: {refound(cfg)}")
 # Before this run changes anything, and only in a run that may change something (not a
 # preview): Docker's keys saved beside the stack's state, then the node keys of no host that no
 # daemon owns deleted. Here, in the program, because under both engines it runs before any

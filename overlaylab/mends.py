@@ -177,3 +177,35 @@ def advance(cfg: LabConfig, s: Survey, *, write: bool) -> Mends:
         tmp.write_text(json.dumps(gens, sort_keys=True, indent=1))
         os.replace(tmp, p)
     return Mends(gens, raised)
+
+
+def every_member_lost(s: Survey, cfg: LabConfig) -> bool:
+    """Every member of the stack's cluster is down with its data gone: no cluster is left
+    anywhere for a member to split from."""
+    lost = {f.host for f in s.findings if f.kind == "etcd" and f.data_lost}
+    return bool(cfg.hosts) and lost == {h.name for h in cfg.hosts}
+
+
+def refound(cfg: LabConfig) -> str:
+    """Let every member found the cluster again (local lab): each marker forgets that its
+    member ran (``overlaylab.hosts.member``), so the members' creates found it from the static
+    membership, a cluster without Docker's keys. One line, for the run's output."""
+    if cfg.transport != "local":
+        return (
+            "every etcd member lost its data; over SSH the members are not founded again by "
+            "`up`: follow docs/troubleshooting.md#the-drill-a-lab-test-local-stack-two-hosts"
+        )
+    for h in cfg.hosts:
+        marker = Path(cfg.host_dir(h)) / "etcd-cluster.json"
+        try:
+            record = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        record.pop("ran", None)
+        marker.write_text(json.dumps(record))
+    return (
+        "every etcd member lost its data: no cluster is left to split from, so this up founds "
+        "it again (a new cluster, without Docker's keys) and validation fails until they are "
+        f"back: python -m overlaylab.backup restore --stack {cfg.lab_id} (docs/troubleshooting"
+        ".md#docker-keys-backup-restore-and-the-drill)"
+    )

@@ -38,6 +38,8 @@ class Finding:
     text: str
     host: str = ""
     container: str = ""
+    data_lost: bool = False
+    """An etcd member's: its data dir is gone too."""
 
     def __str__(self) -> str:
         return self.text
@@ -84,8 +86,10 @@ def survey(cfg: LabConfig) -> Survey:
             gone = f"{where}: its network namespace {h.netns(cfg.lab_id)} is gone"
             found.append(Finding("netns", gone, h.name))
         if pid_of(base / "etcd.pid", "etcd") is None:
-            lost = "" if (base / "etcd" / "member").is_dir() else ", and its data is gone"
-            found.append(Finding("etcd", f"{where}: its etcd member is not running{lost}", h.name))
+            no_data = not (base / "etcd" / "member").is_dir()
+            lost = ", and its data is gone" if no_data else ""
+            text = f"{where}: its etcd member is not running{lost}"
+            found.append(Finding("etcd", text, h.name, data_lost=no_data))
         if pid_of(base / "docker.pid", "dockerd") is None:
             found.append(Finding("dockerd", f"{where}: its dockerd is not running", h.name))
             continue
@@ -224,5 +228,5 @@ def _ssh_host(cfg: LabConfig, host: str, address: str) -> list[Finding]:
     for f in found:
         c = f.get("container", "")
         text = f"container {c} on {host} {f['text']}" if c else f"{where}: {f['text']}"
-        out.append(Finding(f["kind"], text, host, c))
+        out.append(Finding(f["kind"], text, host, c, data_lost=bool(f.get("lost"))))
     return out

@@ -27,8 +27,11 @@ def findings(containers: Sequence[str]) -> list[dict[str, str]]:
     """``containers``: ``NAME=NET,NET`` each. One dict per finding: kind, text, container."""
     out: list[dict[str, str]] = []
     if not _active("etcd"):
-        lost = "" if (files.ETCD_DATA / "member").is_dir() else ", and its data is gone"
-        out.append({"kind": "etcd", "text": f"its etcd member is not running{lost}"})
+        if (files.ETCD_DATA / "member").is_dir():
+            out.append({"kind": "etcd", "text": "its etcd member is not running"})
+        else:
+            text = "its etcd member is not running, and its data is gone"
+            out.append({"kind": "etcd", "text": text, "lost": "1"})
     if not _active("docker"):
         out.append({"kind": "dockerd", "text": "its dockerd is not running"})
         return out

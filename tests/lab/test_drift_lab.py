@@ -301,3 +301,58 @@ def _cli_outputs(config_file: Path, state: Path) -> str:
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     return res.stdout
+
+
+def test_the_drill_every_members_data_lost_the_cluster_founded_again_the_keys_restored(
+    tmp_path: Path,
+) -> None:
+    """issue 14's drill. Docker's keys saved (`overlaylab.backup save`); every member killed
+    and its data dir deleted. The preview says the cluster will be founded again; `up` founds
+    it (a new cluster id: no member could rejoin anything) and fails its validation, naming
+    the restore; `overlaylab.backup restore` puts the keys back; then the validator passes
+    with the overlay's id, the containers' ids and the daemons' pids as before."""
+    from overlaylab.etcd import EtcdClient
+    from overlaylab.netrule import RouteGuard
+    from tests.labtools import assert_valid
+
+    with _running(tmp_path, 2) as (cfg, config_file, state):
+        guard = RouteGuard(cfg.bridge or "")
+        cluster = EtcdClient(cfg.client_url(cfg.hosts[0]), guard, timeout=5).members()[0]
+        outputs = json.loads(_cli_outputs(config_file, state))
+        kept = untouched(cfg, {c.name: c.host for c in cfg.containers})
+        backup = _backup("save", config_file)
+        assert backup.returncode == 0 and "saved" in backup.stdout, backup.stdout + backup.stderr
+
+        for h in cfg.hosts:
+            os.kill(_pid(cfg, h, "etcd"), signal.SIGKILL)
+        for h in cfg.hosts:
+            shutil.rmtree(Path(cfg.host_dir(h)) / "etcd")
+        pre = _cli("preview", config_file, state)
+        assert "every etcd member lost its data: up founds the cluster again" in pre.stderr, (
+            pre.stderr[-3000:]
+        )
+        up = _cli("up", config_file, state)
+        said = up.stdout + up.stderr
+        assert "founds it again" in up.stderr and "overlaylab.backup restore" in up.stderr, said
+        assert up.returncode != 0 and " 0 failed" not in up.stdout, said[-3000:]
+        now = EtcdClient(cfg.client_url(cfg.hosts[1]), guard, timeout=5).members()[0]
+        assert now != cluster
+
+        restored = _backup("restore", config_file)
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+        assert_valid(outputs["validationSpec"], timeout=90)
+        assert untouched(cfg, {c.name: c.host for c in cfg.containers}) == kept
+        network = EtcdClient(cfg.client_url(cfg.hosts[0]), guard, timeout=5).v2_get(
+            f"/docker/network/v1.0/network/{outputs['networkId']}", recursive=False
+        )
+        assert network is not None
+        again = _cli("up", config_file, state)
+        assert again.returncode == 0 and " 0 failed" in again.stdout, again.stdout[-3000:]
+
+
+def _backup(verb: str, config_file: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "overlaylab.backup", verb, "--stack", STACK,
+         "--config-file", str(config_file)],
+        capture_output=True, text=True, cwd=PROJECT, timeout=120, check=False,
+    )  # fmt: skip

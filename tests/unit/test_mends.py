@@ -131,3 +131,22 @@ def test_the_names_mended_are_the_programs_own_resources(
     )  # fmt: skip
     names = [n.partition(":")[0] for n in mends.broken(everything, cfg)]
     assert names and set(names) <= registered, sorted(set(names) - registered)
+
+
+def test_only_every_member_lost_lets_the_cluster_be_founded_again(raw: dict[str, Any]) -> None:
+    """One member's data lost: it must rejoin (never found). Every member's: nothing is left to
+    split from, and the markers forget that their members ran, so each founds again."""
+    cfg = parse(raw, "test")
+    n1, n2 = (h.name for h in cfg.hosts)
+    one = Survey(True, (Finding("etcd", "x", n1, data_lost=True), Finding("etcd", "y", n2)))
+    both = Survey(True, tuple(Finding("etcd", "x", n, data_lost=True) for n in (n1, n2)))
+    assert not mends.every_member_lost(one, cfg) and mends.every_member_lost(both, cfg)
+    for h in cfg.hosts:
+        marker = Path(cfg.host_dir(h)) / "etcd-cluster.json"
+        marker.parent.mkdir(parents=True)
+        marker.write_text(json.dumps({"name": h.name, "token": "t", "ran": True}))
+    said = mends.refound(cfg)
+    assert "founds it again" in said and "overlaylab.backup restore" in said
+    for h in cfg.hosts:
+        record = json.loads((Path(cfg.host_dir(h)) / "etcd-cluster.json").read_text())
+        assert record == {"name": h.name, "token": "t"}

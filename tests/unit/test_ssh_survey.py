@@ -52,7 +52,11 @@ def test_each_thing_missing_on_a_host_is_one_finding(
     stopped = {**RUNNING, "State": {"Running": False}}
     _host(bindir, "inactive", "active", {"test2": stopped, "both": RUNNING})
     assert hostsurvey.findings(["test2=demo", "gone=demo", "both=demo,backend"]) == [
-        {"kind": "etcd", "text": "its etcd member is not running, and its data is gone"},
+        {
+            "kind": "etcd",
+            "text": "its etcd member is not running, and its data is gone",
+            "lost": "1",
+        },
         {"kind": "container", "text": "is not running", "container": "test2"},
         {"kind": "container", "text": "is gone", "container": "gone"},
         {"kind": "container", "text": "is not attached to backend", "container": "both"},
