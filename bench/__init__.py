@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from types import FrameType
+from typing import Any
 
 
 def stoppable() -> None:
@@ -17,3 +19,22 @@ def stoppable() -> None:
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, stop)
+
+
+def forget_kept(raw: dict[str, Any]) -> None:
+    """What outlives a destroy on purpose (the backups of Docker's keys, a failed validation's
+    dumps, the mend generations: overlaylab/backup.py, validate/cli.py, mends.py), removed
+    once a benchmark's lab is gone: a benchmark leaves nothing behind."""
+    import shutil
+    from pathlib import Path
+
+    from overlaylab import mends
+    from overlaylab.backup import backup_dir
+    from overlaylab.config import parse
+
+    cfg = parse(raw, "benchmark config")
+    shutil.rmtree(backup_dir(cfg), ignore_errors=True)
+    shutil.rmtree(f"{cfg.state_dir}/{cfg.lab_id}.dumps", ignore_errors=True)
+    mends.path(cfg).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        Path(cfg.state_dir).rmdir()  # only when empty: the labs' shared root

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import forget_kept
 from overlaylab.config import parse
 from overlaylab.config.sample import lab_config
 from overlaylab.leftovers import leftovers
@@ -202,15 +203,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     with tempfile.TemporaryDirectory(prefix="interrupts-") as work:
-        tally, failure = loop(args.kills, seed, Path(work), kill_up=not args.no_kill_up)
-        ups = sum(r.startswith("up") for r in tally.rounds)
-        downs = len(tally.rounds) - ups
-        print(f"seed {seed}: {ups} up and {downs} destroy interruptions converged")
-        if failure:
-            print(f"FAILED: {failure}", file=sys.stderr)
-            lab = Lab(Path(work))
-            lab.run("destroy")
-            return 1
+        try:
+            tally, failure = loop(args.kills, seed, Path(work), kill_up=not args.no_kill_up)
+            ups = sum(r.startswith("up") for r in tally.rounds)
+            downs = len(tally.rounds) - ups
+            print(f"seed {seed}: {ups} up and {downs} destroy interruptions converged")
+            if failure:
+                print(f"FAILED: {failure}", file=sys.stderr)
+                Lab(Path(work)).run("destroy")
+                return 1
+        finally:
+            forget_kept(Lab(Path(work)).cfg)
     return 0
 
 
