@@ -308,8 +308,8 @@ def test_the_drill_every_members_data_lost_the_cluster_founded_again_the_keys_re
 ) -> None:
     """issue 14's drill. Docker's keys saved (`overlaylab.backup save`); every member killed
     and its data dir deleted. The preview says the cluster will be founded again; `up` founds
-    it (a new cluster id: no member could rejoin anything) and fails its validation, naming
-    the restore; `overlaylab.backup restore` puts the keys back; then the validator passes
+    it (the same cluster id, which etcd derives from the membership and token, and none of
+    Docker's keys) and fails its validation, naming the restore; `overlaylab.backup restore` puts the keys back; then the validator passes
     with the overlay's id, the containers' ids and the daemons' pids as before."""
     from overlaylab.etcd import EtcdClient
     from overlaylab.netrule import RouteGuard
@@ -335,8 +335,12 @@ def test_the_drill_every_members_data_lost_the_cluster_founded_again_the_keys_re
         said = up.stdout + up.stderr
         assert "founds it again" in up.stderr and "overlaylab.backup restore" in up.stderr, said
         assert up.returncode != 0 and " 0 failed" not in up.stdout, said[-3000:]
-        now = EtcdClient(cfg.client_url(cfg.hosts[1]), guard, timeout=5).members()[0]
-        assert now != cluster
+        # founded again: the same cluster id (etcd derives it from the static membership and
+        # the token), and none of Docker's keys
+        fresh = EtcdClient(cfg.client_url(cfg.hosts[1]), guard, timeout=5)
+        assert fresh.members()[0] == cluster
+        key = f"/docker/network/v1.0/network/{outputs['networkId']}"
+        assert fresh.v2_get(key, recursive=False) is None
 
         restored = _backup("restore", config_file)
         assert restored.returncode == 0, restored.stdout + restored.stderr
@@ -346,10 +350,7 @@ def test_the_drill_every_members_data_lost_the_cluster_founded_again_the_keys_re
             assert (after[k][1] if k.endswith(" pids") else after[k]) == (
                 v[1] if k.endswith(" pids") else v
             ), k
-        network = EtcdClient(cfg.client_url(cfg.hosts[0]), guard, timeout=5).v2_get(
-            f"/docker/network/v1.0/network/{outputs['networkId']}", recursive=False
-        )
-        assert network is not None
+        assert fresh.v2_get(key, recursive=False) is not None
         again = _cli("up", config_file, state)
         assert again.returncode == 0 and " 0 failed" in again.stdout, again.stdout[-3000:]
 
