@@ -309,8 +309,9 @@ def test_the_drill_every_members_data_lost_the_cluster_founded_again_the_keys_re
     """issue 14's drill. Docker's keys saved (`overlaylab.backup save`); every member killed
     and its data dir deleted. The preview says the cluster will be founded again; `up` founds
     it (the same cluster id, which etcd derives from the membership and token, and none of
-    Docker's keys) and fails its validation, naming the restore; `overlaylab.backup restore` puts the keys back; then the validator passes
-    with the overlay's id, the containers' ids and the daemons' pids as before."""
+    Docker's keys) and fails its validation, naming the restore; `overlaylab.backup restore`
+    puts the keys back; then the validator passes with the overlay's id, the containers' ids
+    and the daemons' pids as before, and the next `up` validates."""
     from overlaylab.etcd import EtcdClient
     from overlaylab.netrule import RouteGuard
     from tests.labtools import assert_valid
