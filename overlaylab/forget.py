@@ -137,7 +137,7 @@ def drop_endpoints(cfg: LabConfig, gone: Host) -> list[str]:
     tunnel = SshDockerTunnel(cfg.docker_host(other), cfg.ssh_opts(), None)
     said = []
     try:
-        api = docker_api(tunnel.url, timeout=30)
+        api = docker_api(tunnel.url.removeprefix("unix://"), timeout=30)
         for c in (c for c in cfg.containers if c.host == gone.name):
             for net in cfg.networks_of(c):
                 try:
