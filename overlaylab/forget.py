@@ -130,6 +130,8 @@ def drop_endpoints(cfg: LabConfig, gone: Host) -> list[str]:
     """Its containers' endpoints, through another host's daemon: Docker's forced disconnect of a
     container it does not know deletes the endpoint by name (moby v20.10.24
     daemon/network.go:459, container_operations.go:877-889)."""
+    import docker
+
     from overlaylab.hosts.dockerd import docker_api
     from overlaylab.sshdocker import SshDockerTunnel
 
@@ -143,8 +145,8 @@ def drop_endpoints(cfg: LabConfig, gone: Host) -> list[str]:
                 try:
                     api.disconnect_container_from_network(c.name, net, force=True)
                     said.append(f"docker: endpoint {c.name} on {net} removed through {other.name}")
-                except Exception as e:  # none left: nothing to remove
-                    said.append(f"docker: endpoint {c.name} on {net}: {e}")
+                except docker.errors.NotFound:
+                    said.append(f"docker: no endpoint {c.name} on {net} left")
     finally:
         tunnel.close()
     return said

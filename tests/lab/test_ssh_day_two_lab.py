@@ -200,6 +200,7 @@ def test_a_host_gone_for_good_is_forgotten_and_the_rest_stays_clean(stack: Stack
     kept = stack.untouched(first_two)
     gone = next(h for h in stack.hosts if h.name == NODES[2])
     vmhosts.power_off(gone)
+    print(f"\nkeys naming {gone.address} before forget: {_keys_naming(stack, gone.address)}")
 
     config_file = write_stack_file(stack.tmp / f"Pulumi.{LAB_ID}.yaml", stack.config(list(NODES)))
     res = subprocess.run(
@@ -213,10 +214,12 @@ def test_a_host_gone_for_good_is_forgotten_and_the_rest_stays_clean(stack: Stack
     assert res.returncode == 0, res.stdout + res.stderr
     said = res.stdout
     assert f"etcd: member {gone.name} removed through" in said, said
-    assert "docker: endpoint test3 on demo removed through" in said, said
+    # removed, or already gone (the store is read below: nothing of the host is left in it)
+    assert "docker: endpoint test3 on demo removed through" in said or (
+        "docker: no endpoint test3 on demo left" in said
+    ), said
     assert f"docker: node key /docker/nodes/{gone.address}:2375 deleted" in said, said
     assert stack.members(NODES[0]) == list(NODES[:2])
-    stack.running.state = standin.state.load(stack.running.state_file)
     assert not [
         r.name for r in stack.running.state if gone.name in r.name or r.name == "test-test3"
     ]
@@ -225,8 +228,12 @@ def test_a_host_gone_for_good_is_forgotten_and_the_rest_stays_clean(stack: Stack
     assert not [n for n, s in steps.items() if s.kind == "delete"], steps
     assert stack.untouched(first_two) == kept
     stack.running.validate()
+    assert _keys_naming(stack, gone.address) == []
+
+
+def _keys_naming(stack: Stack, address: str) -> list[str]:
+    """Docker's keys whose name or value holds ``address`` (a node key, an endpoint there)."""
     client = EtcdClient(f"http://{stack.hosts[0].address}:2379", stack.guard)
     keys = client.v2_get("/docker", recursive=True)
     assert keys is not None
-    found = [n.key for n in keys.walk() if gone.address in (n.value or "") or gone.address in n.key]
-    assert found == [], found
+    return [n.key for n in keys.walk() if address in (n.value or "") or address in n.key]
