@@ -200,6 +200,23 @@ def power_off(host: VmHost, timeout: float = 60) -> None:
         host.proc.wait(10)
 
 
+def crash(host: VmHost, timeout: float = 30) -> None:
+    """The host dies at once, as a machine losing power: SIGKILL to its PID namespace's init
+    ends every process of it, nothing shuts down cleanly (Docker removes no endpoint)."""
+    if host.proc is None or host.proc.poll() is not None:
+        return
+    init = _init_pid(host)
+    if init is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(init, signal.SIGKILL)
+    try:
+        host.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(host.proc.pid, signal.SIGKILL)
+        host.proc.wait(10)
+
+
 def remove(host: VmHost) -> None:
     """Delete a host's tree; only once its nspawn is gone (never under a running host)."""
     if host.proc is not None and host.proc.poll() is None:
