@@ -183,11 +183,11 @@ def test_a_rebooted_host_is_seen_over_ssh_and_mended_by_a_plain_up(stack: Stack)
 
 
 def test_a_host_gone_for_good_is_forgotten_and_the_rest_stays_clean(stack: Stack) -> None:
-    """docker-node3 dies for good (a crash, no shutdown), its stack up. `python -m overlaylab.forget` refuses
-    nothing (the host does not answer), removes its member through another, its container's
-    endpoint through another host's daemon, its node key, and its resources from the state;
-    the `up` without it then deletes nothing there and validates, the two hosts that stay keep
-    their pids and containers, and the cluster lists them alone."""
+    """docker-node3 dies for good (a crash, no shutdown), its stack up. `python -m
+    overlaylab.forget` removes its member through another, its container's endpoint through
+    another host's daemon, its node key, and its resources from the state; the `up` without
+    it then deletes nothing there and validates, the two hosts that stay keep their pids and
+    containers, the cluster lists them alone, and no key of Docker's names the host."""
     import subprocess
     import sys
 
