@@ -64,20 +64,21 @@ drift = survey(cfg)
 for finding in drift.findings:
     pulumi.log.warn(f"drift: {finding}")
 dry_run = pulumi.runtime.is_dry_run()
-mends = advance_mends(cfg, drift, write=not dry_run and not os.environ.get(RECORD_ONLY))
+changing = not dry_run and not os.environ.get(RECORD_ONLY)  # may change something: writes
+mends = advance_mends(cfg, drift, write=changing)
 if mends.raised:
     pulumi.log.warn(f"drift: {'up mends' if dry_run else 'mending'}: {mends.said()}")
 if every_member_lost(drift, cfg):
-    if dry_run or os.environ.get(RECORD_ONLY):
-        pulumi.log.warn("drift: every etcd member lost its data: up founds the cluster again")
-    else:
+    if changing:
         pulumi.log.warn(f"drift: {refound(cfg)}")
+    else:
+        pulumi.log.warn("drift: every etcd member lost its data: up founds the cluster again")
 # Before this run changes anything, and only in a run that may change something (not a
 # preview): Docker's keys saved beside the stack's state, then the node keys of no host that no
 # daemon owns deleted. Here, in the program, because under both engines it runs before any
 # resource is registered, so before any step (overlaylab/backup.py, nodekeys.py;
 # docs/design.md).
-if not dry_run and not os.environ.get(RECORD_ONLY) and lab_exists(cfg):
+if changing and lab_exists(cfg):
     said, saved = before_change(cfg)
     (pulumi.log.info if saved else pulumi.log.warn)(said)
     advertises = [cfg.advertise(h) for h in cfg.hosts]

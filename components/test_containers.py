@@ -90,10 +90,7 @@ class TestContainers(pulumi.ComponentResource):
                 keep_locally=True,
                 # The image is in the daemon's data-root, which a rebuild empties: the image is
                 # looked up again there (its id changes with it), and the containers after it.
-                triggers={
-                    "cluster": args.cluster,
-                    **{k: t for k, t in zip(["mend"], args.mends.triggers(image), strict=False)},
-                },
+                triggers={"cluster": args.cluster, **args.mends.keyed(image)},
                 opts=pulumi.ResourceOptions(parent=self, provider=h.provider, depends_on=deps),
             )
         providers = {h.hostname: h.provider for h in args.hosts}

@@ -39,11 +39,14 @@ from overlaylab.errors import LabError
 
 def names_of(cfg: LabConfig, host: str) -> set[str]:
     """The names of the resources the program makes for ``host`` (components included)."""
-    lab = {f"lab-{host}-{k}" for k in ("preflight", "copy", "lib", "pki-bundle", "pki")}
-    mine = {f"etcd-{host}", f"docker-{host}", f"docker-{host}-dockerd", f"docker-{host}-docker"}
-    mine |= {f"serf-{host}", f"test-{host}-import", f"test-{host}-image", f"test-{host}-names"}
-    mine |= {f"test-{host}-{n.name}-names" for n in cfg.all_networks}
-    mine |= {f"test-{c.name}" for c in cfg.containers if c.host == host}
+    from overlaylab import mends
+
+    lab = {f"{mends.host(host)}-{k}" for k in ("preflight", "copy", "lib", "pki-bundle", "pki")}
+    mine = {mends.member(host), mends.daemon(host), mends.serf(host)}
+    mine |= {mends.image_import(host), mends.image(host)}
+    mine |= {f"docker-{host}", f"docker-{host}-docker", f"test-{host}-names"}  # its component,
+    mine |= {f"test-{host}-{n.name}-names" for n in cfg.all_networks}  # provider, names gates
+    mine |= {mends.container(c.name) for c in cfg.containers if c.host == host}
     return lab | mine
 
 
@@ -85,9 +88,9 @@ PULUMI = {"urn": "urn", "name": "", "deps": "dependencies", "prop_deps": "proper
 
 
 def refuse_if_it_answers(cfg: LabConfig, gone: Host) -> None:
-    from overlaylab.survey import _ssh_host
+    from overlaylab.survey import survey_host
 
-    found = _ssh_host(cfg, gone.name, gone.address)
+    found = survey_host(cfg, gone.name, gone.address)
     if not any(f.kind == "ssh" for f in found):
         raise LabError(
             f"host {gone.name} answers over SSH: take it out of the stack file and run up (its "

@@ -15,23 +15,23 @@ its inputs), so a raised one is a change the engine plans and carries out:
 - an update, where the thing's own create adopts what runs and starts what does not: an etcd
   member not running (its ``environment``; an update of a Command without ``update`` runs
   ``create`` again, docs/engine.md "What a program author must know"), which restarts on its
-  data, or, its data lost, is removed and added again (``overlaylab.membership.bootstrap``).
+  data, or, its data lost, is removed and added again (``overlaylab.membership.bootstrap``);
+- a replace of the bridge or a host's namespace (with its veth and address) where it is gone:
+  the machine rebooted, and with it every member and daemon died (each mended as above; the
+  members restart on their data, which the disk kept).
 
 A names keeper not running is reported, not mended: a lab made before the keeper existed would
 otherwise plan an update of every daemon on its first run under this version.
 
-The generations are kept beside the lab's directory (``<stateDir>/<lab id>.mends.json``, as the
-backups of Docker's keys are), written by a run that may change something (never by a preview)
-before any resource registers. The next run finds nothing broken and raises nothing: its inputs
-are the ones the mend left, and it runs nothing. An `up` that fails before its mend ran raises
+The generations are kept beside the lab's directory (``<stateDir>/<lab id>.mends.json``; an
+SSH lab's beside its identity file, as the backups of Docker's keys are), written by a run
+that may change something (never by a preview) before any resource registers. The next run
+finds nothing broken and raises nothing: its inputs are the ones the mend left, and it runs
+nothing. An `up` that fails before its mend ran raises
 the generation again and plans the same mend. The file outlives a destroy and a rebuild on
 purpose: a rebuild's resources are made with the generations the program read, and a file that
 went with them would plan every mended resource's replace on the next run. Deleted by hand, it
 costs one replace of each resource it had mended.
-
-- a replace of the bridge or a host's namespace (with its veth and address) where it is gone:
-  the machine rebooted, and with it every member and daemon died (each mended as above; the
-  members restart on their data, which the disk kept).
 
 A namespace deleted while its daemons still run (they keep it alive, out of reach) is made anew,
 but the daemons that run in the old one are not found dead and stay there: the validation then
@@ -109,8 +109,12 @@ class Mends:
 
     def triggers(self, name: str) -> list[str]:
         """For a ``triggers`` list: nothing at generation 0."""
+        return list(self.keyed(name).values())
+
+    def keyed(self, name: str) -> dict[str, str]:
+        """For a ``triggers`` map: nothing at generation 0."""
         n = self.of(name)
-        return [f"mend {n}"] if n else []
+        return {"mend": f"mend {n}"} if n else {}
 
     def environment(self, name: str) -> dict[str, str]:
         n = self.of(f"{name}:update")

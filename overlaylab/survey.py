@@ -162,13 +162,11 @@ def _containers(cfg: LabConfig, host: str, socket: str) -> list[Finding]:
 
 
 def container_state(cfg: LabConfig, c: Container, info: dict[str, Any]) -> str:
-    """What is wrong with a container as its daemon inspects it ("" for nothing): not running,
-    or not attached to each of its networks (one detached from one of two is found too)."""
-    if not info.get("State", {}).get("Running"):
-        return "is not running"
-    attached = info.get("NetworkSettings", {}).get("Networks") or {}
-    missing = [n for n in cfg.networks_of(c) if n not in attached]
-    return f"is not attached to {', '.join(missing)}" if missing else ""
+    """What is wrong with a container as its daemon inspects it ("" for nothing), on the
+    networks the stack gives it (the same check as an SSH host's, hosts/hostsurvey.py)."""
+    from overlaylab.hosts.hostsurvey import container_problem
+
+    return container_problem(info, cfg.networks_of(c))
 
 
 #: How long one host's survey over SSH may take (connect, python3, systemctl, docker inspect).
@@ -183,11 +181,11 @@ def _ssh(cfg: LabConfig) -> Survey:
     if not Path(os.path.expanduser(cfg.identity_file)).is_file():
         return Survey(expected=False)  # no `up` has run from here: nothing to look at
     with ThreadPoolExecutor(max_workers=len(cfg.hosts)) as pool:
-        per_host = list(pool.map(lambda h: _ssh_host(cfg, h.name, h.address), cfg.hosts))
+        per_host = list(pool.map(lambda h: survey_host(cfg, h.name, h.address), cfg.hosts))
     return Survey(expected=True, findings=tuple(f for fs in per_host for f in fs))
 
 
-def _ssh_host(cfg: LabConfig, host: str, address: str) -> list[Finding]:
+def survey_host(cfg: LabConfig, host: str, address: str) -> list[Finding]:
     import os
     import shlex
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Sequence
+from typing import Any
 
 from overlaylab.hosts import systemd_files as files
 
@@ -21,6 +22,16 @@ def _active(unit: str) -> bool:
         ["systemctl", "is-active", unit], capture_output=True, text=True, check=False
     )
     return res.stdout.strip() == "active"
+
+
+def container_problem(info: dict[str, Any], networks: Sequence[str]) -> str:
+    """What is wrong with a container as its daemon inspects it ("" for nothing): not running,
+    or not attached to each of its networks (one detached from one of two is found too)."""
+    if not info.get("State", {}).get("Running"):
+        return "is not running"
+    attached = info.get("NetworkSettings", {}).get("Networks") or {}
+    missing = [n for n in networks if n not in attached]
+    return f"is not attached to {', '.join(missing)}" if missing else ""
 
 
 def findings(containers: Sequence[str]) -> list[dict[str, str]]:
@@ -44,13 +55,7 @@ def findings(containers: Sequence[str]) -> list[dict[str, str]]:
         if res.returncode != 0:
             out.append({"kind": "container", "text": "is gone", "container": name})
             continue
-        info = json.loads(res.stdout)[0]
-        if not info.get("State", {}).get("Running"):
-            what = "is not running"
-        else:
-            attached = info.get("NetworkSettings", {}).get("Networks") or {}
-            missing = [n for n in nets.split(",") if n and n not in attached]
-            what = f"is not attached to {', '.join(missing)}" if missing else ""
+        what = container_problem(json.loads(res.stdout)[0], [n for n in nets.split(",") if n])
         if what:
             out.append({"kind": "container", "text": what, "container": name})
     return out

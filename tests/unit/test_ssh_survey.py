@@ -1,5 +1,5 @@
 """The survey of an SSH lab: the host side (hosts/hostsurvey.py) over fake ``systemctl`` and
-``docker`` commands on PATH, and the program side (survey._ssh_host) over a fake ``ssh`` that
+``docker`` commands on PATH, and the program side (survey.survey_host) over a fake ``ssh`` that
 runs the host side here, answers nothing (exit 255), or is an older package (exit 2)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from overlaylab.config import parse
 from overlaylab.hosts import hostsurvey
-from overlaylab.survey import _ssh_host
+from overlaylab.survey import survey_host
 
 RUNNING = {"State": {"Running": True}, "NetworkSettings": {"Networks": {"demo": {}}}}
 
@@ -83,7 +83,7 @@ def test_the_program_asks_each_host_over_ssh_and_names_what_it_says(bindir: Path
     answer = [{"kind": "container", "text": "is not running", "container": "test2"}]
     _tool(bindir, "ssh", f'[[ "${{@: -1}}" == *"host-survey --containers test2=demo" ]] && '
                          f"echo '{json.dumps(answer)}' || exit 3\n")  # fmt: skip
-    got = _ssh_host(cfg, h.name, h.address)
+    got = survey_host(cfg, h.name, h.address)
     assert [(f.kind, f.text, f.container) for f in got] == [
         ("container", f"container test2 on {h.name} is not running", "test2")
     ]
@@ -94,8 +94,8 @@ def test_a_host_that_does_not_answer_is_a_finding_and_an_old_package_is_only_nam
 ) -> None:
     h = cfg.hosts[0]
     _tool(bindir, "ssh", "echo 'ssh: connect to host x port 22: No route to host' >&2; exit 255\n")
-    (gone,) = _ssh_host(cfg, h.name, h.address)
+    (gone,) = survey_host(cfg, h.name, h.address)
     assert gone.kind == "ssh" and "does not answer over SSH (ssh: connect to host" in gone.text
     _tool(bindir, "ssh", "echo 'hostops: error: invalid choice: host-survey' >&2; exit 2\n")
-    (old,) = _ssh_host(cfg, h.name, h.address)
+    (old,) = survey_host(cfg, h.name, h.address)
     assert old.kind == "unsurveyed" and "the next up copies it" in old.text
