@@ -170,6 +170,7 @@ etcd = EtcdCluster(
         health_host=health_host,
         tls_dir=cfg.host_pki_dir,
         generation=cfg.etcd_generation,
+        timing=cfg.etcd_timing,
         mends=mends,
     ),
 )

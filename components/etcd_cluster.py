@@ -31,6 +31,7 @@ class EtcdClusterArgs:
     health_timeout: float = verbs.ETCD_HEALTH_TIMEOUT
     tls_dir: str | None = None  # the lab's CA and client certificate: the gate speaks TLS
     generation: int = 1  # etcd.generation: raised, the cluster is rebuilt
+    timing: tuple[int, int] | None = None  # etcd.heartbeatMs/electionMs, or the transport's
     mends: Mends = field(default_factory=Mends)
     """A member found not running is updated: its create restarts it (overlaylab.mends)."""
 
@@ -122,6 +123,8 @@ class EtcdCluster(pulumi.ComponentResource):
                 client_port=args.client_port,
                 peer_port=args.peer_port,
                 initial_cluster_stdin=True,
+                heartbeat_ms=args.timing[0] if args.timing else None,
+                election_ms=args.timing[1] if args.timing else None,
             ).argv(cmd.placement(m.name)),
             verbs.EtcdDown(name=m.name).argv(cmd.placement(m.name)),
             host=m.name,

@@ -9,6 +9,13 @@ from __future__ import annotations
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 
+#: A local stack's etcd heartbeat and election timeout in ms, unless the stack sets
+#: ``etcd.heartbeatMs``/``electionMs``. Its members share one machine's bridge: the round trip
+#: is about 0.05 ms, so what bounds the heartbeat is how late a loaded machine schedules etcd,
+#: not the network (etcd's tuning guide; docs/benchmarks.md measures the choice). etcd's own
+#: defaults, 100 and 1000, are for a LAN and are what an SSH stack gets unless it sets them.
+LOCAL_ETCD_TIMING = (25, 250)
+
 #: ``lab.mtu``: the MTU of the hosts' own interfaces on the segment (the kernel's default too).
 UNDERLAY_MTU = 1500
 

@@ -201,6 +201,11 @@ class EtcdClient:
                 return False
         raise EtcdError(f"etcd at {self.endpoint} refused mkdir v2 {key}: {status} {answer}")
 
+    def v2_rmdir(self, key: str) -> bool:
+        """Remove a directory if it is empty; False if it is not there or not empty."""
+        status, _ = self._request("DELETE", "/v2/keys" + _quote(key) + "?dir=true")
+        return status == 200
+
     def v2_delete(self, key: str, recursive: bool = False, prev_index: int | None = None) -> bool:
         """Delete a key (a directory with ``recursive``); False if it is not there. With
         ``prev_index``, only while the key's ``modifiedIndex`` is still that (compare and

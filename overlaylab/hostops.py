@@ -91,6 +91,9 @@ HOST_VERBS: dict[str, Callable[[HostTransport, Args], None]] = {
             peer_port=a.peer_port,
             token=a.token,
             initial_cluster=_initial_cluster(a),
+            timing=(a.heartbeat_ms, a.election_ms)
+            if a.heartbeat_ms is not None and a.election_ms is not None
+            else None,
         )
     ),
     "etcd-down": lambda h, a: h.etcd_down(name=a.name),

@@ -23,6 +23,7 @@ Standard library only: this runs on real hosts with their system python3.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -206,6 +207,37 @@ def withdraw(start: Bootstrap, peer_url: str, client_for: ClientFor) -> str:
         return f"its member add could not be withdrawn: {e}"
 
 
+#: Where a member that leaves says so first (v2, one key per member id, with a TTL): a member
+#: whose removal etcd refuses stops trying once every other member is leaving too.
+LEAVING = "/overlaylab/leaving"
+LEAVING_TTL = 30
+#: How long a leaving member waits for every other one to say it leaves too.
+LEAVING_SETTLE = 1.0
+
+
+def _mark_leaving(own: EtcdClient, member_id: str) -> None:
+    with contextlib.suppress(EtcdError):
+        own.v2_put(f"{LEAVING}/{member_id}", "leaving", ttl=LEAVING_TTL)
+
+
+def _unmark_leaving(peer: EtcdClient, member_id: str) -> None:
+    """After a removal the cluster keeps: its mark, and the directory once empty."""
+    with contextlib.suppress(EtcdError):
+        peer.v2_delete(f"{LEAVING}/{member_id}")
+        peer.v2_rmdir(LEAVING)
+
+
+def _all_leaving(client: EtcdClient, other_ids: set[str]) -> bool:
+    """Has every one of ``other_ids`` said it is leaving (``_mark_leaving``)? False when the
+    cluster cannot say: a member that cannot tell keeps trying, as before."""
+    try:
+        node = client.v2_get(LEAVING)
+    except EtcdError:
+        return False
+    marked = {n.key.rsplit("/", 1)[-1] for n in node.nodes} if node is not None else set()
+    return bool(other_ids) and other_ids <= marked
+
+
 def _all_healthy(urls: list[str], client_for: ClientFor) -> bool:
     try:
         return bool(urls) and all(client_for(u).health() for u in urls)
@@ -244,7 +276,18 @@ def leave(
     if not others:
         return "the last member: nothing to remove it from"
     member_id = str(me[0].get("ID", ""))
+    other_ids = {str(m.get("ID", "")) for m in others}
     urls = [u for m in others for u in m.get("clientURLs", [])]
+    _mark_leaving(own, member_id)
+    # In a destroy every member leaves at the same moment: once all have said so there is no
+    # cluster left to keep consistent, and a removal only waits on a cluster that is losing
+    # its members (requests that time out, refusals; 2 to 7 s of each member in an 8-host
+    # destroy). A member that leaves alone (a host removed) waits this long for nothing.
+    settle = time.monotonic() + LEAVING_SETTLE
+    while time.monotonic() < settle:
+        if _all_leaving(own, other_ids):
+            return "not removed from the cluster: every other member is leaving too"
+        time.sleep(0.1)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -256,6 +299,12 @@ def leave(
             # removal went through if the others no longer list it.
             if _listed_by_others(name, urls, client_for) is False:
                 break
+            # Every other member is leaving too (a destroy): there is no cluster left to keep
+            # consistent, and etcd refuses removals for seconds after each one (its strict
+            # reconfiguration check counts only members connected for 5 s): 8 s of an
+            # 8-host destroy went on these retries.
+            if _all_leaving(own, other_ids):
+                return f"not removed from the cluster: every other member is leaving too ({e})"
             # etcd refuses a removal until the members that remain have been connected for a
             # while (its strict reconfiguration check): worth waiting for while they all
             # answer, pointless once one of them is gone (the whole stack is going down).
@@ -270,12 +319,15 @@ def leave(
     problem = "not asked"
     confirm_by = min(deadline, time.monotonic() + confirm)
     while time.monotonic() < confirm_by:
+        if _all_leaving(next(iter(client_for(u) for u in urls), own), other_ids):
+            return "removed from the cluster; every other member is leaving too"
         refused = 0
         for url in urls:
             try:
                 peer = client_for(url)
                 _, now = peer.members()
                 if peer.health() and all(m.get("name") != name for m in now):
+                    _unmark_leaving(peer, member_id)
                     names = sorted(m.get("name", "") for m in now)
                     return (
                         f"removed from the cluster; {len(now)} remain healthy: {', '.join(names)}"

@@ -229,6 +229,10 @@ class EtcdUp(Verb):
     peer_port: int = arg()
     initial_cluster: str | None = arg(None, exclusive="initial-cluster")
     initial_cluster_stdin: bool = arg(False, exclusive="initial-cluster")
+    #: etcd.heartbeatMs/electionMs; passed only when the stack sets them, so that a stack
+    #: that does not keeps its commands
+    heartbeat_ms: int | None = arg(None)
+    election_ms: int | None = arg(None)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -82,6 +82,8 @@ class LabConfig:
     image: str
     image_source: str
     etcd_tls: bool = False
+    #: ``etcd.heartbeatMs``/``electionMs``, or None: the transport's own (docs/ha.md).
+    etcd_timing: tuple[int, int] | None = None
     store_all: bool = False
     ssh_user: str = "root"
     ssh_port: int = 22

@@ -48,6 +48,7 @@ class _Etcd:
     peer_port: int
     tls: bool
     generation: int
+    timing: tuple[int, int] | None  # (heartbeat, election) in ms, or the transport's own
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def parse(raw: Mapping[str, Any], stack_file: str = "the stack file") -> LabConf
         etcd_client_port=etcd.client_port,
         etcd_peer_port=etcd.peer_port,
         etcd_generation=etcd.generation,
+        etcd_timing=etcd.timing,
         advertise_port=docker.advertise_port,
         network_name=net.name,
         subnet=net.subnet,
@@ -223,7 +225,15 @@ def _parse_hosts(hosts_raw: Any, lab: _Lab, where: str) -> tuple[Host, ...]:
     return tuple(hosts)
 
 
-_ETCD_KEYS = ("clusterToken", "clientPort", "peerPort", "tls", "generation")
+_ETCD_KEYS = (
+    "clusterToken",
+    "clientPort",
+    "peerPort",
+    "tls",
+    "generation",
+    "heartbeatMs",
+    "electionMs",
+)
 
 
 def _parse_etcd(etcd: Mapping[str, Any], where: str) -> _Etcd:
@@ -243,7 +253,32 @@ def _parse_etcd(etcd: Mapping[str, Any], where: str) -> _Etcd:
             f"etcd.generation must be a whole number from 1 (raise it by one to rebuild the "
             f"cluster and everything on it), got {generation!r} ({where})"
         )
-    return _Etcd(token, client_port, peer_port, tls, generation)
+    return _Etcd(token, client_port, peer_port, tls, generation, _parse_timing(etcd, where))
+
+
+def _parse_timing(etcd: Mapping[str, Any], where: str) -> tuple[int, int] | None:
+    """etcd.heartbeatMs and etcd.electionMs, both or neither (etcd's own rules: the election
+    timeout at least 5 heartbeats and at most 50 s; its tuning guide: the heartbeat near the
+    members' round trip, the election timeout about 10 times it)."""
+    given = [k for k in ("heartbeatMs", "electionMs") if k in etcd]
+    if not given:
+        return None
+    if len(given) == 1:
+        other = "electionMs" if given[0] == "heartbeatMs" else "heartbeatMs"
+        raise ConfigError(
+            f"etcd.{given[0]} is set but etcd.{other} is not: set both, or neither for the "
+            f"transport's own ({where})"
+        )
+    heartbeat = v.integer(etcd["heartbeatMs"], "etcd.heartbeatMs", where)
+    election = v.integer(etcd["electionMs"], "etcd.electionMs", where)
+    if heartbeat < 1:
+        raise ConfigError(f"etcd.heartbeatMs must be 1 or more, got {heartbeat} ({where})")
+    if not 5 * heartbeat <= election <= 50000:
+        raise ConfigError(
+            f"etcd.electionMs {election} must be from 5 times etcd.heartbeatMs "
+            f"({5 * heartbeat}) to 50000, as etcd requires ({where})"
+        )
+    return heartbeat, election
 
 
 def _parse_docker(docker: Mapping[str, Any], where: str) -> _Docker:

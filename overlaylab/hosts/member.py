@@ -34,6 +34,8 @@ class Member:
     peer_port: int
     token: str
     initial_cluster: str  # name=peer-url,...: the founding membership
+    #: (heartbeat, election) in ms as the stack sets them, or None: the seat's own
+    timing: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

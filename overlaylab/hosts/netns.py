@@ -18,7 +18,6 @@ from overlaylab.errors import PreflightError
 from overlaylab.etcd import EtcdClient
 from overlaylab.hosts import member, netns_daemons, pki, serf
 from overlaylab.hosts.base import need
-from overlaylab.hosts.dockerd import serf_listening, wait_for_turn
 from overlaylab.hosts.image import image_import, image_remove
 from overlaylab.hosts.names import names_settle
 from overlaylab.hosts.proc import kill, log, run
@@ -209,15 +208,8 @@ class NamespaceHost:
             lab_id=self.lab_id,
             bridge=self.bridge,
         )
-        etcd = EtcdClient(etcd_endpoint, RouteGuard(bridge), tls=pki.client_tls(self.tls_dir))
-        # Every host's namespace is on this machine: look at the socket, not across the net.
-        wait_for_turn(
-            start_after,
-            hostname=hostname,
-            advertise=advertise,
-            etcd=etcd,
-            serf_on=lambda host, _: serf_listening(f"{lab_id}-{host}"),
-        )
+        # The daemons start together, each but the first behind its serf door until it has
+        # joined the first one's serf (netns_daemons.docker_up): no order to wait for.
         netns_daemons.docker_up(
             netns=netns,
             hostname=hostname,
@@ -228,6 +220,7 @@ class NamespaceHost:
             lab_id=lab_id,
             bridge=bridge,
             tls_dir=self.tls_dir,
+            anchor=start_after[0][1] if start_after else None,
         )
 
     def docker_down(self, *, hostname: str, advertise: str, etcd_endpoint: str) -> None:

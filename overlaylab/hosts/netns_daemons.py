@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -16,10 +17,17 @@ import time
 from pathlib import Path
 
 from overlaylab import verbs
+from overlaylab.defaults import LOCAL_ETCD_TIMING
 from overlaylab.errors import DockerError, EtcdError, LabError
 from overlaylab.etcd import EtcdClient
-from overlaylab.hosts import member
-from overlaylab.hosts.dockerd import clear_stale_endpoints, docker_api, node_key, serf_listening
+from overlaylab.hosts import member, serf
+from overlaylab.hosts.dockerd import (
+    SERF_PORT,
+    clear_stale_endpoints,
+    docker_api,
+    node_key,
+    serf_listening,
+)
 from overlaylab.hosts.pki import client_tls, docker_tls_flags, etcd_tls_flags
 from overlaylab.hosts.proc import (
     alive,
@@ -58,6 +66,7 @@ def etcd_argv(
     initial_cluster: str,
     tls_dir: str | None,
     state: str = "new",
+    timing: tuple[int, int] = LOCAL_ETCD_TIMING,
 ) -> list[str]:
     return [
         "etcd",
@@ -66,6 +75,7 @@ def etcd_argv(
         *("--listen-client-urls", f"{client},{loopback}", "--advertise-client-urls", client),
         *("--initial-cluster-token", token, "--initial-cluster", initial_cluster),
         *("--initial-cluster-state", state, "--enable-v2=true"),
+        *("--heartbeat-interval", str(timing[0]), "--election-timeout", str(timing[1])),
         *etcd_tls_flags(tls_dir, name),
     ]
 
@@ -107,6 +117,7 @@ class NamespaceEtcd:
                 initial_cluster=start.initial_cluster,
                 tls_dir=self.tls_dir,
                 state=start.state,
+                timing=start.member.timing or LOCAL_ETCD_TIMING,
             )
             pid = spawn(argv, self.logfile)
             self.pidfile.write_text(str(pid))
@@ -219,12 +230,21 @@ def docker_up(
     bridge: str,
     timeout: float = 60,
     tls_dir: str | None = None,
+    anchor: str | None = None,
 ) -> None:
+    """Start the host's dockerd unless it runs. ``anchor``: the first host's advertise address
+    (``ip:port``) when this is not the first host; a daemon started here then starts with its
+    serf door shut and is done once its serf joined the anchor's (``serf.join_through_door``),
+    so that daemons started together form one serf cluster."""
     check_docker_version(run(["dockerd", "--version"]).stdout)
     base = Path(host_dir)
     pid = pid_of(base / "docker.pid", "dockerd")
+    door = False
+    log_from = 0
     if pid is None:
         base.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            log_from = (base / "docker.log").stat().st_size
         argv = dockerd_argv(
             netns=netns,
             hostname=hostname,
@@ -236,6 +256,9 @@ def docker_up(
         )
         # dockerd writes its own pidfile and refuses to start while that names a live process.
         (base / "docker.pid").unlink(missing_ok=True)
+        if anchor is not None and anchor != advertise:
+            shut_serf_door(netns, anchor.rsplit(":", 1)[0])
+            door = True
         pid = spawn(argv, base / "docker.log", tmpdir=base / "tmp")
         log(
             f"dockerd {hostname} started (pid {pid}), cluster-store {cluster_store}, "
@@ -243,10 +266,24 @@ def docker_up(
         )
     else:
         log(f"dockerd {hostname} already running (pid {pid})")
+        # An up killed while this daemon waited behind its door left the door shut: wait for
+        # the join again (its log is this start's: docker_down removes it), then open it.
+        door = anchor is not None and bool(serf_door_rules(netns))
     etcd = EtcdClient(etcd_endpoint, RouteGuard(bridge), tls=client_tls(tls_dir))
     try:
         _wait_joined(pid, netns, hostname, base, etcd, advertise, timeout)
+        if door and anchor is not None:
+            serf.join_through_door(
+                hostname=hostname,
+                anchor=anchor,
+                etcd=etcd,
+                read_log=lambda: _log_since(base / "docker.log", log_from),
+                open_door=lambda: open_serf_door(netns),
+                timeout=timeout,
+            )
     except LabError:
+        if door:
+            open_serf_door(netns)
         # A failed create leaves nothing behind: no resource is recorded, so no delete runs.
         docker_down(
             hostname=hostname,
@@ -266,6 +303,42 @@ def docker_up(
     docker = ["docker", "-H", f"unix://{base / 'docker.sock'}"]
     clear_stale_endpoints(docker, etcd, advertise.rsplit(":", 1)[0], hostname)
     keeper_up(base, hostname, etcd_endpoint, bridge, tls_dir)
+
+
+#: The comment on the serf door's rule, so that it is found and removed by its spec.
+SERF_DOOR = "overlaylab-serf-door"
+
+
+def shut_serf_door(netns: str, anchor_ip: str) -> None:
+    """Shut this namespace's serf door: TCP 7946 refuses, with a reset, every host but
+    ``anchor_ip`` (a serf join is a TCP push-pull: memberlist ``Join``)."""
+    rule = ["INPUT", "-p", "tcp", "--dport", str(SERF_PORT), "!", "-s", anchor_ip]
+    rule += ["-m", "comment", "--comment", SERF_DOOR, "-j", "REJECT", "--reject-with", "tcp-reset"]
+    run([*nsenter(netns), "iptables", "-w", "-I", *rule])
+
+
+def serf_door_rules(netns: str) -> list[list[str]]:
+    """The door's rules in this namespace, as ``iptables -S`` prints them (none: open)."""
+    out = run([*nsenter(netns), "iptables", "-w", "-S", "INPUT"], check=False).stdout
+    return [shlex.split(line) for line in out.splitlines() if SERF_DOOR in line]
+
+
+def open_serf_door(netns: str) -> None:
+    """Remove the door's rules (quiet when there are none, or no namespace)."""
+    if not Path(f"/run/netns/{netns}").exists():
+        return
+    for rule in serf_door_rules(netns):
+        run([*nsenter(netns), "iptables", "-w", "-D", *rule[1:]], check=False)
+
+
+def _log_since(path: Path, offset: int) -> str:
+    """What a daemon's log holds from ``offset`` on: this start's lines, not an earlier one's."""
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def keeper_up(
@@ -349,6 +422,7 @@ def docker_down(
 ) -> None:
     base = Path(host_dir)
     keeper_down(base, hostname)
+    open_serf_door(f"{lab_id}-{hostname}")
     pid = pid_of(base / "docker.pid", "dockerd")
     if pid is not None:
         # dockerd waits for its containers on SIGTERM: remove them first.

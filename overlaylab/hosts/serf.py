@@ -37,6 +37,67 @@ def serf_members(log_text: str) -> set[str]:
     return {ip for ip, ev in state.items() if ev in ("EventMemberJoin", "EventMemberUpdate")}
 
 
+def reannounce(etcd: EtcdClient, advertise: str, gap: float) -> None:
+    """Delete the ``/docker/nodes`` key of the daemon that advertises ``advertise`` and write
+    it back ``gap`` seconds later: every daemon's store discovery sees that host *added*, and
+    each daemon whose serf join has not succeeded yet tries it (libnetwork
+    ``hostdiscovery.go:75-91``, ``overlay.go:272-291``). Its owner writes it again at its next
+    heartbeat anyway (TTL 60 s)."""
+    key = f"/docker/nodes/{advertise}"
+    node = etcd.v2_get(key, recursive=False)
+    value = node.value if node is not None and node.value else advertise
+    etcd.v2_delete(key)
+    # Each daemon must list /docker/nodes while the key is gone, or it sees no change.
+    time.sleep(gap)
+    etcd.v2_put(key, value, ttl=60)
+
+
+def join_through_door(
+    *,
+    hostname: str,
+    anchor: str,
+    etcd: EtcdClient,
+    read_log: Callable[[], str],
+    open_door: Callable[[], None],
+    timeout: float = 60,
+    first_nudge: float = 0.5,
+    gap: float = 0.5,
+) -> int:
+    """Wait until this daemon's serf has joined the anchor's (the first host's, ``ip:port``),
+    re-announcing the anchor's node key while it has not, then open the door; returns the
+    re-announcements it took.
+
+    Why a door: daemons started together can join each other before any of them joined the
+    first one, and two that joined each other never try again, so the hosts split into serf
+    clusters that never merge (docs/design.md, "The daemons' start order"). A daemon started
+    with its door shut (serf's TCP port refuses every host but the anchor, ``serf_door``)
+    can only be joined by the anchor, and its own joins only succeed to the anchor or to a
+    daemon whose door is open, which has joined the anchor's cluster: every join lands in
+    that one cluster, however the starts interleave. Its join to the anchor can fail (the
+    anchor's serf not listening yet, or the anchor not first in the daemon's discovery
+    batch), and nothing in Docker tries it again until the anchor is added again: hence the
+    re-announcements."""
+    ip = anchor.rsplit(":", 1)[0]
+    start = time.monotonic()
+    nudge_at, nudges = start + first_nudge, 0
+    while ip not in serf_members(read_log()):
+        now = time.monotonic()
+        if now - start >= timeout:
+            raise DockerError(
+                f"dockerd {hostname}'s serf never joined the first host's ({ip}) after "
+                f"{timeout:g} s and {nudges} re-announcements of its node key: is that "
+                f"host's dockerd running, and TCP 7946 open from here to it?"
+            )
+        if now >= nudge_at:
+            reannounce(etcd, anchor, gap)
+            nudges += 1
+            nudge_at = time.monotonic() + 0.5
+        time.sleep(0.05)
+    open_door()
+    log(f"dockerd {hostname}: serf joined the first host's ({ip}); door open, nudges {nudges}")
+    return nudges
+
+
 def serf_mesh(
     *,
     hostname: str,
@@ -77,12 +138,7 @@ def serf_mesh(
                 "(is 7946 tcp/udp open between them? restart this dockerd before any container)"
             )
         if now >= nudge_at:
-            node = etcd.v2_get(key, recursive=False)
-            value = node.value if node is not None and node.value else advertise
-            etcd.v2_delete(key)
-            # Each daemon must list /docker/nodes while the key is gone, or it sees no change.
-            time.sleep(gap)
-            etcd.v2_put(key, value, ttl=60)
+            reannounce(etcd, advertise, gap)
             nudges += 1
             log(f"dockerd {hostname}: serf has not seen {', '.join(missing)}; re-announced {key}")
             gap = min(gap * 2, 8.0)

@@ -335,7 +335,14 @@ def _etcd_env(start: member.Start) -> dict[str, str]:
         "ETCD_INITIAL_CLUSTER": start.initial_cluster,
         "ETCD_INITIAL_CLUSTER_STATE": start.state,
         "ETCD_ENABLE_V2": "true",
-    }
+    } | _timing_env(start.member.timing)
+
+
+def _timing_env(timing: tuple[int, int] | None) -> dict[str, str]:
+    """etcd.heartbeatMs/electionMs when the stack sets them; else etcd's own 100 and 1000."""
+    if timing is None:
+        return {}
+    return {"ETCD_HEARTBEAT_INTERVAL": str(timing[0]), "ETCD_ELECTION_TIMEOUT": str(timing[1])}
 
 
 def _etcd_tls_env(tls_dir: str | None, name: str) -> dict[str, str]:

@@ -147,7 +147,21 @@ ERRORS: list[tuple[str, str, Any, str]] = [
         "etcd.clientport",
         2379,
         "etcd.clientport is not a setting (did you mean etcd.clientPort?): use one of "
-        "clusterToken, clientPort, peerPort, tls, generation",
+        "clusterToken, clientPort, peerPort, tls, generation, heartbeatMs, electionMs",
+    ),
+    (
+        "etcd heartbeat without its election timeout",
+        "etcd.heartbeatMs",
+        25,
+        "etcd.heartbeatMs is set but etcd.electionMs is not: set both, or neither for the "
+        "transport's own",
+    ),
+    (
+        "etcd election timeout without its heartbeat",
+        "etcd.electionMs",
+        250,
+        "etcd.electionMs is set but etcd.heartbeatMs is not: set both, or neither for the "
+        "transport's own",
     ),
     (
         "unknown docker key",

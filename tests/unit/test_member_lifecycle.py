@@ -162,11 +162,27 @@ def test_a_member_stopped_by_its_own_removal_before_it_answers_is_removed() -> N
             listed.pop("m1")  # applied by the cluster ...
             raise EtcdError("etcd at http://a: etcdserver: server stopped")  # ... unanswered
 
+        # its mark that it leaves (membership.LEAVING): nobody else leaves
+        def v2_put(self, key: str, value: str, ttl: int | None = None) -> None:
+            pass
+
+        def v2_get(self, key: str) -> None:
+            return None
+
     class Peer:
         def members(self) -> tuple[str, list[dict[str, Any]]]:
             return "c", list(listed.values())
 
         def health(self) -> bool:
+            return True
+
+        def v2_get(self, key: str) -> None:
+            return None
+
+        def v2_delete(self, key: str) -> bool:
+            return True
+
+        def v2_rmdir(self, key: str) -> bool:
             return True
 
     peer: Any = Peer()

@@ -30,6 +30,8 @@ import pytest
 from overlaylab.errors import EtcdError
 from overlaylab.etcd import EtcdClient
 from overlaylab.membership import (
+    LEAVING,
+    LEAVING_TTL,
     Bootstrap,
     bootstrap,
     client_url,
@@ -207,6 +209,36 @@ def test_founders_start_new_a_late_host_is_added_and_a_leaver_removes_itself(
     assert members.healthy(2) == ["m2", "m3"]  # then healthy, maybe a moment later
     assert members.healthy(3) == ["m2", "m3"]
     assert removed(said, members.url(1)), said
+    # It said it was leaving (LEAVING); a cluster that stays keeps no trace of that.
+    mark = client(members.url(2)).v2_get(LEAVING)
+    if "remain healthy" in said:
+        assert mark is None, mark
+    else:  # confirmed otherwise: the mark expires with its TTL
+        assert mark is None or all(0 < (n.ttl or 0) <= LEAVING_TTL for n in mark.nodes), mark
+
+
+def test_a_member_whose_removal_is_refused_stops_trying_once_every_other_is_leaving(
+    members: Members,
+) -> None:
+    """A destroy: every member leaves at once, each saying so first (LEAVING). etcd refuses a
+    removal while the members that would remain have been connected for less than 5 s (its
+    strict reconfiguration check), as right after a start or another removal; a member that
+    sees every other one leaving stops there instead of retrying until its deadline (8 s of
+    an 8-host destroy). The deadline is far beyond the test's limit: a member that kept
+    retrying would still be at it when the limit is up."""
+    for i in (1, 2, 3):
+        members.start(i, members.static(1, 2, 3))
+    assert members.healthy(1) == ["m1", "m2", "m3"]
+    c = client(members.url(1))
+    ids = {m["name"]: m["ID"] for m in c.members()[1]}
+    for other in ("m2", "m3"):
+        c.v2_put(f"{LEAVING}/{ids[other]}", "leaving", ttl=LEAVING_TTL)
+    said = in_thread(
+        lambda: leave(name="m1", own=c, client_for=client, timeout=10 * LIMIT, confirm=10 * LIMIT),
+        "m1's leave while every other member leaves",
+    )
+    # Refused and given up, or removed and not waiting for the others' confirmation.
+    assert "every other member is leaving too" in said, said
 
 
 def test_leaving_a_cluster_without_quorum_stops_without_hanging(members: Members) -> None:
@@ -292,9 +324,11 @@ def test_every_member_leaving_at_once_does_not_wait_for_the_gone(members: Member
             iter(errors.values())
         )
     assert sorted(said) == [f"m{i}" for i in ids], said
-    # At least one member got out of the cluster before the others were gone; none of them
-    # ended waiting for the rest to confirm.
-    assert any(removed(said[f"m{i}"], members.url(i)) for i in ids), said
+    # Each member either got out of the cluster or saw every other one leaving too (then
+    # there is nothing to keep consistent: LEAVING); none ended waiting for the rest.
+    for i in ids:
+        s = said[f"m{i}"]
+        assert removed(s, members.url(i)) or "every other member is leaving too" in s, said
     assert not any("not healthy yet" in s for s in said.values()), said
 
 
