@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import re
 import shutil
 import subprocess
 import sys
@@ -70,12 +71,57 @@ def capture(cfg: dict[str, Any], keep: Path, lines: int = 40) -> None:
     keep.write_text(dump(lab) + "\n\n" + "\n".join(logs) + f"\n\nwhole logs in {whole}\n")
 
 
+_TERM = re.compile(r"elected leader \S+ at term (\d+)")
+_NUDGES = re.compile(r"door open, nudges (\d+)")
+
+
+def elections(cfg: dict[str, Any]) -> int:
+    """Leader elections the members saw after the first one (raft terms above the lowest any
+    member was elected in): 0 for a cluster whose first leader kept its place; more is the
+    leader flapping that too short an election timeout on a busy machine would cause."""
+    lab = parse(cfg, "soak config")
+    terms: set[int] = set()
+    for h in lab.hosts:
+        f = Path(lab.host_dir(h)) / "etcd.log"
+        if f.exists():
+            terms.update(int(t) for t in _TERM.findall(f.read_text(errors="replace")))
+    return len(terms) - 1 if terms else 0
+
+
+def nudges(run: Any) -> int:
+    """Re-announcements of the first host's key the daemons' doors took (their creates' output)."""
+    total = 0
+    for r in run.records:
+        if r.name.endswith("-dockerd"):
+            said = str(r.outputs.get("stdout", "")) + str(r.outputs.get("stderr", ""))
+            total += sum(int(x) for x in _NUDGES.findall(said))
+    return total
+
+
+#: An up slower than this prints its slowest steps and their last lines (the evidence of a
+#: slow path that still passed).
+SLOW_UP = 30.0
+
+
+def slowest(run: Any, count: int = 5) -> str:
+    lines = []
+    for r in sorted(run.records, key=lambda r: -r.seconds)[:count]:
+        said = (str(r.outputs.get("stdout", "")) + str(r.outputs.get("stderr", ""))).splitlines()
+        lines.append(f"  slow: {r.name} {r.seconds:.1f}s: " + " | ".join(said[-4:]))
+    return "\n".join(lines)
+
+
 def cycle(n: int, cfg: dict[str, Any], state: Path, keep: Path) -> tuple[bool, str]:
     guard = RouteGuard(cfg["lab"]["bridge"])
     start = time.monotonic()
     run = standin.run_program(cfg, stack="soak", state_file=state, guard=guard)
     up = time.monotonic() - start
     ok, why = run.error is None, "" if run.error is None else str(run.error).splitlines()[0]
+    extra = f"elections after the first {elections(cfg)}, door nudges {nudges(run)}"
+    if up > SLOW_UP:
+        slow = keep.with_name(f"{keep.stem}-slow-{n}{keep.suffix}")
+        capture(cfg, slow, lines=200)
+        extra += f" (slow: capture in {slow})\n" + slowest(run)
     if not ok:
         capture(cfg, keep)
         why += f" (capture in {keep})"
@@ -83,7 +129,7 @@ def cycle(n: int, cfg: dict[str, Any], state: Path, keep: Path) -> tuple[bool, s
     left = leftovers(parse(cfg, "soak config"))
     if errors or left:
         ok, why = False, f"{why} teardown: {errors} left: {left}"
-    print(f"cycle {n}: {'ok  ' if ok else 'FAIL'} up {up:.1f}s {why}", flush=True)
+    print(f"cycle {n}: {'ok  ' if ok else 'FAIL'} up {up:.1f}s {extra} {why}", flush=True)
     return ok, why
 
 
