@@ -126,4 +126,12 @@ def test_a_sigint_while_the_cli_still_loads_ends_it_with_one_line_and_no_traceba
     # interrupted with its line; or done before the signal; or killed by it before Python had
     # run a line of the CLI (nothing started, nothing to say)
     before_python = proc.returncode == -signal.SIGINT and not err
-    assert "interrupted" in err or proc.returncode == 0 or before_python, (proc.returncode, err)
+    # or killed by it once the CLI had printed its summary: Python's finalization gives SIGINT
+    # back its default action, so a signal in the last moments of the exit ends the process
+    # (a preview takes about 0.4 s here; found when previews got faster)
+    after_done = proc.returncode == -signal.SIGINT and "Resources:" in out
+    assert "interrupted" in err or proc.returncode == 0 or before_python or after_done, (
+        proc.returncode,
+        err,
+        out[-500:],
+    )
