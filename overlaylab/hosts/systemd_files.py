@@ -78,6 +78,11 @@ After=docker.service
 ExecStart=/usr/bin/env PYTHONPATH={REMOTE_LIB} python3 -m overlaylab.hostops {" ".join(argv)}
 Restart=always
 RestartSec=2s
+# A stop must not wait on what the keeper runs: SIGTERM to the keeper alone, SIGKILL to the
+# rest (an attached `docker run` passes SIGTERM to a busybox PID 1, which ignores it), and
+# never longer than 10 s (docker-down gives `systemctl disable --now` 60 s).
+KillMode=mixed
+TimeoutStopSec=10s
 
 [Install]
 WantedBy=multi-user.target

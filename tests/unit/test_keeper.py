@@ -156,6 +156,8 @@ def test_the_units_command_is_a_names_keep_the_command_line_takes() -> None:
         "/etc/overlaylab/pki",
     )
     assert f"PYTHONPATH={systemd_files.REMOTE_LIB}" in line and "Restart=always" in text
+    # its stop is bounded well inside docker-down's 60 s for `systemctl disable --now`
+    assert "KillMode=mixed" in text.splitlines() and "TimeoutStopSec=10s" in text.splitlines()
 
 
 def test_a_container_still_starting_at_its_connect_event_is_looked_after_once_it_runs(
