@@ -52,8 +52,10 @@ class HostTransport(Protocol):
         start_after: Sequence[tuple[str, str]] = (),
     ) -> None:
         """Run dockerd on ``cluster_store``; return once it has joined (registered, serf on).
-        ``start_after``: the (host, advertise) of the daemons that start before this one; it
-        starts once the last of them has joined (``dockerd.wait_for_turn``)."""
+        ``start_after``: the (host, advertise) of the daemons that come before this one. A
+        systemd host starts once the last of them has joined (``dockerd.wait_for_turn``); a
+        namespace host starts at once, behind its serf door until it has joined the first of
+        them (``netns_daemons.docker_up``)."""
 
     def docker_down(self, *, hostname: str, advertise: str, etcd_endpoint: str) -> None:
         """Undo ``docker_up``, and delete the daemon's node key from the store."""

@@ -59,8 +59,9 @@ def wait_for_turn(
     already in the store has joined before: this is a re-run of its create (an update), whose
     predecessors may since have left the stack, so it does not wait.
 
-    Daemons start one after another because Docker 20.10 joins serf once, to one neighbour,
-    when it starts (docs/design.md). The order is kept here, not as a dependency
+    On systemd hosts daemons start one after another because Docker 20.10 joins serf once,
+    to one neighbour, when it starts (docs/design.md; namespace hosts use a serf door
+    instead). The order is kept here, not as a dependency
     between the resources, so that a destroy stops all daemons at once. Fails once no
     daemon before this one has joined for ``stall`` seconds (one failed: its own error says
     why), naming the first that has not."""

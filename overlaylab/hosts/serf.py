@@ -70,13 +70,13 @@ def join_through_door(
     Why a door: daemons started together can join each other before any of them joined the
     first one, and two that joined each other never try again, so the hosts split into serf
     clusters that never merge (docs/design.md, "The daemons' start order"). A daemon started
-    with its door shut (serf's TCP port refuses every host but the anchor, ``serf_door``)
-    can only be joined by the anchor, and its own joins only succeed to the anchor or to a
-    daemon whose door is open, which has joined the anchor's cluster: every join lands in
-    that one cluster, however the starts interleave. Its join to the anchor can fail (the
-    anchor's serf not listening yet, or the anchor not first in the daemon's discovery
-    batch), and nothing in Docker tries it again until the anchor is added again: hence the
-    re-announcements."""
+    with its door shut (serf's TCP port refuses every host but the anchor:
+    ``netns_daemons.shut_serf_door``) can only be joined by the anchor, and its own joins
+    only succeed to the anchor or to a daemon whose door is open, which has joined the
+    anchor's cluster: every join lands in that one cluster, however the starts interleave.
+    Its join to the anchor can fail (the anchor's serf not listening yet, or the anchor not
+    first in the daemon's discovery batch), and nothing in Docker tries it again until the
+    anchor is added again: hence the re-announcements."""
     ip = anchor.rsplit(":", 1)[0]
     start = time.monotonic()
     nudge_at, nudges = start + first_nudge, 0
