@@ -5,19 +5,18 @@ reading them needs v2 HTTP whatever v3 client one picks. Health, version, the me
 a member's status come from endpoints every etcd 3.4/3.5 serves over HTTP (``/health``,
 ``/version`` and the v3 JSON gateway's ``/v3/cluster/member/list`` and
 ``/v3/maintenance/status``). Using the standard library for all of it avoids the ``etcd3``
-package, which is unmaintained and does not import beside pulumi's protobuf.
+package, which is unmaintained and does not import beside pulumi's protobuf. The requests go
+through ``overlaylab.http1`` (a verb's process does not pay for ``urllib.request``'s imports).
 """
 
 from __future__ import annotations
 
 import json
-import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from overlaylab import http1
 from overlaylab.errors import EtcdError, EtcdRefused
 from overlaylab.netrule import RouteGuard
 
@@ -79,33 +78,52 @@ class EtcdClient:
         self.endpoint = endpoint.rstrip("/")
         self.guard = guard
         self.timeout = timeout
-        self._ctx: ssl.SSLContext | None = tls
+        self._ctx: Any = tls  # an ssl.SSLContext (hosts.pki.client_tls), or None
 
     def _request(
         self, method: str, path: str, body: bytes | None = None, form: bool = False
     ) -> tuple[int, Any]:
         if self.guard is not None:
             self.guard.check_url(self.endpoint)
-        req = urllib.request.Request(self.endpoint + path, data=body, method=method)
+        parts = urllib.parse.urlsplit(self.endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise EtcdError(f"not an etcd endpoint (http[s]://host:port): {self.endpoint!r}")
+        tls = None
+        if parts.scheme == "https":
+            tls = self._ctx
+            if tls is None:  # as urllib did: the system's CAs
+                import ssl
+
+                tls = ssl.create_default_context()
+        headers = {}
         if body is not None:
-            kind = "application/x-www-form-urlencoded" if form else "application/json"
-            req.add_header("Content-Type", kind)
+            headers["Content-Type"] = (
+                "application/x-www-form-urlencoded" if form else "application/json"
+            )
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout, context=self._ctx) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            try:
-                return e.code, json.loads(raw or b"null")
-            except ValueError:
-                return e.code, raw.decode(errors="replace")
-        except (urllib.error.URLError, OSError, TimeoutError) as e:
-            reason = getattr(e, "reason", e)
-            if isinstance(reason, ConnectionRefusedError):
-                raise EtcdRefused(
-                    f"etcd at {self.endpoint} refused the connection: stopped"
+            resp = http1.request(
+                method,
+                parts.path.rstrip("/") + path,
+                host=parts.hostname,
+                port=parts.port or (443 if tls is not None else 80),
+                tls=tls,
+                body=body,
+                headers=headers,
+                timeout=self.timeout,
+            )
+        except ConnectionRefusedError:
+            raise EtcdRefused(f"etcd at {self.endpoint} refused the connection: stopped") from None
+        except OSError as e:
+            raise EtcdError(f"etcd at {self.endpoint} is unreachable: {_reason(e)}") from None
+        try:
+            return resp.status, json.loads(resp.body or b"null")
+        except ValueError:
+            if resp.status < 400:
+                raise EtcdError(
+                    f"etcd at {self.endpoint} answered {method} {path} with {resp.status} and"
+                    f" a body that is not JSON: {resp.body[:80]!r}"
                 ) from None
-            raise EtcdError(f"etcd at {self.endpoint} is unreachable: {reason}") from None
+            return resp.status, resp.body.decode(errors="replace")
 
     def health(self) -> bool:
         status, body = self._request("GET", "/health")
@@ -225,3 +243,10 @@ class EtcdClient:
 
 def _quote(key: str) -> str:
     return urllib.parse.quote("/" + key.lstrip("/"))
+
+
+def _reason(e: OSError) -> str:
+    """An OSError in the words urllib used: a timeout says so, an errno its text."""
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    return e.strerror or str(e) or type(e).__name__

@@ -20,21 +20,17 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from overlaylab import membership, verbs
+from overlaylab import verbs
 from overlaylab.errors import LabError
-from overlaylab.etcd import EtcdClient
-from overlaylab.hosts import identity, netns, pki
-from overlaylab.hosts.base import HostTransport
-from overlaylab.hosts.etcdcheck import etcd_health
-from overlaylab.hosts.hostsurvey import host_survey
-from overlaylab.hosts.keeper import names_keep
-from overlaylab.hosts.member import Member
-from overlaylab.hosts.netns import NamespaceHost
-from overlaylab.hosts.proc import LIFECYCLE, wait_for_earlier_lifecycle
-from overlaylab.hosts.systemd import SystemdHost, hosts_unique
-from overlaylab.hosts.systemd_files import wait_store
-from overlaylab.netrule import RouteGuard
+
+if TYPE_CHECKING:
+    from overlaylab.hosts.base import HostTransport
+
+# Each verb is a process of its own (about fifty in an 8-host up): a verb imports only what it
+# runs, inside the functions below, not everything every verb needs (docs/benchmarks.md,
+# "the step processes").
 
 Args = argparse.Namespace
 
@@ -42,7 +38,11 @@ Args = argparse.Namespace
 def make_host(args: Args) -> HostTransport:
     """The one place a transport is chosen: the placement flags (``_placement``) name it."""
     if args.systemd:
+        from overlaylab.hosts.systemd import SystemdHost
+
         return SystemdHost(tls_dir=args.tls_dir)
+    from overlaylab.hosts.netns import NamespaceHost
+
     return NamespaceHost(
         netns=args.netns,
         host_dir=args.host_dir,
@@ -76,6 +76,108 @@ def _start_after() -> list[tuple[str, str]]:
         ) from None
 
 
+def _member(a: Args) -> Any:
+    from overlaylab.hosts.member import Member
+
+    return Member(
+        name=a.name,
+        address=a.address,
+        client_port=a.client_port,
+        peer_port=a.peer_port,
+        token=a.token,
+        initial_cluster=_initial_cluster(a),
+        timing=(a.heartbeat_ms, a.election_ms)
+        if a.heartbeat_ms is not None and a.election_ms is not None
+        else None,
+    )
+
+
+def _hosts_unique(a: Args) -> None:
+    from overlaylab.hosts.systemd import hosts_unique
+
+    hosts_unique(a.reports, a.mtu)
+
+
+def _pki(a: Args) -> None:
+    from overlaylab.hosts import pki
+
+    if a.verb == "pki-up":
+        pki.pki_up(directory=a.dir, members=a.member)
+    elif a.verb == "pki-down":
+        pki.pki_down(directory=a.dir)
+    else:
+        pki.pki_bundle(directory=a.dir, member=a.member)
+
+
+def _identity(a: Args) -> None:
+    from overlaylab.hosts import identity
+
+    if a.verb == "ssh-identity":
+        identity.ssh_identity(a.file)
+    else:
+        identity.ssh_identity_remove(a.file)
+
+
+def _wait_store(a: Args) -> None:
+    from overlaylab.hosts.systemd_files import wait_store
+
+    wait_store(a.timeout)
+
+
+def _host_survey(a: Args) -> None:
+    from overlaylab.hosts.hostsurvey import host_survey
+
+    host_survey([c for c in a.containers.split(";") if c])
+
+
+def _lab_net(a: Args) -> None:
+    from overlaylab.hosts import netns
+
+    if a.verb == "bridge-up":
+        netns.bridge_up(a.bridge, a.address, a.prefixlen, a.mtu)
+    elif a.verb == "bridge-down":
+        netns.bridge_down(a.bridge)
+    elif a.verb == "host-up":
+        netns.host_up(a.netns, a.hostname, a.veth, a.address, a.prefixlen, a.bridge, a.mtu)
+    else:
+        netns.host_down(a.netns, a.veth)
+
+
+def _etcd_identity(a: Args) -> None:
+    from overlaylab import membership
+
+    print(
+        membership.cluster_identity(
+            a.token, a.client_port, a.peer_port, membership.previous_output(), a.generation
+        )
+    )
+
+
+def _names_keep(a: Args) -> None:
+    from overlaylab.etcd import EtcdClient
+    from overlaylab.hosts import pki
+    from overlaylab.hosts.keeper import names_keep
+    from overlaylab.netrule import RouteGuard
+
+    names_keep(
+        hostname=a.hostname,
+        docker=["docker", "-H", a.docker_host],
+        store=EtcdClient(
+            a.etcd_endpoint,
+            RouteGuard(a.bridge) if a.bridge else None,
+            tls=pki.client_tls(a.tls_dir),
+        ),
+    )
+
+
+def _etcd_health(a: Args) -> None:
+    from overlaylab.hosts.etcdcheck import etcd_health
+
+    etcd_health(
+        endpoints=a.endpoint, names=a.name, bridge=a.bridge, timeout=a.timeout, tls_dir=a.tls_dir
+    )
+
+
 #: Verbs that act on one host, whatever its transport.
 HOST_VERBS: dict[str, Callable[[HostTransport, Args], None]] = {
     "preflight": lambda h, a: h.preflight(
@@ -83,19 +185,7 @@ HOST_VERBS: dict[str, Callable[[HostTransport, Args], None]] = {
     ),
     "pki-install": lambda h, a: h.pki_install(name=a.name),
     "pki-remove": lambda h, a: h.pki_remove(name=a.name),
-    "etcd-up": lambda h, a: h.etcd_up(
-        Member(
-            name=a.name,
-            address=a.address,
-            client_port=a.client_port,
-            peer_port=a.peer_port,
-            token=a.token,
-            initial_cluster=_initial_cluster(a),
-            timing=(a.heartbeat_ms, a.election_ms)
-            if a.heartbeat_ms is not None and a.election_ms is not None
-            else None,
-        )
-    ),
+    "etcd-up": lambda h, a: h.etcd_up(_member(a)),
     "etcd-down": lambda h, a: h.etcd_down(name=a.name),
     "docker-up": lambda h, a: h.docker_up(
         hostname=a.hostname,
@@ -123,42 +213,28 @@ HOST_VERBS: dict[str, Callable[[HostTransport, Args], None]] = {
 
 #: Verbs with no host: they run where pulumi runs (or, wait-store, as a unit's ExecStartPre).
 PLAIN_VERBS: dict[str, Callable[[Args], None]] = {
-    "hosts-unique": lambda a: hosts_unique(a.reports, a.mtu),
-    "pki-up": lambda a: pki.pki_up(directory=a.dir, members=a.member),
-    "pki-down": lambda a: pki.pki_down(directory=a.dir),
-    "pki-bundle": lambda a: pki.pki_bundle(directory=a.dir, member=a.member),
-    "ssh-identity": lambda a: identity.ssh_identity(a.file),
-    "ssh-identity-remove": lambda a: identity.ssh_identity_remove(a.file),
-    "wait-store": lambda a: wait_store(a.timeout),
-    "host-survey": lambda a: host_survey([c for c in a.containers.split(";") if c]),
-    "bridge-up": lambda a: netns.bridge_up(a.bridge, a.address, a.prefixlen, a.mtu),
-    "bridge-down": lambda a: netns.bridge_down(a.bridge),
-    "host-up": lambda a: netns.host_up(
-        a.netns, a.hostname, a.veth, a.address, a.prefixlen, a.bridge, a.mtu
-    ),
-    "host-down": lambda a: netns.host_down(a.netns, a.veth),
-    "etcd-identity": lambda a: print(
-        membership.cluster_identity(
-            a.token, a.client_port, a.peer_port, membership.previous_output(), a.generation
-        )
-    ),
-    "names-keep": lambda a: names_keep(
-        hostname=a.hostname,
-        docker=["docker", "-H", a.docker_host],
-        store=EtcdClient(
-            a.etcd_endpoint,
-            RouteGuard(a.bridge) if a.bridge else None,
-            tls=pki.client_tls(a.tls_dir),
-        ),
-    ),
-    "etcd-health": lambda a: etcd_health(
-        endpoints=a.endpoint, names=a.name, bridge=a.bridge, timeout=a.timeout, tls_dir=a.tls_dir
-    ),
+    "hosts-unique": _hosts_unique,
+    "pki-up": _pki,
+    "pki-down": _pki,
+    "pki-bundle": _pki,
+    "ssh-identity": _identity,
+    "ssh-identity-remove": _identity,
+    "wait-store": _wait_store,
+    "host-survey": _host_survey,
+    "bridge-up": _lab_net,
+    "bridge-down": _lab_net,
+    "host-up": _lab_net,
+    "host-down": _lab_net,
+    "etcd-identity": _etcd_identity,
+    "names-keep": _names_keep,
+    "etcd-health": _etcd_health,
 }
 
 
 def dispatch(args: Args) -> None:
     """Run one verb: on the host the placement flags name, or a host-less one."""
+    from overlaylab.hosts.proc import LIFECYCLE, wait_for_earlier_lifecycle
+
     if args.verb in LIFECYCLE:
         netns = getattr(args, "netns", None)
         wait_for_earlier_lifecycle(("--netns", netns) if netns else None, args.verb)
@@ -171,16 +247,19 @@ def dispatch(args: Args) -> None:
 # --- command line ----------------------------------------------------------------------------
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line; ``only``: just that verb's subcommand (a verb's process parses its
+    own flags, not every verb's), if it is one."""
     p = argparse.ArgumentParser(
         prog="python -m overlaylab.hostops", description=__doc__.split("\n")[0]
     )
-    verbs.add_parsers(p.add_subparsers(dest="verb", required=True))
+    verbs.add_parsers(p.add_subparsers(dest="verb", required=True), only=only)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser(argv[0] if argv else None).parse_args(argv)
     try:
         dispatch(args)
     except LabError as e:

@@ -29,7 +29,6 @@ import os
 import time
 import urllib.parse
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from overlaylab.errors import EtcdError, EtcdRefused
@@ -103,6 +102,8 @@ def find_running(
             return client if client.health() else None
         except EtcdError:
             return None
+
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     others = [(n, peer) for n, peer in founding if n != me]
     if not others:

@@ -443,7 +443,11 @@ PLAIN_VERBS: tuple[type[Verb], ...] = (
 )  # fmt: skip
 
 
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """One subcommand per verb, from its record."""
-    for cls in (*HOST_VERBS, *PLAIN_VERBS):
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], only: str | None = None
+) -> None:
+    """One subcommand per verb, from its record; ``only``: that verb's alone, if it is one
+    (else all of them, so that a wrong verb's error lists the right ones)."""
+    every = (*HOST_VERBS, *PLAIN_VERBS)
+    for cls in [c for c in every if c.verb == only] or every:
         cls.add_parser(sub)

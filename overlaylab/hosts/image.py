@@ -7,8 +7,8 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from overlaylab.errors import PreflightError
-from overlaylab.hosts.dockerd import docker_api
+from overlaylab.errors import DockerError, PreflightError
+from overlaylab.hosts.engineapi import EngineAPI
 from overlaylab.hosts.proc import log, run
 
 
@@ -38,27 +38,23 @@ def busybox_rootfs() -> bytes:
 
 def image_import(*, hostname: str, socket_path: str, image: str) -> None:
     """Import ``image`` from busybox through the Engine API at ``socket_path``, if missing."""
-    import docker
-
-    client = docker_api(socket_path, timeout=60)
-    try:
-        client.inspect_image(image)
+    client = EngineAPI(socket_path, timeout=60)
+    if client.image_id(image) is not None:
         log(f"{hostname}: image {image} present")
         return
-    except docker.errors.ImageNotFound:
-        pass
     repo, _, tag = image.partition(":")
-    client.import_image_from_data(busybox_rootfs(), repository=repo, tag=tag or "latest")
-    log(f"{hostname}: imported {image} from busybox-static ({client.inspect_image(image)['Id']})")
+    client.import_image(busybox_rootfs(), repository=repo, tag=tag or "latest")
+    imported = client.image_id(image)
+    if imported is None:
+        raise DockerError(f"{hostname}: the import of {image} ended, but the daemon has no {image}")
+    log(f"{hostname}: imported {image} from busybox-static ({imported})")
 
 
 def image_remove(*, hostname: str, socket_path: str, image: str) -> None:
-    import docker
-
     if not Path(socket_path).exists():
         return
     try:
-        docker_api(socket_path, timeout=30).remove_image(image, force=True)
-        log(f"{hostname}: removed image {image}")
-    except docker.errors.DockerException:
-        pass
+        if EngineAPI(socket_path, timeout=30).remove_image(image, force=True):
+            log(f"{hostname}: removed image {image}")
+    except DockerError as e:  # the daemon is going (its data-root with it) or already gone
+        log(f"{hostname}: image {image} not removed: {e}")

@@ -123,7 +123,7 @@ def member_up(seat: EtcdSeat, m: Member) -> None:
     # Static bootstrap: a member cannot be healthy before a quorum has started, so this waits
     # only for the listener; the cluster-wide health gate comes after all members.
     try:
-        wait_for(f"etcd {m.name} to listen on {client}", seat.listening, seat.listen_timeout)
+        wait_for(f"etcd {m.name} to listen on {client}", seat.listening, seat.listen_timeout, 0.05)
     except LabError:
         log(f"etcd {m.name} did not start: {membership.withdraw(start, peer, seat.client_for)}")
         if seat.clean_failed_start:

@@ -24,10 +24,10 @@ from overlaylab.hosts import member, serf
 from overlaylab.hosts.dockerd import (
     SERF_PORT,
     clear_stale_endpoints,
-    docker_api,
     node_key,
     serf_listening,
 )
+from overlaylab.hosts.engineapi import EngineAPI
 from overlaylab.hosts.pki import client_tls, docker_tls_flags, etcd_tls_flags
 from overlaylab.hosts.proc import (
     alive,
@@ -80,9 +80,24 @@ def etcd_argv(
     ]
 
 
+#: What etcd logs once its peer port serves (etcd 3.4's capnslog and 3.5's zap, from
+#: ``servePeers``: v3.4.23 embed/etcd.go:592 and :586, v3.5.19 server/embed/etcd.go:634).
+PEERS_SERVED = ("embed: listening for peers on ", '"msg":"serving peer traffic"')
+#: How long a member's door stays shut at most, waiting for that line.
+ETCD_DOOR_LIMIT = 10.0
+
+
 class NamespaceEtcd:
     """The member as a process in the namespace ``netns``, its files in ``host_dir``
-    (``member.EtcdSeat``); ``bridge``: the route guard for what this machine sends to etcd."""
+    (``member.EtcdSeat``); ``bridge``: the route guard for what this machine sends to etcd.
+
+    A member starts behind its door: its client and peer ports refuse, with a reset, whatever
+    does not come from its own namespace, until its log says that its peer port serves. A
+    founding member asks each peer whether it was bootstrapped already, with a 1 s timeout
+    (v3.4.23 etcdserver/server.go:394, cluster_util.go:37-51, config.go:315-320), before it
+    serves its own peer port (embed/etcd.go:122, :217, :236). Members started together all
+    listen and none serves: each asks and waits the whole second, the whole of a 2-host up's
+    health gate. A peer behind its door refuses at once instead: not bootstrapped, go on."""
 
     listen_timeout = 30.0
     clean_failed_start = True
@@ -97,6 +112,7 @@ class NamespaceEtcd:
         self.tls = bool(tls_dir)
         self._ctx = client_tls(tls_dir)
         self._started: tuple[int, list[str], member.Start] | None = None
+        self._door: tuple[int, float] | None = None  # shut: (log offset, monotonic deadline)
 
     def prepare(self) -> None:
         pass
@@ -104,9 +120,19 @@ class NamespaceEtcd:
     def start(self, start: member.Start) -> str:
         pid = pid_of(self.pidfile, "etcd")
         argv: list[str] = []
+        if self.netns is not None:
+            # a door left shut by a run killed while this member started (none: a no-op)
+            open_door(self.netns, ETCD_DOOR)
         if pid is None:
             if self.netns is None:
                 raise LabError("etcd-up on a local namespace host needs --netns")
+            log_from = 0
+            with contextlib.suppress(FileNotFoundError):
+                log_from = self.logfile.stat().st_size
+            ports = f"{start.member.client_port},{start.member.peer_port}"
+            match = ["!", "-i", "lo", "-p", "tcp", "-m", "multiport", "--dports", ports]
+            _shut_door(self.netns, ETCD_DOOR, match)
+            self._door = (log_from, time.monotonic() + ETCD_DOOR_LIMIT)
             argv = nsenter(self.netns) + etcd_argv(
                 name=start.member.name,
                 data=self.data,
@@ -133,6 +159,19 @@ class NamespaceEtcd:
         m = start.member
         if not alive(pid):
             raise EtcdError(f"etcd {m.name} exited at start: {log_error(self.logfile)}", argv)
+        if self._door is not None:
+            log_from, deadline = self._door
+            served = any(x in _log_since(self.logfile, log_from) for x in PEERS_SERVED)
+            if not served and time.monotonic() < deadline:
+                return False
+            assert self.netns is not None
+            open_door(self.netns, ETCD_DOOR)
+            self._door = None
+            if served:
+                log(f"etcd {m.name}: its peer port serves; door open")
+            else:
+                log(f"etcd {m.name}: its door opened after {ETCD_DOOR_LIMIT:.0f}s, its log"
+                    " never said that its peer port serves")  # fmt: skip
         return tcp_open(m.address, m.client_port, self.guard)
 
     def client_for(self, url: str) -> EtcdClient:
@@ -145,6 +184,9 @@ class NamespaceEtcd:
         return True  # every file below host_dir is this lab's
 
     def stop(self, name: str) -> None:
+        if self.netns is not None:
+            open_door(self.netns, ETCD_DOOR)
+        self._door = None
         pid = pid_of(self.pidfile, "etcd")
         if pid is not None:
             # Its data is deleted next, so a graceful stop buys nothing; and a leader whose
@@ -295,7 +337,7 @@ def docker_up(
             tls_dir=tls_dir,
         )
         raise
-    info = docker_api(str(base / "docker.sock"), timeout=10).info()
+    info = EngineAPI(str(base / "docker.sock"), timeout=10).info()
     log(
         f"dockerd {hostname} joined the cluster store: ID {info.get('ID')}, "
         f"server {info.get('ServerVersion')}"
@@ -307,27 +349,54 @@ def docker_up(
 
 #: The comment on the serf door's rule, so that it is found and removed by its spec.
 SERF_DOOR = "overlaylab-serf-door"
+#: The comment on an etcd member's door (``NamespaceEtcd``).
+ETCD_DOOR = "overlaylab-etcd-door"
 
 
 def shut_serf_door(netns: str, anchor_ip: str) -> None:
     """Shut this namespace's serf door: TCP 7946 refuses, with a reset, every host but
     ``anchor_ip`` (a serf join is a TCP push-pull: memberlist ``Join``)."""
-    rule = ["INPUT", "-p", "tcp", "--dport", str(SERF_PORT), "!", "-s", anchor_ip]
-    rule += ["-m", "comment", "--comment", SERF_DOOR, "-j", "REJECT", "--reject-with", "tcp-reset"]
-    run([*nsenter(netns), "iptables", "-w", "-I", *rule])
+    _shut_door(netns, SERF_DOOR, ["-p", "tcp", "--dport", str(SERF_PORT), "!", "-s", anchor_ip])
 
 
 def serf_door_rules(netns: str) -> list[list[str]]:
     """The door's rules in this namespace, as ``iptables -S`` prints them (none: open)."""
-    out = run([*nsenter(netns), "iptables", "-w", "-S", "INPUT"], check=False).stdout
-    return [shlex.split(line) for line in out.splitlines() if SERF_DOOR in line]
+    return door_rules(netns, SERF_DOOR)
 
 
 def open_serf_door(netns: str) -> None:
     """Remove the door's rules (quiet when there are none, or no namespace)."""
+    open_door(netns, SERF_DOOR)
+
+
+def _shut_door(netns: str, comment: str, match: list[str]) -> None:
+    rule = ["INPUT", *match, "-m", "comment", "--comment", comment]
+    run(
+        [
+            *nsenter(netns),
+            "iptables",
+            "-w",
+            "-I",
+            *rule,
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "tcp-reset",
+        ]
+    )
+
+
+def door_rules(netns: str, comment: str) -> list[list[str]]:
+    """The rules of the door ``comment`` in this namespace, as ``iptables -S`` prints them."""
+    out = run([*nsenter(netns), "iptables", "-w", "-S", "INPUT"], check=False).stdout
+    return [shlex.split(line) for line in out.splitlines() if comment in line]
+
+
+def open_door(netns: str, comment: str) -> None:
+    """Remove the door's rules (quiet when there are none, or no namespace)."""
     if not Path(f"/run/netns/{netns}").exists():
         return
-    for rule in serf_door_rules(netns):
+    for rule in door_rules(netns, comment):
         run([*nsenter(netns), "iptables", "-w", "-D", *rule[1:]], check=False)
 
 
@@ -381,15 +450,12 @@ def _wait_joined(
 ) -> None:
     """Wait for the daemon to answer, register its node key and start serf."""
     sock, logfile = base / "docker.sock", base / "docker.log"
-    client = docker_api(str(sock), timeout=10)
+    client = EngineAPI(str(sock), timeout=10)
 
     def ready() -> bool:
         if not alive(pid):
             raise DockerError(f"dockerd {hostname} exited at start: {log_error(logfile)}")
-        try:
-            return bool(client.ping())
-        except Exception:
-            return False
+        return client.ping()
 
     key = node_key(advertise)
     wait_for(f"dockerd {hostname} to answer on {sock}", ready, timeout)
@@ -427,10 +493,10 @@ def docker_down(
     if pid is not None:
         # dockerd waits for its containers on SIGTERM: remove them first.
         try:
-            client = docker_api(str(base / "docker.sock"), timeout=30)
+            client = EngineAPI(str(base / "docker.sock"), timeout=30)
             for c in client.containers(all=True):
-                client.remove_container(c["Id"], force=True)
-        except Exception as e:
+                client.remove_container(str(c["Id"]), force=True)
+        except (DockerError, KeyError) as e:
             log(f"dockerd {hostname}: could not remove containers through the API: {e}")
         stop(pid, f"dockerd {hostname}", grace=20)
     _kill_cgroup(cgroup_parent(lab_id, hostname))

@@ -11,14 +11,17 @@ import contextlib
 import io
 import os
 import shutil
-import ssl
 import sys
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from overlaylab.errors import LabError, PreflightError
 from overlaylab.hosts.proc import log, remove_if_empty, run
+
+if TYPE_CHECKING:
+    import ssl
 
 CLIENT = "client"  # the certificate dockerd, the health gate and the validator present
 _EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
@@ -175,6 +178,8 @@ def client_tls(tls_dir: str | None) -> ssl.SSLContext | None:
     if not tls_dir:
         return None
     d = os.path.expanduser(tls_dir)
+    import ssl  # here: a lab without TLS does not pay for its import in every verb
+
     ctx = ssl.create_default_context(cafile=f"{d}/ca.pem")
     ctx.load_cert_chain(f"{d}/{CLIENT}.pem", f"{d}/{CLIENT}-key.pem")
     return ctx
