@@ -283,6 +283,8 @@ def docker_up(
     pid = pid_of(base / "docker.pid", "dockerd")
     door = False
     log_from = 0
+    etcd = EtcdClient(etcd_endpoint, RouteGuard(bridge), tls=client_tls(tls_dir))
+    started = pid is None
     if pid is None:
         base.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
@@ -311,8 +313,9 @@ def docker_up(
         # An up killed while this daemon waited behind its door left the door shut: wait for
         # the join again (its log is this start's: docker_down removes it), then open it.
         door = anchor is not None and bool(serf_door_rules(netns))
-    etcd = EtcdClient(etcd_endpoint, RouteGuard(bridge), tls=client_tls(tls_dir))
     try:
+        if started:
+            register_ahead(etcd, advertise)
         _wait_joined(pid, netns, hostname, base, etcd, advertise, timeout)
         if door and anchor is not None:
             serf.join_through_door(
@@ -345,6 +348,19 @@ def docker_up(
     docker = ["docker", "-H", f"unix://{base / 'docker.sock'}"]
     clear_stale_endpoints(docker, etcd, advertise.rsplit(":", 1)[0], hostname)
     keeper_up(base, hostname, etcd_endpoint, bridge, tls_dir)
+
+
+def register_ahead(etcd: EtcdClient, advertise: str) -> None:
+    """Write a daemon's node key as the daemon will, before it does (the same key, value and
+    TTL). A daemon starts serf only once its store's node list holds its own address
+    (libnetwork 3797618 ``controller.go:625-646``, ``drivers/overlay/overlay.go:241-268``), and
+    registers that address only at the first tick of a 500 ms ticker after its discovery
+    starts (moby v20.10.24 ``daemon/discovery/discovery.go:147-169``): its first read of the
+    list comes before that and finds no key, its serf waits for the next. Written ahead, the
+    first read finds it. The daemon writes it again at that tick and every heartbeat after
+    (20 s, TTL 60 s: ``discovery.go:17-20``); a daemon that never comes up leaves a key that
+    expires, and a failed start deletes it (``docker_down``)."""
+    etcd.v2_put(node_key(advertise), advertise, ttl=60)
 
 
 #: The comment on the serf door's rule, so that it is found and removed by its spec.
@@ -448,7 +464,9 @@ def _wait_joined(
     advertise: str,
     timeout: float,
 ) -> None:
-    """Wait for the daemon to answer, register its node key and start serf."""
+    """Wait for the daemon to answer, its node key to be in etcd (``register_ahead`` writes
+    it for a daemon started here; the daemon itself every heartbeat) and its serf to start,
+    which it does only once its own store discovery has listed that key."""
     sock, logfile = base / "docker.sock", base / "docker.log"
     client = EngineAPI(str(sock), timeout=10)
 

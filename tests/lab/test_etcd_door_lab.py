@@ -21,7 +21,7 @@ import pytest
 from overlaylab.errors import EtcdRefused
 from overlaylab.etcd import EtcdClient
 from overlaylab.hosts import netns_daemons
-from overlaylab.hosts.proc import pid_of
+from overlaylab.hosts.proc import pid_of, wait_for
 from overlaylab.netrule import RouteGuard
 from tests.labtools import LabFixture, lab_config
 
@@ -69,4 +69,10 @@ def test_members_start_behind_their_doors_and_leave_none_shut(tmp_path: Path) ->
         )
         assert netns_daemons.door_rules(netns, netns_daemons.ETCD_DOOR) == [], "left shut"
         assert pid_of(Path(cfg.host_dir(last), "etcd.pid"), "etcd") == pid, "restarted"
-        assert EtcdClient(cfg.client_url(last), guard).health()
+        # While its door was shut its peers could not reach it: the cluster may have elected
+        # again meanwhile, and is healthy once it has (the health gate's wait, not an instant).
+        wait_for(
+            f"{last.name} healthy with its door open",
+            lambda: EtcdClient(cfg.client_url(last), guard).health(),
+            30,
+        )
