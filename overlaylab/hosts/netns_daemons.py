@@ -189,9 +189,14 @@ class NamespaceEtcd:
         self._door = None
         pid = pid_of(self.pidfile, "etcd")
         if pid is not None:
-            # Its data is deleted next, so a graceful stop buys nothing; and a leader whose
-            # peers are already gone spends seconds trying to hand over leadership first.
-            stop(pid, f"etcd {name}", grace=1)
+            # Its data is deleted next, so a graceful stop buys nothing: it has left the
+            # cluster (member remove), or every other member is leaving too (a destroy), or
+            # its removal failed and a stop changes nothing of the membership. And on SIGTERM
+            # a leader whose peers are going spends seconds handing over leadership (etcd
+            # v3.4.23 etcdserver/server.go:1546-1555, Stop, and :1491-1528): in an 8-host
+            # destroy, the one member that waited out a 1 s grace was the members' layer's end.
+            kill(pid, signal.SIGKILL)
+            wait_for(f"etcd {name} (pid {pid}) to exit", lambda: not alive(pid), 10, 0.02)
 
     def remove(self) -> str:
         for f in (self.pidfile, self.logfile):
