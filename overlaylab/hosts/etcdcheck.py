@@ -58,7 +58,7 @@ def etcd_health(
         return not problems
 
     try:
-        wait_for("all etcd members to be healthy", healthy, timeout, interval=0.3)
+        wait_for("all etcd members to be healthy", healthy, timeout, interval=0.1)
     except LabError:
         raise EtcdError(f"etcd cluster not healthy after {timeout:.0f}s: {last[0]}") from None
     for c in clients:

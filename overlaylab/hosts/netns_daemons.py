@@ -481,13 +481,15 @@ def _wait_joined(
         return client.ping()
 
     key = node_key(advertise)
-    wait_for(f"dockerd {hostname} to answer on {sock}", ready, timeout)
+    # Polled often: each wait is on the path of every up (a ping, one etcd read, one ``ss``).
+    wait_for(f"dockerd {hostname} to answer on {sock}", ready, timeout, 0.05)
     # "Joined the store" is what the overlay needs, not just a running daemon.
     try:
         wait_for(
             f"dockerd {hostname} to register {key} in etcd",
             lambda: etcd.v2_get(key) is not None,
             timeout,
+            0.05,
         )
     except LabError:
         raise DockerError(
@@ -496,7 +498,7 @@ def _wait_joined(
         ) from None
     # Registered is not joined: a container started before the daemon's store discovery
     # has seen this host is announced to the others without a VTEP, for good.
-    wait_for(f"dockerd {hostname} to start serf", lambda: serf_listening(netns), timeout)
+    wait_for(f"dockerd {hostname} to start serf", lambda: serf_listening(netns), timeout, 0.05)
 
 
 def docker_down(

@@ -143,4 +143,4 @@ def serf_mesh(
             log(f"dockerd {hostname}: serf has not seen {', '.join(missing)}; re-announced {key}")
             gap = min(gap * 2, 8.0)
             nudge_at = time.monotonic() + 3
-        time.sleep(0.3)
+        time.sleep(0.1)
