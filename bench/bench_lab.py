@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -477,8 +477,9 @@ def dataplane(mtu: int, seconds: int, runs: int, where: Placement = Placement())
             errors = destroy(run.engine.state())
             if errors:
                 res.why = f"{res.why} destroy: {errors[0]}".strip()
-    if leftovers(cfg):
-        raise SystemExit(f"benchmark left {leftovers(cfg)}")
+    left = _settled(lambda: leftovers(cfg))
+    if left:
+        raise SystemExit(f"benchmark left {left}")
     return res
 
 
@@ -683,6 +684,22 @@ def _progress(n: int, rnd: Round) -> None:
     )
 
 
+#: How long a round's leftovers may take to go: the engine's reaper reaps the daemons it
+#: adopted every 0.3 s (standin/reaper.py), so a member killed by the destroy's last verbs
+#: can still be a zombie for that long (the lab tests wait the same: LabFixture.settle).
+SETTLE = 2.0
+
+
+def _settled(look: Callable[[], Any]) -> Any:
+    """What ``look`` still finds once the reaper had up to SETTLE seconds."""
+    deadline = time.monotonic() + SETTLE
+    left = look()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = look()
+    return left
+
+
 def measure(n: int, rounds: int, validator_runs: int, show_timeline: bool) -> Size:
     raw = bench_config(n)
     cfg = parse(raw)
@@ -692,7 +709,9 @@ def measure(n: int, rounds: int, validator_runs: int, show_timeline: bool) -> Si
             rnd = baseline(n, i) if who == "script" else program(raw, i, validator_runs)
             size.rounds.append(rnd)
             _progress(n, rnd)
-            left = leftovers(cfg) if rnd.who == "program" else baseline_leftovers(n)
+            left = _settled(
+                (lambda: leftovers(cfg)) if rnd.who == "program" else lambda: baseline_leftovers(n)
+            )
             if left:
                 raise SystemExit(f"the {rnd.who} left {left}")
     size.evaluation = evaluation(raw)

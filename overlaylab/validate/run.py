@@ -4,6 +4,7 @@ diagnosis of what failed (see the package's doc)."""
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
@@ -78,9 +79,24 @@ def _run_group(lab: Lab, name: str, fn: Check) -> list[Result]:
 
 
 def _converge(lab: Lab, name: str, fn: Check, deadline: float, interval: float) -> list[Result]:
+    """The group run until every record passes or ``deadline``. A group that passed only on a
+    later try says so on stderr, with what failed first: the report keeps the last try's
+    records, and a check that passes late is a fact about the lab (and about the up's time)."""
+    start, tries, first = time.monotonic(), 0, ""
     while True:
         group = _run_group(lab, name, fn)
-        if all(r.ok for r in group) or time.monotonic() >= deadline:
+        tries += 1
+        failed = [r for r in group if not r.ok]
+        if failed and not first:
+            first = f"{failed[0].check} {failed[0].subject}: {failed[0].actual}"
+        if not failed or time.monotonic() >= deadline:
+            if not failed and tries > 1:
+                print(
+                    f"validate: {name} passed on try {tries}, after"
+                    f" {time.monotonic() - start:.1f}s; first try: {first}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             return group
         time.sleep(interval)
         lab.refresh()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
+
+import pytest
 
 from overlaylab.config import parse
 from overlaylab.spec import validation_spec
@@ -44,3 +47,41 @@ def test_cli_reports_an_unreadable_spec_in_one_line() -> None:
     assert res.stderr.splitlines() == [
         "error: cannot load the validation spec: 'lab' is missing or not a dict"
     ]
+
+
+class _Lab:
+    """What ``_converge`` asks of a lab between tries."""
+
+    refreshed = 0
+
+    def refresh(self) -> None:
+        self.refreshed += 1
+
+
+def test_a_group_that_passes_late_says_so_with_its_first_failure(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from overlaylab.validate.records import Result
+    from overlaylab.validate.run import _converge
+
+    tries: list[int] = []
+
+    def group(_lab: object) -> list[Result]:
+        tries.append(1)
+        ok = len(tries) >= 3
+        return [
+            Result("overlay.ping", "test1 -> test2", "a reply", "a reply" if ok else "no reply", ok)
+        ]
+
+    lab = _Lab()
+    out = _converge(lab, "connectivity", group, time.monotonic() + 30, 0.01)  # type: ignore[arg-type]
+    assert [r.ok for r in out] == [True] and len(tries) == 3 and lab.refreshed == 2
+    said = capsys.readouterr().err
+    assert "validate: connectivity passed on try 3" in said, said
+    assert "first try: overlay.ping test1 -> test2: no reply" in said, said
+
+    # a group that passes at once, or never, says nothing of tries (its records say it all)
+    tries.clear()
+    tries.extend([1, 1])
+    _converge(lab, "connectivity", group, time.monotonic() + 30, 0.01)  # type: ignore[arg-type]
+    assert capsys.readouterr().err == ""
