@@ -20,6 +20,7 @@ from standin import docker_ops, interrupt, state
 from standin.engine import delete
 from standin.ops import Context
 from standin.plan import Step
+from standin.reaper import reap_now
 from standin.state import CREATING, DELETING, Operation, Record
 
 
@@ -47,6 +48,7 @@ def destroy(
         return _destroy(records, workers, ctx, steps if steps is not None else [], checkpoint)
     finally:
         docker_ops.TUNNELS.close()
+        reap_now()
 
 
 def dependents_of(records: list[Record]) -> dict[str, set[str]]:

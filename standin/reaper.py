@@ -30,19 +30,26 @@ def become_subreaper() -> None:
     threading.Thread(target=_reap, name="standin-reaper", daemon=True).start()
 
 
-def _reap() -> None:
+def reap_now() -> None:
+    """Reap, now, every adopted daemon that has exited: the end of a destroy calls it, so that
+    a member killed by its last verbs is gone when the destroy returns, not up to one round of
+    the reaper's thread later (a caller that looks for leftovers at once would see a zombie)."""
     me = os.getpid()
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            stat = (p / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if fields[0] == "Z" and int(fields[1]) == me and comm in _REAPABLE:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(int(p.name), os.WNOHANG)
+
+
+def _reap() -> None:
     while True:
-        for p in Path("/proc").iterdir():
-            if not p.name.isdigit():
-                continue
-            try:
-                stat = (p / "stat").read_text()
-            except OSError:
-                continue
-            comm = stat[stat.find("(") + 1 : stat.rfind(")")]
-            fields = stat[stat.rfind(")") + 2 :].split()
-            if fields[0] == "Z" and int(fields[1]) == me and comm in _REAPABLE:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(int(p.name), os.WNOHANG)
+        reap_now()
         time.sleep(0.3)
