@@ -93,12 +93,7 @@ class EngineAPI:
 
     def remove_container(self, container: str, force: bool = True) -> bool:
         """Remove a container; False if it was not there."""
-        path = f"/containers/{urllib.parse.quote(container, safe='')}"
-        resp = self._call("DELETE", path, {"force": "1" if force else "0"})
-        if resp.status == 404:
-            return False
-        self._ok("DELETE", path, resp)
-        return True
+        return self._delete(f"/containers/{urllib.parse.quote(container, safe='')}", force)
 
     def image_id(self, image: str) -> str | None:
         """The image's id, or None if the daemon has no such image."""
@@ -128,7 +123,10 @@ class EngineAPI:
 
     def remove_image(self, image: str, force: bool = True) -> bool:
         """Remove an image; False if it was not there."""
-        path = f"/images/{urllib.parse.quote(image, safe=':')}"
+        return self._delete(f"/images/{urllib.parse.quote(image, safe=':')}", force)
+
+    def _delete(self, path: str, force: bool) -> bool:
+        """``DELETE path?force=``: False if the daemon had no such thing (404)."""
         resp = self._call("DELETE", path, {"force": "1" if force else "0"})
         if resp.status == 404:
             return False
