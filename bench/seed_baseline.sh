@@ -29,6 +29,11 @@ wait_until() { # seconds, what, command...
   die "$what did not happen in ${t}s"
 }
 # A process that exited but was not yet reaped (a zombie) counts as gone.
+# How long the up took to reach each phase, on stderr for the benchmark (bench_lab.py reads
+# "seed_baseline phase: <what> <seconds>"): its etcd start is bimodal (below).
+T0=${EPOCHREALTIME/./}
+phase() { local us=${EPOCHREALTIME/./}; printf 'seed_baseline phase: %s %d.%03d\n' "$1" \
+  $(((us - T0) / 1000000)) $(((us - T0) / 1000 % 1000)) >&2; }
 alive() { [ -n "$1" ] && [ -e "/proc/$1" ] && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
 
 up() {
@@ -65,6 +70,12 @@ up() {
   for i in $(seq "$n"); do
     wait_until 60 "etcd n$i healthy" etcdctl --endpoints "http://$(addr "$i"):2379" endpoint health
   done
+  # Members started one after another each ask every peer, 1 s timeout each, whether the
+  # cluster was bootstrapped before they serve their peer port: a member that asks peers
+  # listening but still asking themselves waits a second per peer (etcd v3.4.23
+  # etcdserver/cluster_util.go isMemberBootstrapped). By the luck of the starts, this phase
+  # takes under a second or several (7 s at 8 hosts).
+  phase "members healthy"
   for i in $(seq "$n"); do
     # Its own hostname (serf needs distinct names), data-root, exec-root, pidfile and socket;
     # TMPDIR so containerd's stack dumps land in this host's dir, not in /tmp.
@@ -89,14 +100,18 @@ up() {
     wait_until 60 "dockerd n$i" docker -H "$(sock "$i")" info
     docker -H "$(sock "$i")" import "$ROOT/busybox.tar" busybox:latest >/dev/null
   done
+  phase "daemons up"
   # As the seed: the network made once, on host 1; the others learn it through etcd.
   wait_until 60 "the overlay network" docker -H "$(sock 1)" network create -d overlay \
     --subnet 10.0.0.0/24 demo
+  phase "network made"
   for i in $(seq "$n"); do
     wait_until 60 "container t$i" docker -H "$(sock "$i")" run -d --name "t$i" --net demo \
       busybox:latest sh -c 'while true; do sleep 3600; done'
   done
+  phase "containers running"
   wait_until 60 "t1 pinging t2" docker -H "$(sock 1)" exec t1 ping -c 1 -W 1 t2
+  phase "first ping"
 }
 
 term() { # pidfile...: SIGTERM to each live one

@@ -20,6 +20,7 @@ from bench.bench_lab import (
     Placement,
     Round,
     Size,
+    _why,
     bad_args,
     critical_report,
     dataplane_notes,
@@ -28,6 +29,8 @@ from bench.bench_lab import (
     iperf_result,
     parse_ethtool_k,
     parse_ip_details,
+    phase_report,
+    phases,
     schedule,
     spread,
     table,
@@ -267,7 +270,44 @@ def test_the_16_host_target_appears_when_8_and_16_hosts_were_measured() -> None:
     assert _target(targets([eight, slow], [], None), "16-host")[1:3] == ["2.34", "missed"]
     # the floor beside the up target: the program's median floor (2 s) over the script's up
     floor = _target(rows, "up <= 0.8x script up, 2 hosts")[3]
-    assert floor == f"{2.0 / 3.2:.2f} (CPU / cores over the script's up)"
+    assert floor == (
+        f"{2.0 / 3.2:.2f} (CPU / cores over the script's up);"
+        f" {2.2 / 3.1:.2f} against the script's fastest round"
+    )
+
+
+def test_the_scripts_phases_are_read_from_its_own_phase_function() -> None:
+    """The lines the real script's ``phase`` prints (its function run in bash), parsed back;
+    a failed up's reason is its own message, never a phase line."""
+    script = Path(__file__).resolve().parents[2] / "bench" / "seed_baseline.sh"
+    text = script.read_text()
+    body = text[text.index("T0=") : text.index(">&2; }", text.index("phase()")) + len(">&2; }")]
+    run = subprocess.run(
+        ["bash", "-c", body + '\nphase "members healthy"; sleep 0.3; phase "first ping"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    got = phases(run.stderr + "seed_baseline phase: broken x\n")
+    assert list(got) == ["members healthy", "first ping"], run.stderr
+    assert 0.0 <= got["members healthy"] < 0.2
+    assert 0.3 <= got["first ping"] - got["members healthy"] < 2.0
+    res = subprocess.CompletedProcess(
+        [], 1, "", run.stderr + "seed_baseline: t1 pinging t2 did not happen in 60s\n"
+    )
+    assert _why(res) == "seed_baseline: t1 pinging t2 did not happen in 60s"
+
+
+def test_the_phase_report_gives_each_script_rounds_phases() -> None:
+    s = _size(8, 9.0, 8.0, fails=1)
+    s.rounds[2].phases = {"members healthy": 7.31, "first ping": 15.69}
+    lines = phase_report(s)
+    assert lines[0] == "  8 hosts, script round 1 (up 9.10s, FAILED): none"
+    assert lines[1] == (
+        "  8 hosts, script round 2 (up 9.20s, passed): members healthy 7.31, first ping 15.69"
+    )
+    assert len(lines) == 3  # the script's rounds only
+    assert s.best_up_ratio() == pytest.approx(8.2 / 9.2)
 
 
 def test_hosts_16_and_the_data_plane_arguments_are_checked() -> None:
