@@ -107,8 +107,12 @@ def _script(action: str, n: int) -> subprocess.CompletedProcess[str]:
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as e:
-        # killed without its trap: `down` below (always run) removes what it left
-        return subprocess.CompletedProcess(e.cmd, 124, "", f"timed out after {e.timeout:g}s")
+        # killed without its trap: `down` below (always run) removes what it left; what it
+        # printed so far (its phases) is kept, after the reason (bytes here, despite text=True)
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr
+        return subprocess.CompletedProcess(
+            e.cmd, 124, "", f"timed out after {e.timeout:g}s\n{err or ''}"
+        )
 
 
 PHASE = "seed_baseline phase: "

@@ -486,3 +486,20 @@ def test_the_cpu_is_split_by_kind_of_process(tmp_path: Path) -> None:
     assert sum(dict(cpu.by).values()) == pytest.approx(cpu.seconds)
     assert cpu.by[0] == ("reaped by this process (engine and program)", 3.0)
     assert "; by kind: reaped by this process (engine and program) 3.0s, dockerd 2.0s" in cpu.line()
+
+
+def test_a_script_that_timed_out_keeps_the_phases_it_reached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round the benchmark kills at its timeout (the serf partition: the ping never comes)
+    still says how far it got."""
+    import bench.bench_lab as bl
+
+    fake = tmp_path / "seed.sh"
+    fake.write_text("echo 'seed_baseline phase: containers running 6.10' >&2\nexec sleep 30\n")
+    monkeypatch.setattr(bl, "SCRIPT", fake)
+    monkeypatch.setattr(bl, "SCRIPT_TIMEOUT", 0.5)
+    res = bl._script("up", 8)
+    assert res.returncode == 124
+    assert _why(res) == "timed out after 0.5s"
+    assert phases(res.stderr) == {"containers running": 6.1}
