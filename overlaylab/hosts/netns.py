@@ -8,9 +8,12 @@ as processes of this machine (``netns_daemons``).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import shutil
 import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -69,6 +72,9 @@ def bridge_up(bridge: str, address: str, prefixlen: int, mtu: int | None = None)
 def bridge_down(bridge: str) -> None:
     if link_exists(bridge):
         run(["ip", "link", "del", bridge])
+    # The lab's last step (its hosts' namespaces went before it): nothing of the lab lists
+    # /run/netns any more, so an empty mount its hosts' teardowns could not release goes here.
+    _release_netns_dir()
     log(f"bridge {bridge} removed")
 
 
@@ -117,16 +123,41 @@ def host_down(netns: str, veth: str) -> None:
     log(f"namespace {netns} and link {veth} removed")
 
 
-def _release_netns_dir() -> None:
-    """`ip netns add` bind-mounts /run/netns on itself and never undoes it; once no namespace
-    is left (ours were the last) unmount it, as `ip netns add` re-creates it on demand."""
+def _netns_dir_mounted() -> bool:
     with contextlib.suppress(OSError):
-        mounted = any(
+        return any(
             line.split()[4] == NETNS_DIR
             for line in Path("/proc/self/mountinfo").read_text().splitlines()
         )
-        if mounted and not os.listdir(NETNS_DIR):
-            run(["umount", NETNS_DIR], check=False)
+    return False
+
+
+def _release_netns_dir(wait: float = 2.0) -> None:
+    """`ip netns add` bind-mounts /run/netns on itself and never undoes it; once no namespace
+    is left (ours were the last) unmount it, as `ip netns add` re-creates it on demand.
+
+    The umount fails with EBUSY while any process has the directory open: the other hosts'
+    teardowns list it at the same moment (``os.listdir``, `ip netns`), so a single try leaves
+    the empty mount behind now and then (the 8-host soak, 2026-12-03). It is tried again for up
+    to ``wait`` seconds while the directory stays empty; never lazily (``umount -l`` would also
+    detach a namespace someone else adds meanwhile), so a mount with a namespace in it stays."""
+    deadline = time.monotonic() + wait
+    while _netns_dir_mounted():
+        try:
+            if os.listdir(NETNS_DIR):
+                return  # someone's namespace: the mount is theirs now
+        except OSError:
+            return
+        if _LIBC.umount2(NETNS_DIR.encode(), 0) == 0:
+            return
+        err = ctypes.get_errno()
+        if err != errno.EBUSY or time.monotonic() >= deadline:
+            log(f"{NETNS_DIR} left mounted: umount: {os.strerror(err)}")
+            return
+        time.sleep(0.005)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 # --- the Host ----------------------------------------------------------------------------------
