@@ -246,6 +246,17 @@ def _all_healthy(urls: list[str], client_for: ClientFor) -> bool:
         return False
 
 
+def _none_answer(urls: list[str], client_for: ClientFor) -> bool:
+    """Does no other member answer at all (each refused or timed out: stopped)?"""
+    for url in urls:
+        try:
+            client_for(url).health()
+            return False
+        except EtcdError:
+            continue
+    return bool(urls)
+
+
 def _name(member: dict[str, object], me: str, peer_url: str) -> str:
     """A member's name; one added but not started yet has none: name it by its id."""
     if member.get("name"):
@@ -310,6 +321,11 @@ def leave(
             # while (its strict reconfiguration check): worth waiting for while they all
             # answer, pointless once one of them is gone (the whole stack is going down).
             if time.monotonic() > deadline or not _all_healthy(urls, client_for):
+                # In a destroy, the others can have seen this member's mark and stopped
+                # before this member's own store applied theirs (it has no leader left to
+                # learn the commit from), so it never sees them all leaving: say they are gone.
+                if _none_answer(urls, client_for):
+                    return f"not removed from the cluster: every other member is gone ({e})"
                 return f"not removed from the cluster: {e}"
             time.sleep(0.5)
     # The remaining members, through one of them: healthy and without this member. Only a
