@@ -28,12 +28,12 @@ wait_until() { # seconds, what, command...
   for _ in $(seq $((t * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
   die "$what did not happen in ${t}s"
 }
-# A process that exited but was not yet reaped (a zombie) counts as gone.
 # How long the up took to reach each phase, on stderr for the benchmark (bench_lab.py reads
 # "seed_baseline phase: <what> <seconds>"): its etcd start is bimodal (below).
 T0=${EPOCHREALTIME/./}
 phase() { local us=${EPOCHREALTIME/./}; printf 'seed_baseline phase: %s %d.%03d\n' "$1" \
   $(((us - T0) / 1000000)) $(((us - T0) / 1000 % 1000)) >&2; }
+# A process that exited but was not yet reaped (a zombie) counts as gone.
 alive() { [ -n "$1" ] && [ -e "/proc/$1" ] && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
 
 up() {

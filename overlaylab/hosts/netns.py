@@ -123,6 +123,9 @@ def host_down(netns: str, veth: str) -> None:
     log(f"namespace {netns} and link {veth} removed")
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)  # umount2, for its errno (EBUSY: try again)
+
+
 def _netns_dir_mounted() -> bool:
     with contextlib.suppress(OSError):
         return any(
@@ -155,9 +158,6 @@ def _release_netns_dir(wait: float = 2.0) -> None:
             log(f"{NETNS_DIR} left mounted: umount: {os.strerror(err)}")
             return
         time.sleep(0.005)
-
-
-_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 # --- the Host ----------------------------------------------------------------------------------
